@@ -1,0 +1,495 @@
+//! The TOML configuration file: `${ENV}` substitution, strict parsing, validation.
+//!
+//! Every string value may contain `${NAME}` or `${NAME:-default}`; an unset variable without
+//! a default is an error naming the variable and the field. Unknown keys are errors.
+//! Secrets (passwords in URLs, `*password*` settings) print as `***` in Debug and Display.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, thiserror::Error)]
+#[error("config {file}: {field}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    /// Dotted path of the offending field (`source.url`), or `-` for the whole file.
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Logical server name: topic prefix, `source.name`, metrics label.
+    pub name: String,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub sink: SinkConfig,
+    #[serde(default)]
+    pub positions: PositionsConfig,
+    pub http: Option<HttpConfig>,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SourceConfig {
+    Mysql(MySqlSourceConfig),
+    Postgres(PgSourceConfig),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MySqlSourceConfig {
+    /// `mysql://user:password@host:port`
+    pub url: DbUrl,
+    /// This replica's server id; must differ from every other replica of the source.
+    pub server_id: u32,
+    #[serde(default = "all_tables")]
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub exclude_tables: Vec<String>,
+    #[serde(default)]
+    pub snapshot: SnapshotMode,
+    #[serde(default = "default_heartbeat_secs")]
+    pub heartbeat_secs: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgSourceConfig {
+    /// `postgres://user:password@host:port/database`
+    pub url: DbUrl,
+    /// Replication slot name (default `cdc_<name>`).
+    pub slot: Option<String>,
+    /// Publication name (default `cdc_<name>`).
+    pub publication: Option<String>,
+    #[serde(default = "all_tables")]
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub exclude_tables: Vec<String>,
+    #[serde(default)]
+    pub snapshot: SnapshotMode,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotMode {
+    /// Snapshot the selected tables when no position is stored, then stream.
+    #[default]
+    Initial,
+    /// Stream only, from the stored position or the source's current one.
+    Never,
+    /// Snapshot, then stop.
+    InitialOnly,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SinkConfig {
+    Stdout(StdoutSinkConfig),
+    File(FileSinkConfig),
+    Kafka(KafkaSinkConfig),
+    Postgres(DbSinkConfig),
+    Mysql(DbSinkConfig),
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig::Stdout(StdoutSinkConfig {})
+    }
+}
+
+impl SinkConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Stdout(_) => "stdout",
+            SinkConfig::File(_) => "file",
+            SinkConfig::Kafka(_) => "kafka",
+            SinkConfig::Postgres(_) => "postgres",
+            SinkConfig::Mysql(_) => "mysql",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// JSON-lines file, appended to.
+    pub path: PathBuf,
+    /// fsync after each batch before acknowledging it (default true).
+    #[serde(default = "yes")]
+    pub fsync: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    pub brokers: String,
+    /// Topic prefix (default: `name`).
+    pub topic_prefix: Option<String>,
+    /// Passed through to librdkafka as is; values of keys containing `password` are secret.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Secretish>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbSinkConfig {
+    pub url: DbUrl,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    File,
+    Kafka,
+    Sink,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PositionsConfig {
+    #[serde(default)]
+    pub store: StoreKind,
+    #[serde(default = "default_positions_path")]
+    pub path: PathBuf,
+}
+
+impl Default for PositionsConfig {
+    fn default() -> Self {
+        PositionsConfig { store: StoreKind::File, path: default_positions_path() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Batches that may wait between source and sink (backpressure bound).
+    #[serde(default = "default_channel_batches")]
+    pub channel_batches: usize,
+    /// Most events in one batch.
+    #[serde(default = "default_batch_events")]
+    pub batch_events: usize,
+    /// Least time between two position-store writes.
+    #[serde(default = "default_checkpoint_ms")]
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            channel_batches: default_channel_batches(),
+            batch_events: default_batch_events(),
+            checkpoint_interval_ms: default_checkpoint_ms(),
+        }
+    }
+}
+
+fn all_tables() -> Vec<String> {
+    vec!["*.*".to_string()]
+}
+fn default_heartbeat_secs() -> u32 {
+    10
+}
+fn yes() -> bool {
+    true
+}
+fn default_positions_path() -> PathBuf {
+    PathBuf::from("./cdc-state/positions.json")
+}
+fn default_channel_batches() -> usize {
+    16
+}
+fn default_batch_events() -> usize {
+    1024
+}
+fn default_checkpoint_ms() -> u64 {
+    1000
+}
+
+/// A database URL whose password never appears in Debug or Display output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DbUrl(url::Url);
+
+impl DbUrl {
+    pub fn url(&self) -> &url::Url {
+        &self.0
+    }
+
+    /// The URL with the password, for handing to a client library only.
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn redacted(&self) -> String {
+        let mut u = self.0.clone();
+        if u.password().is_some() {
+            let _ = u.set_password(Some("***"));
+        }
+        u.to_string()
+    }
+}
+
+impl fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DbUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl<'de> Deserialize<'de> for DbUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let url = url::Url::parse(&text).map_err(|e| serde::de::Error::custom(format!("not a URL: {e}")))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(serde::de::Error::custom("the URL has no host"));
+        }
+        Ok(DbUrl(url))
+    }
+}
+
+/// A pass-through setting that is hidden in output when its key names a secret.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secretish(pub String);
+
+impl fmt::Debug for Secretish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Keys are not known here; hide every value rather than risk one secret.
+        f.write_str("\"***\"")
+    }
+}
+
+impl Config {
+    /// Reads, substitutes, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            field: "-".into(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let err = |field: String, message: String| ConfigError { file: file.to_string(), field, message };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            err("-".into(), e.message().to_string() + &line_of(text, e.span()))
+        })?;
+        for (key, value) in table.iter_mut() {
+            substitute_env(value, key).map_err(|(field, message)| err(field, message))?;
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let field = e.path().to_string();
+            err(if field == "." { "-".into() } else { field }, e.into_inner().message().to_string())
+        })?;
+        config.validate().map_err(|(field, message)| err(field.to_string(), message))?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot; errors name the field.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.name.is_empty()
+            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(("name", format!("`{}` must be non-empty letters, digits, `_`, `-` or `.`", self.name)));
+        }
+        match &self.source {
+            SourceConfig::Mysql(m) => {
+                check_scheme(&m.url, &["mysql", "mariadb"], "source.url")?;
+                if m.server_id == 0 {
+                    return Err(("source.server_id", "must be a non-zero id unused by other replicas".into()));
+                }
+                check_patterns(&m.tables, "source.tables")?;
+                check_patterns(&m.exclude_tables, "source.exclude_tables")?;
+            }
+            SourceConfig::Postgres(p) => {
+                check_scheme(&p.url, &["postgres", "postgresql"], "source.url")?;
+                if p.url.url().path().trim_start_matches('/').is_empty() {
+                    return Err(("source.url", "must name the database, e.g. postgres://cdc@host:5432/shop".into()));
+                }
+                for (field, name) in [("source.slot", &p.slot), ("source.publication", &p.publication)] {
+                    if let Some(n) = name
+                        && !is_pg_identifier(n)
+                    {
+                        return Err((field, format!("`{n}` must be lower-case letters, digits and `_`")));
+                    }
+                }
+                check_patterns(&p.tables, "source.tables")?;
+                check_patterns(&p.exclude_tables, "source.exclude_tables")?;
+            }
+        }
+        match &self.sink {
+            SinkConfig::Postgres(d) => check_scheme(&d.url, &["postgres", "postgresql"], "sink.url")?,
+            SinkConfig::Mysql(d) => check_scheme(&d.url, &["mysql", "mariadb"], "sink.url")?,
+            SinkConfig::Kafka(k) if k.brokers.trim().is_empty() => {
+                return Err(("sink.brokers", "must list at least one host:port".into()));
+            }
+            _ => {}
+        }
+        if self.positions.store == StoreKind::File && self.positions.path.as_os_str().is_empty() {
+            return Err(("positions.path", "must not be empty".into()));
+        }
+        if self.pipeline.channel_batches == 0 {
+            return Err(("pipeline.channel_batches", "must be at least 1".into()));
+        }
+        if self.pipeline.batch_events == 0 {
+            return Err(("pipeline.batch_events", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Slot name: configured, or `cdc_<name>` made into a valid identifier.
+    pub fn default_pg_name(&self) -> String {
+        let clean: String =
+            self.name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+        format!("cdc_{clean}")
+    }
+}
+
+fn check_scheme(url: &DbUrl, schemes: &[&str], field: &'static str) -> Result<(), (&'static str, String)> {
+    if schemes.contains(&url.url().scheme()) {
+        Ok(())
+    } else {
+        Err((field, format!("scheme `{}` is not one of {}", url.url().scheme(), schemes.join(", "))))
+    }
+}
+
+fn check_patterns(patterns: &[String], field: &'static str) -> Result<(), (&'static str, String)> {
+    for p in patterns {
+        let parts: Vec<&str> = p.split('.').collect();
+        if parts.len() != 2 || parts.iter().any(|s| s.is_empty()) {
+            return Err((field, format!("`{p}` must be `db.table` (`*` allowed in either part)")));
+        }
+    }
+    Ok(())
+}
+
+fn is_pg_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(r) => format!(" (line {})", text[..r.start.min(text.len())].lines().count().max(1)),
+        None => String::new(),
+    }
+}
+
+/// Replaces `${NAME}` / `${NAME:-default}` in every string below `value`.
+fn substitute_env(value: &mut toml::Value, path: &str) -> Result<(), (String, String)> {
+    match value {
+        toml::Value::String(s) => {
+            *s = expand(s).map_err(|m| (path.to_string(), m))?;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                substitute_env(item, &format!("{path}[{i}]"))?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                substitute_env(v, &format!("{path}.{k}"))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| format!("`${{` without a closing `}}` in `{text}`"))?;
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`${{{inner}}}` is not a valid environment variable reference"));
+        }
+        match (std::env::var(name), default) {
+            (Ok(v), _) => out.push_str(&v),
+            (Err(_), Some(d)) => out.push_str(d),
+            (Err(_), None) => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "shop"
+[source]
+kind = "mysql"
+url = "mysql://cdc:pw@127.0.0.1:3306"
+server_id = 5401
+"#;
+
+    #[test]
+    fn minimal_config_defaults_to_stdout_and_file_store() {
+        let c = Config::parse(MINIMAL, "t.toml").unwrap();
+        assert!(matches!(c.sink, SinkConfig::Stdout(_)));
+        assert_eq!(c.positions.store, StoreKind::File);
+        assert_eq!(c.positions.path, PathBuf::from("./cdc-state/positions.json"));
+    }
+
+    #[test]
+    fn password_is_redacted_in_debug() {
+        let c = Config::parse(MINIMAL, "t.toml").unwrap();
+        let text = format!("{c:?}");
+        assert!(text.contains("cdc:***@127.0.0.1"), "{text}");
+        assert!(!text.contains(":pw@"), "{text}");
+    }
+
+    #[test]
+    fn unknown_key_names_the_field() {
+        let e = Config::parse(&MINIMAL.replace("server_id", "serverid"), "t.toml").unwrap_err();
+        assert_eq!(e.field, "source");
+        assert!(e.message.contains("serverid"), "{e}");
+    }
+
+    #[test]
+    fn env_default_and_unset() {
+        let text = MINIMAL.replace("pw@", "${CDC_TEST_UNSET_VAR_42:-dflt}@");
+        let c = Config::parse(&text, "t.toml").unwrap();
+        let SourceConfig::Mysql(m) = c.source else { panic!() };
+        assert_eq!(m.url.url().password(), Some("dflt"));
+        let e = Config::parse(&MINIMAL.replace("pw@", "${CDC_TEST_UNSET_VAR_42}@"), "t.toml").unwrap_err();
+        assert_eq!(e.field, "source.url");
+        assert!(e.message.contains("CDC_TEST_UNSET_VAR_42 is not set"), "{e}");
+    }
+}

@@ -1,0 +1,3 @@
+//! Output encodings of change events.
+
+pub mod debezium;

@@ -1,0 +1,240 @@
+//! The `cdc` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use cdc::admin::{self, Metrics};
+use cdc::config::Config;
+use cdc::error::CdcError;
+use cdc::model::Position;
+use cdc::pipeline::{Pipeline, PipelineOutcome};
+use cdc::positions::{FilePositionStore, PositionStore};
+use cdc::{sinks, sources};
+
+#[derive(Parser)]
+#[command(name = "cdc", version, about = "Change data capture from MySQL/MariaDB and PostgreSQL")]
+struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info`, `debug`, `cdc=debug` (overrides RUST_LOG).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Stream changes until stopped (SIGINT/SIGTERM: flush, checkpoint, exit 0).
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Start here instead of the stored position (resets the stored position), e.g.
+        /// `mysql:file=binlog.000003:pos=4`, `mysql:gtid=0-1-100`, `pg:lsn=0/16B3748`.
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// Preflight: config, connectivity, privileges and server settings.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show or set the stored position.
+    Positions {
+        #[command(subcommand)]
+        command: PositionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PositionsCommand {
+    /// Print the stored position and its age.
+    Show {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Overwrite the stored position (even with an older one).
+    Set {
+        #[arg(long, short)]
+        config: PathBuf,
+        position: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.log_level.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cdc: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "Stopped");
+            eprintln!("cdc: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::new(l),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { config, from } => run(&load(&config)?, from.as_deref()).await,
+        Command::Check { config } => check(&load(&config)?).await,
+        Command::Positions { command: PositionsCommand::Show { config } } => show_position(&load(&config)?).await,
+        Command::Positions { command: PositionsCommand::Set { config, position } } => {
+            let config = load(&config)?;
+            let position = parse_position(&position)?;
+            position_store(&config)?.reset(&position).await?;
+            println!("stored position set to {position}");
+            Ok(())
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn parse_position(text: &str) -> Result<Position, CdcError> {
+    text.parse().map_err(|e| CdcError::definite(format!("--from: {e}"), "give a position like mysql:file=binlog.000003:pos=4 or pg:lsn=0/16B3748"))
+}
+
+fn position_store(config: &Config) -> Result<Arc<dyn PositionStore>, CdcError> {
+    match config.positions.store {
+        cdc::config::StoreKind::File => Ok(Arc::new(FilePositionStore::new(&config.positions.path, &config.name))),
+        other => Err(CdcError::definite(
+            format!("positions.store = {other:?} is not available in this build yet"),
+            "use positions.store = \"file\"",
+        )),
+    }
+}
+
+async fn run(config: &Config, from: Option<&str>) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new(&config.name));
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+
+    let store = position_store(config)?;
+    let start = match from {
+        Some(text) => {
+            let p = parse_position(text)?;
+            store.reset(&p).await?;
+            tracing::info!(position = %p, "Starting from --from position (stored position reset)");
+            Some(p)
+        }
+        None => {
+            let p = store.load().await?;
+            match &p {
+                Some(p) => tracing::info!(position = %p, store = %store.describe(), "Resuming from stored position"),
+                None => tracing::info!(store = %store.describe(), "No stored position"),
+            }
+            p
+        }
+    };
+    let http = match &config.http {
+        Some(h) => Some(admin::serve(h.listen, metrics.clone(), shutdown.clone()).await?),
+        None => None,
+    };
+    let source = sources::build(config)?;
+    let sink = sinks::build(config)?;
+    tracing::info!(sink = config.sink.kind(), "Pipeline starting");
+    let pipeline = Pipeline { source, sink, store, config: config.pipeline.clone(), metrics: metrics.clone(), shutdown: shutdown.clone() };
+    let outcome = pipeline.run(start).await;
+    metrics.set_phase("stopped");
+    shutdown.cancel();
+    if let Some(h) = http {
+        let _ = h.await;
+    }
+    match outcome? {
+        PipelineOutcome::Stopped => tracing::info!("Stopped cleanly"),
+        PipelineOutcome::SourceEnded => tracing::info!("Source has no more changes; stopped"),
+    }
+    Ok(())
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::warn!("Cannot install signal handlers; stop with SIGKILL");
+            return;
+        };
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::info!("Shutdown requested: draining, flushing, checkpointing (signal again to exit at once)");
+        shutdown.cancel();
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        eprintln!("cdc: second signal, exiting without a final checkpoint");
+        std::process::exit(130);
+    });
+}
+
+async fn check(config: &Config) -> anyhow::Result<()> {
+    println!("PASS config: {} parsed and valid", config.name);
+    let store = position_store(config)?;
+    match store.load().await {
+        Ok(Some(p)) => println!("PASS positions: {} holds {p}", store.describe()),
+        Ok(None) => println!("PASS positions: {} is empty (a new pipeline)", store.describe()),
+        Err(e) => {
+            println!("FAIL positions: {e}");
+            anyhow::bail!("check failed");
+        }
+    }
+    let report = sources::check(config).await;
+    let mut failed = false;
+    for item in &report {
+        println!("{item}");
+        failed |= item.is_fail();
+    }
+    if failed {
+        anyhow::bail!("check failed: fix the FAIL items above");
+    }
+    Ok(())
+}
+
+async fn show_position(config: &Config) -> anyhow::Result<()> {
+    let cdc::config::StoreKind::File = config.positions.store else {
+        anyhow::bail!("positions.store {:?} is not available in this build yet", config.positions.store);
+    };
+    match FilePositionStore::read(&config.positions.path)? {
+        None => println!("no stored position in {}", config.positions.path.display()),
+        Some((position, saved_at_ms, name)) => {
+            let age = (cdc::model::now_ms() - saved_at_ms).max(0) as f64 / 1000.0;
+            println!("position: {position}\nsaved by: {name}\nsaved: {age:.1} s ago");
+            match sources::current_position(config).await {
+                Ok(Some(current)) => println!("source now: {current}\nbehind: {}", sources::describe_gap(&position, &current)),
+                Ok(None) => {}
+                Err(e) => println!("source now: unknown ({e})"),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The change event every source produces and every sink consumes.
+
+use std::sync::Arc;
+
+use super::{Position, TableSchema, Value};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+    /// A row read by a snapshot.
+    Read,
+    Truncate,
+}
+
+impl Op {
+    /// Debezium's one-letter code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Read => "r",
+            Op::Truncate => "t",
+        }
+    }
+}
+
+/// Column values in the order of [`TableSchema::columns`].
+pub type Row = Vec<Value>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotMarker {
+    /// A streamed change.
+    No,
+    /// A snapshot row; `First`/`Last` mark the snapshot's first and last rows.
+    First,
+    Yes,
+    Last,
+}
+
+impl SnapshotMarker {
+    /// Debezium's `source.snapshot` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotMarker::No => "false",
+            SnapshotMarker::First => "first",
+            SnapshotMarker::Yes => "true",
+            SnapshotMarker::Last => "last",
+        }
+    }
+}
+
+/// Engine-specific facts about where a change came from (Debezium's `source` block).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceMeta {
+    MySql {
+        server_id: u32,
+        /// GTID of the transaction (`uuid:n` or `domain-server-seq`).
+        gtid: Option<String>,
+        file: String,
+        /// Offset of the event that carried the row.
+        pos: u64,
+        /// Index of the row within its rows event.
+        row: u32,
+        thread: Option<u64>,
+        query: Option<String>,
+    },
+    Postgres {
+        /// Database name (Debezium's `source.db`).
+        database: Arc<str>,
+        tx_id: Option<u32>,
+        /// LSN of the change itself.
+        lsn: u64,
+        /// LSN of the previous commit (Debezium's `sequence[0]`).
+        last_commit_lsn: Option<u64>,
+        xmin: Option<u64>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceInfo {
+    /// Commit time on the source, milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    pub snapshot: SnapshotMarker,
+    pub meta: SourceMeta,
+}
+
+/// Transaction block (Debezium's `transaction`): id, and order of this event in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TxInfo {
+    pub id: String,
+    pub total_order: u64,
+    pub data_collection_order: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeEvent {
+    pub op: Op,
+    /// The schema the row was written under.
+    pub table: Arc<TableSchema>,
+    pub before: Option<Row>,
+    pub after: Option<Row>,
+    pub source: SourceInfo,
+    pub transaction: Option<TxInfo>,
+}
+
+impl ChangeEvent {
+    /// The row that identifies the changed record: `after` for inserts and updates, else `before`.
+    pub fn key_row(&self) -> Option<&Row> {
+        self.after.as_ref().or(self.before.as_ref())
+    }
+}
+
+/// Events a source hands to the pipeline in one go, in source order.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub events: Vec<ChangeEvent>,
+    /// Set when the batch ends on a transaction boundary: once this batch and all before it are
+    /// durable in the sink, the source can resume from here without losing a change.
+    pub checkpoint: Option<Position>,
+    /// Source time of the newest change in the batch (ms since epoch), for lag reporting.
+    pub source_ts_ms: Option<i64>,
+}

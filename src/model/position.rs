@@ -1,0 +1,254 @@
+//! Source positions: where a change was read, and where to resume.
+//!
+//! Text forms (stable: they are stored on disk and accepted by `--from`):
+//!
+//! | form | meaning |
+//! | --- | --- |
+//! | `mysql:gtid=3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42` | MySQL GTID set (executed so far) |
+//! | `mysql:gtid=0-1-100,1-2-7` | MariaDB GTID list |
+//! | `mysql:file=binlog.000003:pos=1547` | binlog coordinates (next event to read) |
+//! | `mysql:file=binlog.000003:pos=1547:gtid=…` | both; GTID is used to resume when present |
+//! | `pg:lsn=0/16B3748` | PostgreSQL LSN (everything before it is processed) |
+//! | `pg:lsn=0/16B3748:tx_lsn=0/16B3700` | …with the start LSN of the transaction |
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::gtid::GtidSet;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum PositionError {
+    #[error("malformed position: {0}")]
+    Malformed(String),
+    #[error("positions cannot be compared: {0}")]
+    Incomparable(String),
+}
+
+/// A point in one source's change history, totally ordered within one source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Position {
+    MySql(MySqlPosition),
+    Postgres(PgPosition),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct MySqlPosition {
+    /// Transactions executed up to here (resume point when set).
+    pub gtid_set: Option<GtidSet>,
+    /// Binlog coordinates of the next event to read.
+    pub binlog: Option<BinlogCoordinates>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BinlogCoordinates {
+    pub file: String,
+    pub pos: u64,
+}
+
+impl BinlogCoordinates {
+    /// Binlog files are `<base>.<number>`; order is by number within one base name.
+    fn split(&self) -> Option<(&str, u64)> {
+        let (base, num) = self.file.rsplit_once('.')?;
+        Some((base, num.parse().ok()?))
+    }
+
+    pub fn compare(&self, other: &BinlogCoordinates) -> Result<Ordering, PositionError> {
+        if self.file == other.file {
+            return Ok(self.pos.cmp(&other.pos));
+        }
+        match (self.split(), other.split()) {
+            (Some((b1, n1)), Some((b2, n2))) if b1 == b2 => Ok(n1.cmp(&n2).then(self.pos.cmp(&other.pos))),
+            _ => Err(PositionError::Incomparable(format!(
+                "binlog files `{}` and `{}` do not belong to one series",
+                self.file, other.file
+            ))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgPosition {
+    pub lsn: Lsn,
+    /// Start LSN of the transaction the position lies in, when known.
+    pub tx_lsn: Option<Lsn>,
+}
+
+/// A PostgreSQL write-ahead-log position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Lsn(pub u64);
+
+impl FromStr for Lsn {
+    type Err = PositionError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || PositionError::Malformed(format!("`{text}` is not an LSN (expected X/Y in hex)"));
+        let (hi, lo) = text.split_once('/').ok_or_else(bad)?;
+        if hi.is_empty() || lo.is_empty() || hi.len() > 8 || lo.len() > 8 {
+            return Err(bad());
+        }
+        let hi = u32::from_str_radix(hi, 16).map_err(|_| bad())?;
+        let lo = u32::from_str_radix(lo, 16).map_err(|_| bad())?;
+        Ok(Lsn(((hi as u64) << 32) | lo as u64))
+    }
+}
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xffff_ffff)
+    }
+}
+
+impl Position {
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Position::MySql(_) => "mysql",
+            Position::Postgres(_) => "pg",
+        }
+    }
+
+    /// Orders two positions of the same source. Positions of different engines, GTID sets
+    /// of which neither contains the other, or files of different series are an error.
+    pub fn compare(&self, other: &Position) -> Result<Ordering, PositionError> {
+        match (self, other) {
+            (Position::Postgres(a), Position::Postgres(b)) => Ok(a.lsn.cmp(&b.lsn)),
+            (Position::MySql(a), Position::MySql(b)) => a.compare(b),
+            _ => Err(PositionError::Incomparable(format!(
+                "a {} position and a {} position",
+                self.engine(),
+                other.engine()
+            ))),
+        }
+    }
+}
+
+impl MySqlPosition {
+    pub fn compare(&self, other: &MySqlPosition) -> Result<Ordering, PositionError> {
+        if let (Some(a), Some(b)) = (&self.gtid_set, &other.gtid_set) {
+            return match (a.contains(b)?, b.contains(a)?) {
+                (true, true) => Ok(match (&self.binlog, &other.binlog) {
+                    (Some(x), Some(y)) => x.compare(y).unwrap_or(Ordering::Equal),
+                    _ => Ordering::Equal,
+                }),
+                (true, false) => Ok(Ordering::Greater),
+                (false, true) => Ok(Ordering::Less),
+                (false, false) => Err(PositionError::Incomparable(format!(
+                    "GTID sets `{a}` and `{b}` have diverged (neither contains the other)"
+                ))),
+            };
+        }
+        match (&self.binlog, &other.binlog) {
+            (Some(a), Some(b)) => a.compare(b),
+            _ => Err(PositionError::Incomparable(
+                "one MySQL position has only a GTID set, the other only binlog coordinates".into(),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::MySql(p) => {
+                f.write_str("mysql:")?;
+                if let Some(b) = &p.binlog {
+                    write!(f, "file={}:pos={}", b.file, b.pos)?;
+                    if p.gtid_set.is_some() {
+                        f.write_str(":")?;
+                    }
+                }
+                if let Some(g) = &p.gtid_set {
+                    write!(f, "gtid={g}")?;
+                }
+                Ok(())
+            }
+            Position::Postgres(p) => {
+                write!(f, "pg:lsn={}", p.lsn)?;
+                if let Some(tx) = p.tx_lsn {
+                    write!(f, ":tx_lsn={tx}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl FromStr for Position {
+    type Err = PositionError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if let Some(rest) = text.strip_prefix("mysql:") {
+            return parse_mysql(rest).map(Position::MySql);
+        }
+        if let Some(rest) = text.strip_prefix("pg:") {
+            return parse_pg(rest).map(Position::Postgres);
+        }
+        Err(PositionError::Malformed(format!(
+            "`{text}` should start with `mysql:` or `pg:` (e.g. mysql:file=binlog.000003:pos=4, pg:lsn=0/16B3748)"
+        )))
+    }
+}
+
+fn parse_mysql(rest: &str) -> Result<MySqlPosition, PositionError> {
+    let mut out = MySqlPosition::default();
+    let mut rest = rest;
+    if let Some(after) = rest.strip_prefix("file=") {
+        let (file, after) = after
+            .split_once(":pos=")
+            .ok_or_else(|| PositionError::Malformed(format!("`file=` without `:pos=` in `{rest}`")))?;
+        if file.is_empty() || file.contains(':') {
+            return Err(PositionError::Malformed(format!("binlog file name `{file}` is empty or has a colon")));
+        }
+        let (pos, after) = match after.split_once(':') {
+            Some((p, a)) => (p, Some(a)),
+            None => (after, None),
+        };
+        let pos = pos
+            .parse()
+            .map_err(|_| PositionError::Malformed(format!("binlog offset `{pos}` is not a number")))?;
+        out.binlog = Some(BinlogCoordinates { file: file.to_string(), pos });
+        rest = match after {
+            Some(a) if a.starts_with("gtid=") => a,
+            Some(a) => return Err(PositionError::Malformed(format!("unexpected `{a}` after the binlog offset"))),
+            None => "",
+        };
+    }
+    if let Some(set) = rest.strip_prefix("gtid=") {
+        out.gtid_set = Some(GtidSet::parse(set)?);
+    } else if !rest.is_empty() {
+        return Err(PositionError::Malformed(format!(
+            "`{rest}`: a MySQL position is `file=NAME:pos=N`, `gtid=SET`, or both"
+        )));
+    }
+    if out.binlog.is_none() && out.gtid_set.is_none() {
+        return Err(PositionError::Malformed("an empty MySQL position".into()));
+    }
+    Ok(out)
+}
+
+fn parse_pg(rest: &str) -> Result<PgPosition, PositionError> {
+    let lsn_text = rest
+        .strip_prefix("lsn=")
+        .ok_or_else(|| PositionError::Malformed(format!("`{rest}`: a PostgreSQL position is `lsn=X/Y`")))?;
+    let (lsn, tx) = match lsn_text.split_once(":tx_lsn=") {
+        Some((l, t)) => (l, Some(t)),
+        None => (lsn_text, None),
+    };
+    Ok(PgPosition { lsn: lsn.parse()?, tx_lsn: tx.map(str::parse).transpose()? })
+}
+
+impl Serialize for Position {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Position {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,291 @@
+//! Drives one source into one sink with ordered checkpoints, retries and clean shutdown.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{Ack, AckTracker, BatchSeq, Sink, Source, SourceContext};
+use crate::admin::Metrics;
+use crate::config::PipelineConfig;
+use crate::error::CdcError;
+use crate::model::{Batch, Position};
+use crate::positions::PositionStore;
+
+/// How a pipeline run ended without error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PipelineOutcome {
+    /// Shutdown was requested; everything received was flushed and checkpointed.
+    Stopped,
+    /// The source had no more input (offline files, snapshot-only).
+    SourceEnded,
+}
+
+pub struct Pipeline {
+    pub source: Box<dyn Source>,
+    pub sink: Box<dyn Sink>,
+    pub store: Arc<dyn PositionStore>,
+    pub config: PipelineConfig,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+}
+
+/// Exponential backoff from 100 ms to 30 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(Duration::from_millis(100))
+    }
+
+    fn next(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(30));
+        d
+    }
+}
+
+impl Pipeline {
+    /// Runs until shutdown, the end of the source, or a definite error. `start` is where the
+    /// source resumes; it must already be durable (it comes from the store or `--from`).
+    pub async fn run(self, start: Option<Position>) -> Result<PipelineOutcome, CdcError> {
+        let Pipeline { source, mut sink, store, config, metrics, shutdown } = self;
+        let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(config.channel_batches);
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<BatchSeq>();
+        let (durable_tx, durable_rx) = watch::channel(start.clone());
+        // Newest checkpoint the runtime has taken off the channel: where a restarted source resumes.
+        let last_received = Arc::new(Mutex::new(start.clone()));
+        let source_stop = shutdown.child_token();
+
+        let source_task = tokio::spawn(run_source(
+            source,
+            start,
+            batch_tx,
+            SourceContext { shutdown: source_stop.clone(), durable: durable_rx, status: metrics.clone() },
+            last_received.clone(),
+        ));
+
+        let mut tracker = AckTracker::new();
+        let mut seq: BatchSeq = 0;
+        let mut checkpoint = Checkpointer {
+            store,
+            metrics: metrics.clone(),
+            durable_tx,
+            pending: None,
+            last_info_log: None,
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(config.checkpoint_interval_ms.max(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sink_error: Option<CdcError> = None;
+
+        loop {
+            tokio::select! {
+                biased;
+                Some(acked) = ack_rx.recv() => {
+                    if let Some(p) = tracker.acked(acked) {
+                        checkpoint.pending = Some(p);
+                    }
+                }
+                _ = tick.tick() => {
+                    checkpoint.save(tracker.released_events()).await?;
+                }
+                received = batch_rx.recv() => {
+                    let Some(batch) = received else { break };
+                    seq += 1;
+                    let events = batch.events.len() as u64;
+                    metrics.batch_received(events, batch.checkpoint.as_ref(), batch.source_ts_ms);
+                    tracker.sent(seq, batch.checkpoint.clone(), events);
+                    if let Some(p) = &batch.checkpoint {
+                        *last_received.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
+                    }
+                    match write_with_retry(sink.as_mut(), &batch, seq, &ack_tx, &metrics, &shutdown).await {
+                        Ok(()) => {}
+                        // Shutdown while the sink was away: stop without this batch; it is replayed.
+                        Err(e) if e.is_transient() => {
+                            tracing::info!(error = %e, "Stopping without waiting for the sink");
+                            break;
+                        }
+                        Err(e) => {
+                            sink_error = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+
+        // The source is done (or must stop). Make what was written durable and checkpoint it.
+        source_stop.cancel();
+        let sink_usable = sink_error.is_none() && !(shutdown.is_cancelled() && batch_rx.len() > 0);
+        if sink_usable && !tracker_empty(&tracker) {
+            if let Err(e) = flush_with_retry(sink.as_mut(), &metrics, &shutdown).await {
+                sink_error = Some(e);
+            }
+        }
+        while let Ok(acked) = ack_rx.try_recv() {
+            if let Some(p) = tracker.acked(acked) {
+                checkpoint.pending = Some(p);
+            }
+        }
+        checkpoint.save(tracker.released_events()).await?;
+        if tracker.pending() > 0 {
+            tracing::warn!(batches = tracker.pending(), "Stopped with batches not durable in the sink; they will be read again on restart");
+        }
+        let source_result = match source_task.await {
+            Ok(r) => r,
+            Err(e) => Err(CdcError::definite(format!("the source task failed: {e}"), "report this as a bug")),
+        };
+        if let Some(e) = sink_error {
+            return Err(e);
+        }
+        match source_result {
+            Err(e) => Err(e),
+            Ok(()) if shutdown.is_cancelled() => Ok(PipelineOutcome::Stopped),
+            Ok(()) => Ok(PipelineOutcome::SourceEnded),
+        }
+    }
+}
+
+fn tracker_empty(t: &AckTracker) -> bool {
+    t.pending() == 0
+}
+
+/// Runs the source, restarting it after transient errors from the newest checkpoint the
+/// runtime has received (once the channel is drained, so nothing is skipped).
+async fn run_source(
+    mut source: Box<dyn Source>,
+    start: Option<Position>,
+    out: mpsc::Sender<Batch>,
+    ctx: SourceContext,
+    last_received: Arc<Mutex<Option<Position>>>,
+) -> Result<(), CdcError> {
+    let mut resume = start;
+    let mut backoff = Backoff::new();
+    loop {
+        let started = Instant::now();
+        match source.run(resume.clone(), out.clone(), ctx.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() && !ctx.shutdown.is_cancelled() => {
+                ctx.status.error(true);
+                ctx.status.set_ready(false);
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Backoff::new();
+                }
+                let wait = backoff.next();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Source failed; reconnecting");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = ctx.shutdown.cancelled() => return Ok(()),
+                }
+                // Wait until the runtime has taken every batch, so `last_received` is exact.
+                while out.capacity() < out.max_capacity() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                        _ = ctx.shutdown.cancelled() => return Ok(()),
+                    }
+                }
+                resume = last_received.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            }
+            Err(e) => {
+                if !e.is_transient() {
+                    ctx.status.error(false);
+                }
+                return if ctx.shutdown.is_cancelled() && e.is_transient() { Ok(()) } else { Err(e) };
+            }
+        }
+    }
+}
+
+async fn write_with_retry(
+    sink: &mut dyn Sink,
+    batch: &Batch,
+    seq: BatchSeq,
+    ack_tx: &mpsc::UnboundedSender<BatchSeq>,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<(), CdcError> {
+    let mut backoff = Backoff::new();
+    loop {
+        match sink.write(batch, Ack::new(seq, ack_tx.clone())).await {
+            Ok(bytes) => {
+                metrics.bytes_written(bytes);
+                return Ok(());
+            }
+            Err(e) if e.is_transient() => {
+                metrics.error(true);
+                let wait = backoff.next();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Sink write failed; waiting for the sink");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => {
+                        return Err(CdcError::transient(format!("shutdown while waiting for the sink: {e}")));
+                    }
+                }
+            }
+            Err(e) => {
+                metrics.error(false);
+                return Err(e);
+            }
+        }
+    }
+}
+
+async fn flush_with_retry(sink: &mut dyn Sink, metrics: &Metrics, shutdown: &CancellationToken) -> Result<(), CdcError> {
+    let mut backoff = Backoff::new();
+    loop {
+        match sink.flush().await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
+                metrics.error(true);
+                let wait = backoff.next();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Sink flush failed; retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                metrics.error(!e.is_transient());
+                return Err(e);
+            }
+        }
+    }
+}
+
+struct Checkpointer {
+    store: Arc<dyn PositionStore>,
+    metrics: Arc<Metrics>,
+    durable_tx: watch::Sender<Option<Position>>,
+    /// Newest released checkpoint not yet saved.
+    pending: Option<Position>,
+    last_info_log: Option<Instant>,
+}
+
+impl Checkpointer {
+    /// Saves the pending checkpoint, if any, then tells the source it is durable.
+    async fn save(&mut self, events_checkpointed: u64) -> Result<(), CdcError> {
+        let Some(position) = self.pending.take() else { return Ok(()) };
+        match self.store.save(&position).await {
+            Ok(_) => {
+                self.metrics.checkpointed(&position, events_checkpointed);
+                let _ = self.durable_tx.send(Some(position.clone()));
+                if self.last_info_log.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+                    tracing::info!(position = %position, store = %self.store.describe(), "Checkpoint saved");
+                    self.last_info_log = Some(Instant::now());
+                } else {
+                    tracing::debug!(position = %position, "Checkpoint saved");
+                }
+                Ok(())
+            }
+            Err(e) if e.is_transient() => {
+                // Keep it pending; the next tick tries again with this or a newer position.
+                self.metrics.error(true);
+                tracing::warn!(error = %e, "Cannot save the checkpoint; will retry");
+                self.pending = Some(position);
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.error(false);
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Sources: where change events come from.
+
+use std::fmt;
+
+use crate::config::{Config, SourceConfig};
+use crate::error::CdcError;
+use crate::model::Position;
+use crate::pipeline::Source;
+
+/// One line of `cdc check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckItem {
+    Pass(String),
+    Warn(String),
+    Fail(String),
+}
+
+impl CheckItem {
+    pub fn is_fail(&self) -> bool {
+        matches!(self, CheckItem::Fail(_))
+    }
+}
+
+impl fmt::Display for CheckItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckItem::Pass(s) => write!(f, "PASS {s}"),
+            CheckItem::Warn(s) => write!(f, "WARN {s}"),
+            CheckItem::Fail(s) => write!(f, "FAIL {s}"),
+        }
+    }
+}
+
+/// Builds the configured source.
+pub fn build(config: &Config) -> Result<Box<dyn Source>, CdcError> {
+    match &config.source {
+        SourceConfig::Mysql(_) => Err(not_yet("mysql")),
+        SourceConfig::Postgres(_) => Err(not_yet("postgres")),
+    }
+}
+
+/// Preflight checks of the configured source.
+pub async fn check(config: &Config) -> Vec<CheckItem> {
+    match &config.source {
+        SourceConfig::Mysql(_) => vec![CheckItem::Fail(not_yet("mysql").to_string())],
+        SourceConfig::Postgres(_) => vec![CheckItem::Fail(not_yet("postgres").to_string())],
+    }
+}
+
+/// The source's current head position, for `positions show`.
+pub async fn current_position(_config: &Config) -> Result<Option<Position>, CdcError> {
+    Ok(None)
+}
+
+/// How far `stored` is behind `current`, in words.
+pub fn describe_gap(stored: &Position, current: &Position) -> String {
+    match (stored, current) {
+        (Position::Postgres(a), Position::Postgres(b)) => format!("{} bytes of WAL", b.lsn.0.saturating_sub(a.lsn.0)),
+        _ => match stored.compare(current) {
+            Ok(std::cmp::Ordering::Equal) => "nothing (up to date)".into(),
+            Ok(_) => format!("from {stored} to {current}"),
+            Err(e) => format!("unknown: {e}"),
+        },
+    }
+}
+
+fn not_yet(kind: &str) -> CdcError {
+    CdcError::definite(format!("the `{kind}` source is not available in this build yet"), "see the project's open issues")
+}
