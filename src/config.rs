@@ -189,6 +189,9 @@ pub struct PipelineConfig {
     /// Least time between two position-store writes.
     #[serde(default = "default_checkpoint_ms")]
     pub checkpoint_interval_ms: u64,
+    /// First wait after a transient error; doubles up to 30 s.
+    #[serde(default = "default_retry_ms")]
+    pub retry_initial_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -197,6 +200,7 @@ impl Default for PipelineConfig {
             channel_batches: default_channel_batches(),
             batch_events: default_batch_events(),
             checkpoint_interval_ms: default_checkpoint_ms(),
+            retry_initial_ms: default_retry_ms(),
         }
     }
 }
@@ -221,6 +225,9 @@ fn default_batch_events() -> usize {
 }
 fn default_checkpoint_ms() -> u64 {
     1000
+}
+fn default_retry_ms() -> u64 {
+    100
 }
 
 /// A database URL whose password never appears in Debug or Display output.

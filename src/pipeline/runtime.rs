@@ -31,12 +31,13 @@ pub struct Pipeline {
     pub shutdown: CancellationToken,
 }
 
-/// Exponential backoff from 100 ms to 30 s.
+/// Exponential backoff from `retry_initial_ms` to 30 s.
+#[derive(Clone, Copy)]
 struct Backoff(Duration);
 
 impl Backoff {
-    fn new() -> Backoff {
-        Backoff(Duration::from_millis(100))
+    fn new(initial_ms: u64) -> Backoff {
+        Backoff(Duration::from_millis(initial_ms.max(1)))
     }
 
     fn next(&mut self) -> Duration {
@@ -64,6 +65,7 @@ impl Pipeline {
             batch_tx,
             SourceContext { shutdown: source_stop.clone(), durable: durable_rx, status: metrics.clone() },
             last_received.clone(),
+            config.retry_initial_ms,
         ));
 
         let mut tracker = AckTracker::new();
@@ -78,6 +80,7 @@ impl Pipeline {
         let mut tick = tokio::time::interval(Duration::from_millis(config.checkpoint_interval_ms.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sink_error: Option<CdcError> = None;
+        let backoff = Backoff::new(config.retry_initial_ms);
 
         loop {
             tokio::select! {
@@ -99,7 +102,7 @@ impl Pipeline {
                     if let Some(p) = &batch.checkpoint {
                         *last_received.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
                     }
-                    match write_with_retry(sink.as_mut(), &batch, seq, &ack_tx, &metrics, &shutdown).await {
+                    match write_with_retry(sink.as_mut(), &batch, seq, &ack_tx, &metrics, &shutdown, backoff).await {
                         Ok(()) => {}
                         // Shutdown while the sink was away: stop without this batch; it is replayed.
                         Err(e) if e.is_transient() => {
@@ -119,7 +122,7 @@ impl Pipeline {
         source_stop.cancel();
         let sink_usable = sink_error.is_none() && !(shutdown.is_cancelled() && batch_rx.len() > 0);
         if sink_usable && !tracker_empty(&tracker) {
-            if let Err(e) = flush_with_retry(sink.as_mut(), &metrics, &shutdown).await {
+            if let Err(e) = flush_with_retry(sink.as_mut(), &metrics, &shutdown, backoff).await {
                 sink_error = Some(e);
             }
         }
@@ -159,9 +162,10 @@ async fn run_source(
     out: mpsc::Sender<Batch>,
     ctx: SourceContext,
     last_received: Arc<Mutex<Option<Position>>>,
+    retry_initial_ms: u64,
 ) -> Result<(), CdcError> {
     let mut resume = start;
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(retry_initial_ms);
     loop {
         let started = Instant::now();
         match source.run(resume.clone(), out.clone(), ctx.clone()).await {
@@ -170,7 +174,7 @@ async fn run_source(
                 ctx.status.error(true);
                 ctx.status.set_ready(false);
                 if started.elapsed() > Duration::from_secs(60) {
-                    backoff = Backoff::new();
+                    backoff = Backoff::new(retry_initial_ms);
                 }
                 let wait = backoff.next();
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Source failed; reconnecting");
@@ -204,8 +208,8 @@ async fn write_with_retry(
     ack_tx: &mpsc::UnboundedSender<BatchSeq>,
     metrics: &Metrics,
     shutdown: &CancellationToken,
+    mut backoff: Backoff,
 ) -> Result<(), CdcError> {
-    let mut backoff = Backoff::new();
     loop {
         match sink.write(batch, Ack::new(seq, ack_tx.clone())).await {
             Ok(bytes) => {
@@ -231,8 +235,12 @@ async fn write_with_retry(
     }
 }
 
-async fn flush_with_retry(sink: &mut dyn Sink, metrics: &Metrics, shutdown: &CancellationToken) -> Result<(), CdcError> {
-    let mut backoff = Backoff::new();
+async fn flush_with_retry(
+    sink: &mut dyn Sink,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+    mut backoff: Backoff,
+) -> Result<(), CdcError> {
     loop {
         match sink.flush().await {
             Ok(()) => return Ok(()),
