@@ -308,9 +308,14 @@ impl Config {
         for (key, value) in table.iter_mut() {
             substitute_env(value, key).map_err(|(field, message)| err(field, message))?;
         }
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
             let field = e.path().to_string();
-            err(if field == "." { "-".into() } else { field }, e.into_inner().message().to_string())
+            let (field, message) = match field.as_str() {
+                "source" | "sink" => inner_error(&table, &field).unwrap_or((field, e.into_inner().message().to_string())),
+                "." => ("-".into(), e.into_inner().message().to_string()),
+                _ => (field, e.into_inner().message().to_string()),
+            };
+            err(field, message)
         })?;
         config.validate().map_err(|(field, message)| err(field.to_string(), message))?;
         Ok(config)
@@ -373,6 +378,28 @@ impl Config {
         let clean: String =
             self.name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
         format!("cdc_{clean}")
+    }
+}
+
+/// Serde loses the path inside internally tagged enums; deserialize the chosen variant alone
+/// to name the exact field (`source.url` rather than `source`).
+fn inner_error(table: &toml::Table, section: &str) -> Option<(String, String)> {
+    let mut inner = table.get(section)?.as_table()?.clone();
+    let kind = inner.remove("kind")?.as_str()?.to_string();
+    fn path_of<T: serde::de::DeserializeOwned>(section: &str, t: toml::Table) -> Option<(String, String)> {
+        let e = serde_path_to_error::deserialize::<_, T>(toml::Value::Table(t)).err()?;
+        let path = e.path().to_string();
+        let field = if path == "." { section.to_string() } else { format!("{section}.{path}") };
+        Some((field, e.into_inner().message().to_string()))
+    }
+    match (section, kind.as_str()) {
+        ("source", "mysql") => path_of::<MySqlSourceConfig>(section, inner),
+        ("source", "postgres") => path_of::<PgSourceConfig>(section, inner),
+        ("sink", "stdout") => path_of::<StdoutSinkConfig>(section, inner),
+        ("sink", "file") => path_of::<FileSinkConfig>(section, inner),
+        ("sink", "kafka") => path_of::<KafkaSinkConfig>(section, inner),
+        ("sink", "postgres" | "mysql") => path_of::<DbSinkConfig>(section, inner),
+        _ => None,
     }
 }
 
@@ -485,7 +512,7 @@ server_id = 5401
     #[test]
     fn unknown_key_names_the_field() {
         let e = Config::parse(&MINIMAL.replace("server_id", "serverid"), "t.toml").unwrap_err();
-        assert_eq!(e.field, "source");
+        assert_eq!(e.field, "source.serverid");
         assert!(e.message.contains("serverid"), "{e}");
     }
 

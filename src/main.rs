@@ -85,7 +85,7 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "Stopped");
+            // One line naming cause and remedy; no backtrace for a user's mistake.
             eprintln!("cdc: error: {e}");
             ExitCode::FAILURE
         }
