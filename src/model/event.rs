@@ -58,8 +58,8 @@ pub enum SourceMeta {
     MySql {
         server_id: u32,
         /// GTID of the transaction (`uuid:n` or `domain-server-seq`).
-        gtid: Option<String>,
-        file: String,
+        gtid: Option<Arc<str>>,
+        file: Arc<str>,
         /// Offset of the event that carried the row.
         pos: u64,
         /// Index of the row within its rows event.

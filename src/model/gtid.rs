@@ -126,6 +126,11 @@ impl MySqlGtidSet {
         })
     }
 
+    /// Each (server UUID, tag) with its intervals, in canonical order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &[(u64, u64)])> {
+        self.intervals.iter().map(|((u, t), l)| (u.as_str(), t.as_str(), l.as_slice()))
+    }
+
     pub fn union_with(&mut self, other: &MySqlGtidSet) {
         for (key, list) in &other.intervals {
             let ours = self.intervals.entry(key.clone()).or_default();

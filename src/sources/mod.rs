@@ -1,5 +1,8 @@
 //! Sources: where change events come from.
 
+pub mod filter;
+pub mod mysql;
+
 use std::fmt;
 
 use crate::config::{Config, SourceConfig};
