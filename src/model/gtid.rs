@@ -26,8 +26,9 @@ impl GtidSet {
     pub fn parse(text: &str) -> Result<GtidSet, PositionError> {
         let text = text.trim();
         let first = text.split(',').next().unwrap_or("").trim();
-        let looks_mariadb =
-            !first.is_empty() && first.split('-').count() == 3 && first.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+        let looks_mariadb = !first.is_empty()
+            && first.split('-').count() == 3
+            && first.bytes().all(|b| b.is_ascii_digit() || b == b'-');
         if looks_mariadb {
             Ok(GtidSet::MariaDb(text.parse()?))
         } else {
@@ -106,12 +107,18 @@ impl MySqlGtidSet {
                 "GTID {uuid}:{gno}: transaction numbers start at 1"
             )));
         }
-        insert_interval(self.intervals.entry((uuid, tag.to_string())).or_default(), gno, gno);
+        insert_interval(
+            self.intervals.entry((uuid, tag.to_string())).or_default(),
+            gno,
+            gno,
+        );
         Ok(())
     }
 
     pub fn contains_gtid(&self, uuid: &str, tag: &str, gno: u64) -> bool {
-        let Ok(uuid) = canonical_uuid(uuid) else { return false };
+        let Ok(uuid) = canonical_uuid(uuid) else {
+            return false;
+        };
         self.intervals
             .get(&(uuid, tag.to_string()))
             .is_some_and(|list| list.iter().any(|&(a, b)| a <= gno && gno <= b))
@@ -119,7 +126,9 @@ impl MySqlGtidSet {
 
     pub fn contains(&self, other: &MySqlGtidSet) -> bool {
         other.intervals.iter().all(|(key, theirs)| {
-            let Some(ours) = self.intervals.get(key) else { return false };
+            let Some(ours) = self.intervals.get(key) else {
+                return false;
+            };
             theirs
                 .iter()
                 .all(|&(a, b)| ours.iter().any(|&(x, y)| x <= a && b <= y))
@@ -128,7 +137,9 @@ impl MySqlGtidSet {
 
     /// Each (server UUID, tag) with its intervals, in canonical order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &[(u64, u64)])> {
-        self.intervals.iter().map(|((u, t), l)| (u.as_str(), t.as_str(), l.as_slice()))
+        self.intervals
+            .iter()
+            .map(|((u, t), l)| (u.as_str(), t.as_str(), l.as_slice()))
     }
 
     pub fn union_with(&mut self, other: &MySqlGtidSet) {
@@ -170,7 +181,9 @@ fn insert_interval(list: &mut Vec<(u64, u64)>, a: u64, b: u64) {
 fn canonical_uuid(text: &str) -> Result<String, PositionError> {
     let hex: String = text.chars().filter(|c| *c != '-').collect();
     let dashes_ok = text.len() == 36
-        && text.char_indices().all(|(i, c)| (c == '-') == matches!(i, 8 | 13 | 18 | 23));
+        && text
+            .char_indices()
+            .all(|(i, c)| (c == '-') == matches!(i, 8 | 13 | 18 | 23));
     if hex.len() != 32 || !dashes_ok || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(PositionError::Malformed(format!(
             "`{text}` is not a server UUID (expected 8-4-4-4-12 hex digits)"
@@ -185,9 +198,13 @@ fn check_tag(tag: &str) -> Result<(), PositionError> {
         return Ok(());
     }
     let mut chars = tag.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if tag.len() > 32 || !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(PositionError::Malformed(format!("`{tag}` is not a valid GTID tag")));
+        return Err(PositionError::Malformed(format!(
+            "`{tag}` is not a valid GTID tag"
+        )));
     }
     Ok(())
 }
@@ -209,7 +226,9 @@ impl FromStr for MySqlGtidSet {
             let mut saw_interval = false;
             for part in parts {
                 if part.is_empty() {
-                    return Err(PositionError::Malformed(format!("empty part in GTID set member `{member}`")));
+                    return Err(PositionError::Malformed(format!(
+                        "empty part in GTID set member `{member}`"
+                    )));
                 }
                 if part.as_bytes()[0].is_ascii_digit() {
                     let (a, b) = match part.split_once('-') {
@@ -224,7 +243,13 @@ impl FromStr for MySqlGtidSet {
                             "interval `{part}` in `{member}` is empty or starts at 0"
                         )));
                     }
-                    insert_interval(set.intervals.entry((uuid.clone(), tag.clone())).or_default(), a, b);
+                    insert_interval(
+                        set.intervals
+                            .entry((uuid.clone(), tag.clone()))
+                            .or_default(),
+                        a,
+                        b,
+                    );
                     saw_interval = true;
                 } else {
                     check_tag(part)?;
@@ -232,7 +257,9 @@ impl FromStr for MySqlGtidSet {
                 }
             }
             if !saw_interval {
-                return Err(PositionError::Malformed(format!("GTID set member `{member}` has no interval")));
+                return Err(PositionError::Malformed(format!(
+                    "GTID set member `{member}` has no interval"
+                )));
             }
         }
         Ok(set)
@@ -240,8 +267,11 @@ impl FromStr for MySqlGtidSet {
 }
 
 fn parse_gno(text: &str, member: &str) -> Result<u64, PositionError> {
-    text.parse::<u64>()
-        .map_err(|_| PositionError::Malformed(format!("`{text}` in `{member}` is not a transaction number")))
+    text.parse::<u64>().map_err(|_| {
+        PositionError::Malformed(format!(
+            "`{text}` in `{member}` is not a transaction number"
+        ))
+    })
 }
 
 impl fmt::Display for MySqlGtidSet {
@@ -282,7 +312,11 @@ impl FromStr for MariaDbGtid {
     type Err = PositionError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || PositionError::Malformed(format!("`{text}` is not a MariaDB GTID (domain-server-seq)"));
+        let bad = || {
+            PositionError::Malformed(format!(
+                "`{text}` is not a MariaDB GTID (domain-server-seq)"
+            ))
+        };
         let mut parts = text.trim().split('-');
         let domain = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let server_id = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
@@ -290,7 +324,11 @@ impl FromStr for MariaDbGtid {
         if parts.next().is_some() {
             return Err(bad());
         }
-        Ok(MariaDbGtid { domain, server_id, seq })
+        Ok(MariaDbGtid {
+            domain,
+            server_id,
+            seq,
+        })
     }
 }
 
@@ -329,10 +367,11 @@ impl MariaDbGtidList {
 
     /// In strict mode a domain's history is every sequence number up to the latest one.
     pub fn contains(&self, other: &MariaDbGtidList) -> bool {
-        other
-            .by_domain
-            .values()
-            .all(|theirs| self.by_domain.get(&theirs.domain).is_some_and(|ours| ours.seq >= theirs.seq))
+        other.by_domain.values().all(|theirs| {
+            self.by_domain
+                .get(&theirs.domain)
+                .is_some_and(|ours| ours.seq >= theirs.seq)
+        })
     }
 
     pub fn union_with(&mut self, other: &MariaDbGtidList) {

@@ -12,7 +12,10 @@ pub struct TableId {
 
 impl TableId {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> TableId {
-        TableId { namespace: namespace.into(), name: name.into() }
+        TableId {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -27,27 +30,53 @@ impl fmt::Display for TableId {
 pub enum ColumnType {
     Bool,
     /// Integer of `bytes` width (1, 2, 3, 4, 8).
-    Int { bytes: u8, unsigned: bool },
+    Int {
+        bytes: u8,
+        unsigned: bool,
+    },
     Float,
     Double,
     /// Fixed-point; `scale: None` for PostgreSQL numeric without a declared scale.
-    Decimal { precision: Option<u32>, scale: Option<u32> },
-    Text { max_len: Option<u32> },
-    Bytes { max_len: Option<u32> },
+    Decimal {
+        precision: Option<u32>,
+        scale: Option<u32>,
+    },
+    Text {
+        max_len: Option<u32>,
+    },
+    Bytes {
+        max_len: Option<u32>,
+    },
     Date,
     /// `fsp` = fractional-second digits (0–6).
-    Time { fsp: u8 },
-    TimeTz { fsp: u8 },
-    DateTime { fsp: u8 },
-    Timestamp { fsp: u8 },
+    Time {
+        fsp: u8,
+    },
+    TimeTz {
+        fsp: u8,
+    },
+    DateTime {
+        fsp: u8,
+    },
+    Timestamp {
+        fsp: u8,
+    },
     Year,
     Interval,
     Json,
     Uuid,
-    Enum { values: Vec<String> },
-    Set { values: Vec<String> },
-    Bit { len: u32 },
-    Array { element: Box<ColumnType> },
+    Enum {
+        values: Vec<String>,
+    },
+    Set {
+        values: Vec<String>,
+    },
+    Bit {
+        len: u32,
+    },
+    Array {
+        element: Box<ColumnType>,
+    },
     Geometry,
     /// Any other type, carried as text under its source type name.
     Other,

@@ -21,24 +21,37 @@ pub enum Value {
     /// Time of day or duration in microseconds; MySQL TIME may be negative or over 24 h.
     Time(i64),
     /// Time of day with a UTC offset (PostgreSQL timetz): microseconds and offset in seconds east of UTC.
-    TimeTz { micros: i64, offset_secs: i32 },
+    TimeTz {
+        micros: i64,
+        offset_secs: i32,
+    },
     /// A wall-clock date and time without zone (MySQL DATETIME, PostgreSQL timestamp),
     /// in microseconds since 1970-01-01T00:00:00.
     DateTime(i64),
     /// An instant (MySQL TIMESTAMP, PostgreSQL timestamptz), microseconds since the Unix epoch, UTC.
     Timestamp(i64),
     /// PostgreSQL interval.
-    Interval { months: i32, days: i32, micros: i64 },
+    Interval {
+        months: i32,
+        days: i32,
+        micros: i64,
+    },
     /// JSON document as text.
     Json(String),
     Uuid([u8; 16]),
     Enum(String),
     Set(Vec<String>),
     /// A bit string of `len` bits, most significant bit first in `bytes`.
-    Bit { len: u32, bytes: Vec<u8> },
+    Bit {
+        len: u32,
+        bytes: Vec<u8>,
+    },
     Array(Vec<Value>),
     /// Well-known binary and spatial reference id.
-    Geometry { wkb: Vec<u8>, srid: Option<u32> },
+    Geometry {
+        wkb: Vec<u8>,
+        srid: Option<u32>,
+    },
     /// A value the source did not send because it did not change (PostgreSQL TOAST).
     Unchanged,
     /// A value with no valid representation in the target model (MySQL zero dates,

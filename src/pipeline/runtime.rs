@@ -51,7 +51,14 @@ impl Pipeline {
     /// Runs until shutdown, the end of the source, or a definite error. `start` is where the
     /// source resumes; it must already be durable (it comes from the store or `--from`).
     pub async fn run(self, start: Option<Position>) -> Result<PipelineOutcome, CdcError> {
-        let Pipeline { source, mut sink, store, config, metrics, shutdown } = self;
+        let Pipeline {
+            source,
+            mut sink,
+            store,
+            config,
+            metrics,
+            shutdown,
+        } = self;
         let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(config.channel_batches);
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<BatchSeq>();
         let (durable_tx, durable_rx) = watch::channel(start.clone());
@@ -63,7 +70,11 @@ impl Pipeline {
             source,
             start,
             batch_tx,
-            SourceContext { shutdown: source_stop.clone(), durable: durable_rx, status: metrics.clone() },
+            SourceContext {
+                shutdown: source_stop.clone(),
+                durable: durable_rx,
+                status: metrics.clone(),
+            },
             last_received.clone(),
             config.retry_initial_ms,
         ));
@@ -77,9 +88,12 @@ impl Pipeline {
             pending: None,
             last_info_log: None,
         };
-        let mut tick = tokio::time::interval(Duration::from_millis(config.checkpoint_interval_ms.max(1)));
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(config.checkpoint_interval_ms.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sink_error: Option<CdcError> = None;
+        // Set when shutdown came while the sink was unreachable: no final flush then.
+        let mut sink_unreachable = false;
         let backoff = Backoff::new(config.retry_initial_ms);
 
         loop {
@@ -107,6 +121,7 @@ impl Pipeline {
                         // Shutdown while the sink was away: stop without this batch; it is replayed.
                         Err(e) if e.is_transient() => {
                             tracing::info!(error = %e, "Stopping without waiting for the sink");
+                            sink_unreachable = true;
                             break;
                         }
                         Err(e) => {
@@ -120,11 +135,12 @@ impl Pipeline {
 
         // The source is done (or must stop). Make what was written durable and checkpoint it.
         source_stop.cancel();
-        let sink_usable = sink_error.is_none() && !(shutdown.is_cancelled() && batch_rx.len() > 0);
-        if sink_usable && !tracker_empty(&tracker) {
-            if let Err(e) = flush_with_retry(sink.as_mut(), &metrics, &shutdown, backoff).await {
-                sink_error = Some(e);
-            }
+        if sink_error.is_none()
+            && !sink_unreachable
+            && tracker.pending() > 0
+            && let Err(e) = flush_with_retry(sink.as_mut(), &metrics, &shutdown, backoff).await
+        {
+            sink_error = Some(e);
         }
         while let Ok(acked) = ack_rx.try_recv() {
             if let Some(p) = tracker.acked(acked) {
@@ -133,11 +149,17 @@ impl Pipeline {
         }
         checkpoint.save(tracker.released_events()).await?;
         if tracker.pending() > 0 {
-            tracing::warn!(batches = tracker.pending(), "Stopped with batches not durable in the sink; they will be read again on restart");
+            tracing::warn!(
+                batches = tracker.pending(),
+                "Stopped with batches not durable in the sink; they will be read again on restart"
+            );
         }
         let source_result = match source_task.await {
             Ok(r) => r,
-            Err(e) => Err(CdcError::definite(format!("the source task failed: {e}"), "report this as a bug")),
+            Err(e) => Err(CdcError::definite(
+                format!("the source task failed: {e}"),
+                "report this as a bug",
+            )),
         };
         if let Some(e) = sink_error {
             return Err(e);
@@ -148,10 +170,6 @@ impl Pipeline {
             Ok(()) => Ok(PipelineOutcome::SourceEnded),
         }
     }
-}
-
-fn tracker_empty(t: &AckTracker) -> bool {
-    t.pending() == 0
 }
 
 /// Runs the source, restarting it after transient errors from the newest checkpoint the
@@ -189,13 +207,20 @@ async fn run_source(
                         _ = ctx.shutdown.cancelled() => return Ok(()),
                     }
                 }
-                resume = last_received.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                resume = last_received
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
             }
             Err(e) => {
                 if !e.is_transient() {
                     ctx.status.error(false);
                 }
-                return if ctx.shutdown.is_cancelled() && e.is_transient() { Ok(()) } else { Err(e) };
+                return if ctx.shutdown.is_cancelled() && e.is_transient() {
+                    Ok(())
+                } else {
+                    Err(e)
+                };
             }
         }
     }
@@ -270,12 +295,17 @@ struct Checkpointer {
 impl Checkpointer {
     /// Saves the pending checkpoint, if any, then tells the source it is durable.
     async fn save(&mut self, events_checkpointed: u64) -> Result<(), CdcError> {
-        let Some(position) = self.pending.take() else { return Ok(()) };
+        let Some(position) = self.pending.take() else {
+            return Ok(());
+        };
         match self.store.save(&position).await {
             Ok(_) => {
                 self.metrics.checkpointed(&position, events_checkpointed);
                 let _ = self.durable_tx.send(Some(position.clone()));
-                if self.last_info_log.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+                if self
+                    .last_info_log
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(30))
+                {
                     tracing::info!(position = %position, store = %self.store.describe(), "Checkpoint saved");
                     self.last_info_log = Some(Instant::now());
                 } else {

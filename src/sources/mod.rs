@@ -37,7 +37,10 @@ impl fmt::Display for CheckItem {
 /// Builds the configured source.
 pub fn build(config: &Config) -> Result<Box<dyn Source>, CdcError> {
     match &config.source {
-        SourceConfig::Mysql(_) => Err(not_yet("mysql")),
+        SourceConfig::Mysql(m) => Ok(Box::new(mysql::MySqlSource::new(
+            m,
+            config.pipeline.batch_events,
+        ))),
         SourceConfig::Postgres(_) => Err(not_yet("postgres")),
     }
 }
@@ -45,20 +48,31 @@ pub fn build(config: &Config) -> Result<Box<dyn Source>, CdcError> {
 /// Preflight checks of the configured source.
 pub async fn check(config: &Config) -> Vec<CheckItem> {
     match &config.source {
-        SourceConfig::Mysql(_) => vec![CheckItem::Fail(not_yet("mysql").to_string())],
+        SourceConfig::Mysql(m) => mysql::server::check(m.url.expose(), m.server_id).await,
         SourceConfig::Postgres(_) => vec![CheckItem::Fail(not_yet("postgres").to_string())],
     }
 }
 
 /// The source's current head position, for `positions show`.
-pub async fn current_position(_config: &Config) -> Result<Option<Position>, CdcError> {
-    Ok(None)
+pub async fn current_position(config: &Config) -> Result<Option<Position>, CdcError> {
+    match &config.source {
+        SourceConfig::Mysql(m) => {
+            let mut conn = mysql::server::connect(m.url.expose()).await?;
+            let facts = mysql::server::ServerFacts::read(&mut conn).await?;
+            Ok(Some(Position::MySql(
+                mysql::server::current_position(&mut conn, &facts).await?,
+            )))
+        }
+        SourceConfig::Postgres(_) => Ok(None),
+    }
 }
 
 /// How far `stored` is behind `current`, in words.
 pub fn describe_gap(stored: &Position, current: &Position) -> String {
     match (stored, current) {
-        (Position::Postgres(a), Position::Postgres(b)) => format!("{} bytes of WAL", b.lsn.0.saturating_sub(a.lsn.0)),
+        (Position::Postgres(a), Position::Postgres(b)) => {
+            format!("{} bytes of WAL", b.lsn.0.saturating_sub(a.lsn.0))
+        }
         _ => match stored.compare(current) {
             Ok(std::cmp::Ordering::Equal) => "nothing (up to date)".into(),
             Ok(_) => format!("from {stored} to {current}"),
@@ -68,5 +82,8 @@ pub fn describe_gap(stored: &Position, current: &Position) -> String {
 }
 
 fn not_yet(kind: &str) -> CdcError {
-    CdcError::definite(format!("the `{kind}` source is not available in this build yet"), "see the project's open issues")
+    CdcError::definite(
+        format!("the `{kind}` source is not available in this build yet"),
+        "see the project's open issues",
+    )
 }

@@ -5,4 +5,9 @@ pub mod decoder;
 pub mod file;
 pub mod reader;
 pub mod rows;
+pub mod server;
+pub mod snapshot;
+mod source;
 pub mod table_map;
+
+pub use source::MySqlSource;

@@ -1,0 +1,157 @@
+//! Running a real pipeline in-process, collecting what the sink receives as Debezium JSON.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cdc::admin::Metrics;
+use cdc::config::Config;
+use cdc::error::CdcError;
+use cdc::format::debezium::{EnvelopeContext, write_envelope};
+use cdc::model::{Batch, Position};
+use cdc::pipeline::{Ack, Pipeline, PipelineOutcome, Sink};
+use cdc::positions::{FilePositionStore, PositionStore};
+use serde_json::Value as Json;
+use tokio_util::sync::CancellationToken;
+
+/// Acknowledges every batch at once and keeps its events as Debezium JSON.
+#[derive(Clone, Default)]
+pub struct CollectSink {
+    pub events: Arc<Mutex<Vec<Json>>>,
+}
+
+#[async_trait]
+impl Sink for CollectSink {
+    async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
+        let ctx = EnvelopeContext {
+            name: "test".into(),
+            now_us: 0,
+        };
+        let mut got = Vec::with_capacity(batch.events.len());
+        for e in &batch.events {
+            let mut buf = Vec::new();
+            write_envelope(&mut buf, e, &ctx);
+            got.push(serde_json::from_slice(&buf).expect("envelope is valid JSON"));
+        }
+        self.events.lock().unwrap().extend(got);
+        ack.done();
+        Ok(0)
+    }
+    async fn flush(&mut self) -> Result<(), CdcError> {
+        Ok(())
+    }
+}
+
+pub struct RunningPipeline {
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<PipelineOutcome, CdcError>>,
+    pub events: Arc<Mutex<Vec<Json>>>,
+    pub store: Arc<FilePositionStore>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Starts a pipeline from a config text (its sink section is ignored: events are collected).
+pub async fn start_pipeline(
+    config_text: &str,
+    positions: &std::path::Path,
+    from: Option<Position>,
+) -> RunningPipeline {
+    // Logs show with --nocapture; RUST_LOG selects the level.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let config = Config::parse(config_text, "test.toml").expect("valid test config");
+    let store = Arc::new(FilePositionStore::new(positions, &config.name));
+    let start = match from {
+        Some(p) => {
+            store.reset(&p).await.unwrap();
+            Some(p)
+        }
+        None => store.load().await.unwrap(),
+    };
+    let sink = CollectSink::default();
+    let events = sink.events.clone();
+    let shutdown = CancellationToken::new();
+    let metrics = Arc::new(Metrics::new(&config.name));
+    let pipeline = Pipeline {
+        source: cdc::sources::build(&config).expect("source builds"),
+        sink: Box::new(sink),
+        store: store.clone(),
+        config: config.pipeline.clone(),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let task = tokio::spawn(pipeline.run(start));
+    RunningPipeline {
+        shutdown,
+        task,
+        events,
+        store,
+        metrics,
+    }
+}
+
+impl RunningPipeline {
+    /// Waits until at least `n` events arrived (panics after 60 s), returns them all.
+    pub async fn wait_for(&self, n: usize) -> Vec<Json> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            {
+                let got = self.events.lock().unwrap();
+                if got.len() >= n {
+                    return got.clone();
+                }
+            }
+            if self.task.is_finished() {
+                panic!(
+                    "pipeline ended early with {} events: {:?}",
+                    self.events.lock().unwrap().len(),
+                    self.metrics.status().phase
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} events after 60 s",
+                self.events.lock().unwrap().len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the metrics say the source is streaming.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(self.metrics.is_ready() && self.metrics.status().phase == "streaming") {
+            if self.task.is_finished() {
+                panic!("pipeline ended before streaming");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pipeline not streaming after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Graceful stop: returns the outcome and the stored position.
+    pub async fn stop(
+        self,
+    ) -> (
+        Result<PipelineOutcome, CdcError>,
+        Option<Position>,
+        Vec<Json>,
+    ) {
+        self.shutdown.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("stops within 30 s")
+            .unwrap();
+        let pos = self.store.load().await.unwrap();
+        let events = self.events.lock().unwrap().clone();
+        (outcome, pos, events)
+    }
+}
