@@ -1,5 +1,5 @@
 //! Real binlog files written by MySQL 5.5–9.x, Percona, Aurora and MariaDB servers
-//! (`../shared/fixtures/mysql-binlogs/`, see its SOURCES.md): every file decodes, the broken
+//! (`tests/fixtures/mysql-binlogs/`, copied with their licenses' attribution in SOURCES.md): every file decodes, the broken
 //! ones fail with a clear error, and values recorded in SOURCES.md come out exactly.
 
 use std::path::{Path, PathBuf};

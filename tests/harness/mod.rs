@@ -91,6 +91,16 @@ fn run_ok(cmd: &mut Command, what: &str) {
     );
 }
 
+/// Kills a child process (e.g. a `cdc` under test) when the test ends, even by panic.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A running server process with its directory.
 pub struct ServerProcess {
     pub child: Child,

@@ -1,0 +1,14 @@
+# Build: docker build -t cdc .   Run: docker run --rm cdc --help
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked && strip target/release/cdc
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/cdc /usr/local/bin/cdc
+RUN mkdir -p /var/lib/cdc && chown 65534:65534 /var/lib/cdc
+USER 65534
+EXPOSE 8080
+ENTRYPOINT ["cdc"]

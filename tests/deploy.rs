@@ -1,0 +1,154 @@
+//! docker-compose.yml and connectors/ stay correct for users, though no Docker engine runs
+//! here: the compose file parses, its services are configured as cdc needs, and every config
+//! it (or a user) mounts is valid for `cdc check`'s parser.
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cdc::config::{Config, SinkConfig, SourceConfig};
+use serde_yaml::Value as Yaml;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn compose() -> Yaml {
+    serde_yaml::from_str(&std::fs::read_to_string(root().join("docker-compose.yml")).unwrap()).expect("compose parses")
+}
+
+fn strings(v: &Yaml) -> Vec<String> {
+    v.as_sequence().map(|s| s.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+#[test]
+fn compose_services_have_the_settings_cdc_needs() {
+    let c = compose();
+    let s = &c["services"];
+    let mysql = strings(&s["mysql"]["command"]);
+    assert!(s["mysql"]["image"].as_str().unwrap().starts_with("mysql:8.4"));
+    for flag in ["--binlog-format=ROW", "--binlog-row-image=FULL", "--binlog-row-metadata=FULL", "--gtid-mode=ON"] {
+        assert!(mysql.iter().any(|f| f == flag), "mysql lacks {flag}");
+    }
+    assert!(s["postgres"]["image"].as_str().unwrap().starts_with("postgres:17"));
+    assert!(strings(&s["postgres"]["command"]).iter().any(|f| f == "wal_level=logical"));
+    let kafka_env = &s["kafka"]["environment"];
+    assert_eq!(kafka_env["KAFKA_PROCESS_ROLES"].as_str(), Some("broker,controller"), "Kafka in KRaft mode");
+    assert!(s["cdc"]["build"].as_str().is_some() && root().join("Dockerfile").exists());
+    // Every file a service mounts exists.
+    for (name, svc) in s.as_mapping().unwrap() {
+        for vol in strings(&svc["volumes"]) {
+            if let Some(src) = vol.strip_prefix("./") {
+                let src = src.split(':').next().unwrap();
+                assert!(root().join(src).exists(), "{name:?} mounts missing {src}");
+            }
+        }
+    }
+}
+
+fn with_env<T>(vars: &BTreeMap<String, String>, f: impl FnOnce() -> T) -> T {
+    // Tests in this binary do not read these variables concurrently.
+    for (k, v) in vars {
+        unsafe { std::env::set_var(k, v) };
+    }
+    let out = f();
+    for k in vars.keys() {
+        unsafe { std::env::remove_var(k) };
+    }
+    out
+}
+
+#[test]
+fn the_config_compose_runs_is_valid_with_its_environment() {
+    let c = compose();
+    let cdc = &c["services"]["cdc"];
+    let cmd = strings(&cdc["command"]);
+    let cfg = cmd.iter().position(|a| a == "--config").map(|i| &cmd[i + 1]).expect("cdc is given --config");
+    let file = cfg.strip_prefix("/etc/cdc/").expect("config comes from the connectors mount");
+    let env: BTreeMap<String, String> = cdc["environment"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_string(), v.as_str().map(String::from).unwrap_or_else(|| format!("{v:?}"))))
+        .collect();
+    let text = std::fs::read_to_string(root().join("connectors").join(file)).unwrap();
+    let config = with_env(&env, || Config::parse(&text, file)).unwrap_or_else(|e| panic!("{e}"));
+    let SourceConfig::Mysql(m) = &config.source else { panic!("compose streams MySQL") };
+    assert_eq!(m.url.url().host_str(), Some("mysql"));
+    assert_eq!(config.http.as_ref().map(|h| h.listen.to_string()), Some("0.0.0.0:8080".into()));
+}
+
+#[test]
+fn every_connector_parses_and_validates() {
+    let env: BTreeMap<String, String> = [
+        ("CDC_MYSQL_URL", "mysql://cdc:secret@127.0.0.1:3306"),
+        ("CDC_PG_URL", "postgres://cdc:secret@127.0.0.1:5432/shop"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut n = 0;
+    for entry in std::fs::read_dir(root().join("connectors")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = with_env(&env, || Config::parse(&text, &path.display().to_string()))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(!format!("{config:?}").contains("secret"), "{}: secret shown in Debug", path.display());
+        n += 1;
+    }
+    assert!(n >= 4);
+}
+
+/// The mysql-to-file connector, run as a user would, against a real MariaDB.
+#[test]
+fn mysql_to_file_connector_delivers_changes() {
+    let db = harness::shared_mariadb();
+    db.sql("CREATE DATABASE connector_shop; CREATE TABLE connector_shop.orders (id INT PRIMARY KEY, note VARCHAR(20)); INSERT INTO connector_shop.orders VALUES (1, 'snap');");
+    let state = tempfile::tempdir().unwrap();
+    let mut child = harness::ChildGuard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cdc"))
+            .args(["run", "--config"])
+            .arg(root().join("connectors/mysql-to-file.toml"))
+            .env("CDC_MYSQL_URL", db.url(""))
+            .env("CDC_MYSQL_DB", "connector_shop")
+            .env("CDC_STATE_DIR", state.path())
+            .env("CDC_HTTP_LISTEN", format!("127.0.0.1:{}", harness::free_port()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let file = state.path().join("changes.jsonl");
+    let read_lines = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(std::time::Instant::now() < deadline, "changes.jsonl has {} lines", lines.len());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    read_lines(1); // the snapshot is delivered
+    db.sql("INSERT INTO connector_shop.orders VALUES (2, 'live')");
+    let lines = read_lines(2);
+    assert_eq!(lines[0]["op"], "r");
+    assert_eq!(lines[0]["after"]["note"], "snap");
+    assert_eq!(lines[1]["op"], "c");
+    assert_eq!(lines[1]["after"]["note"], "live");
+    // SIGTERM: clean exit with a stored position.
+    unsafe { libc_kill(child.0.id() as i32, 15) };
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let (pos, _, _) = cdc::positions::FilePositionStore::read(&state.path().join("positions.json")).unwrap().unwrap();
+    assert!(pos.to_string().starts_with("mysql:file="));
+    let _ = SinkConfig::default();
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
