@@ -167,10 +167,7 @@ pub struct PositionsConfig {
 
 impl Default for PositionsConfig {
     fn default() -> Self {
-        PositionsConfig {
-            store: StoreKind::File,
-            path: default_positions_path(),
-        }
+        PositionsConfig { store: StoreKind::File, path: default_positions_path() }
     }
 }
 
@@ -271,8 +268,7 @@ impl fmt::Display for DbUrl {
 impl<'de> Deserialize<'de> for DbUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let url = url::Url::parse(&text)
-            .map_err(|e| serde::de::Error::custom(format!("not a URL: {e}")))?;
+        let url = url::Url::parse(&text).map_err(|e| serde::de::Error::custom(format!("not a URL: {e}")))?;
         if url.host_str().is_none_or(str::is_empty) {
             return Err(serde::de::Error::custom("the URL has no host"));
         }
@@ -305,61 +301,39 @@ impl Config {
     }
 
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let err = |field: String, message: String| ConfigError {
-            file: file.to_string(),
-            field,
-            message,
-        };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            err(
-                "-".into(),
-                e.message().to_string() + &line_of(text, e.span()),
-            )
-        })?;
+        let err = |field: String, message: String| ConfigError { file: file.to_string(), field, message };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| err("-".into(), e.message().to_string() + &line_of(text, e.span())))?;
         for (key, value) in table.iter_mut() {
             substitute_env(value, key).map_err(|(field, message)| err(field, message))?;
         }
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
-            .map_err(|e| {
-                let field = e.path().to_string();
-                let (field, message) = match field.as_str() {
-                    "source" | "sink" => inner_error(&table, &field)
-                        .unwrap_or((field, e.into_inner().message().to_string())),
-                    "." => ("-".into(), e.into_inner().message().to_string()),
-                    _ => (field, e.into_inner().message().to_string()),
-                };
-                err(field, message)
-            })?;
-        config
-            .validate()
-            .map_err(|(field, message)| err(field.to_string(), message))?;
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+            let field = e.path().to_string();
+            let (field, message) = match field.as_str() {
+                "source" | "sink" => {
+                    inner_error(&table, &field).unwrap_or((field, e.into_inner().message().to_string()))
+                }
+                "." => ("-".into(), e.into_inner().message().to_string()),
+                _ => (field, e.into_inner().message().to_string()),
+            };
+            err(field, message)
+        })?;
+        config.validate().map_err(|(field, message)| err(field.to_string(), message))?;
         Ok(config)
     }
 
     /// Checks what the types alone cannot; errors name the field.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         {
-            return Err((
-                "name",
-                format!(
-                    "`{}` must be non-empty letters, digits, `_`, `-` or `.`",
-                    self.name
-                ),
-            ));
+            return Err(("name", format!("`{}` must be non-empty letters, digits, `_`, `-` or `.`", self.name)));
         }
         match &self.source {
             SourceConfig::Mysql(m) => {
                 check_scheme(&m.url, &["mysql", "mariadb"], "source.url")?;
                 if m.server_id == 0 {
-                    return Err((
-                        "source.server_id",
-                        "must be a non-zero id unused by other replicas".into(),
-                    ));
+                    return Err(("source.server_id", "must be a non-zero id unused by other replicas".into()));
                 }
                 check_patterns(&m.tables, "source.tables")?;
                 check_patterns(&m.exclude_tables, "source.exclude_tables")?;
@@ -367,22 +341,13 @@ impl Config {
             SourceConfig::Postgres(p) => {
                 check_scheme(&p.url, &["postgres", "postgresql"], "source.url")?;
                 if p.url.url().path().trim_start_matches('/').is_empty() {
-                    return Err((
-                        "source.url",
-                        "must name the database, e.g. postgres://cdc@host:5432/shop".into(),
-                    ));
+                    return Err(("source.url", "must name the database, e.g. postgres://cdc@host:5432/shop".into()));
                 }
-                for (field, name) in [
-                    ("source.slot", &p.slot),
-                    ("source.publication", &p.publication),
-                ] {
+                for (field, name) in [("source.slot", &p.slot), ("source.publication", &p.publication)] {
                     if let Some(n) = name
                         && !is_pg_identifier(n)
                     {
-                        return Err((
-                            field,
-                            format!("`{n}` must be lower-case letters, digits and `_`"),
-                        ));
+                        return Err((field, format!("`{n}` must be lower-case letters, digits and `_`")));
                     }
                 }
                 check_patterns(&p.tables, "source.tables")?;
@@ -390,9 +355,7 @@ impl Config {
             }
         }
         match &self.sink {
-            SinkConfig::Postgres(d) => {
-                check_scheme(&d.url, &["postgres", "postgresql"], "sink.url")?
-            }
+            SinkConfig::Postgres(d) => check_scheme(&d.url, &["postgres", "postgresql"], "sink.url")?,
             SinkConfig::Mysql(d) => check_scheme(&d.url, &["mysql", "mariadb"], "sink.url")?,
             SinkConfig::Kafka(k) if k.brokers.trim().is_empty() => {
                 return Err(("sink.brokers", "must list at least one host:port".into()));
@@ -413,17 +376,8 @@ impl Config {
 
     /// Slot name: configured, or `cdc_<name>` made into a valid identifier.
     pub fn default_pg_name(&self) -> String {
-        let clean: String = self
-            .name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let clean: String =
+            self.name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
         format!("cdc_{clean}")
     }
 }
@@ -433,17 +387,10 @@ impl Config {
 fn inner_error(table: &toml::Table, section: &str) -> Option<(String, String)> {
     let mut inner = table.get(section)?.as_table()?.clone();
     let kind = inner.remove("kind")?.as_str()?.to_string();
-    fn path_of<T: serde::de::DeserializeOwned>(
-        section: &str,
-        t: toml::Table,
-    ) -> Option<(String, String)> {
+    fn path_of<T: serde::de::DeserializeOwned>(section: &str, t: toml::Table) -> Option<(String, String)> {
         let e = serde_path_to_error::deserialize::<_, T>(toml::Value::Table(t)).err()?;
         let path = e.path().to_string();
-        let field = if path == "." {
-            section.to_string()
-        } else {
-            format!("{section}.{path}")
-        };
+        let field = if path == "." { section.to_string() } else { format!("{section}.{path}") };
         Some((field, e.into_inner().message().to_string()))
     }
     match (section, kind.as_str()) {
@@ -457,22 +404,11 @@ fn inner_error(table: &toml::Table, section: &str) -> Option<(String, String)> {
     }
 }
 
-fn check_scheme(
-    url: &DbUrl,
-    schemes: &[&str],
-    field: &'static str,
-) -> Result<(), (&'static str, String)> {
+fn check_scheme(url: &DbUrl, schemes: &[&str], field: &'static str) -> Result<(), (&'static str, String)> {
     if schemes.contains(&url.url().scheme()) {
         Ok(())
     } else {
-        Err((
-            field,
-            format!(
-                "scheme `{}` is not one of {}",
-                url.url().scheme(),
-                schemes.join(", ")
-            ),
-        ))
+        Err((field, format!("scheme `{}` is not one of {}", url.url().scheme(), schemes.join(", "))))
     }
 }
 
@@ -480,10 +416,7 @@ fn check_patterns(patterns: &[String], field: &'static str) -> Result<(), (&'sta
     for p in patterns {
         let parts: Vec<&str> = p.split('.').collect();
         if parts.len() != 2 || parts.iter().any(|s| s.is_empty()) {
-            return Err((
-                field,
-                format!("`{p}` must be `db.table` (`*` allowed in either part)"),
-            ));
+            return Err((field, format!("`{p}` must be `db.table` (`*` allowed in either part)")));
         }
     }
     Ok(())
@@ -492,17 +425,12 @@ fn check_patterns(patterns: &[String], field: &'static str) -> Result<(), (&'sta
 fn is_pg_identifier(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     match span {
-        Some(r) => format!(
-            " (line {})",
-            text[..r.start.min(text.len())].lines().count().max(1)
-        ),
+        Some(r) => format!(" (line {})", text[..r.start.min(text.len())].lines().count().max(1)),
         None => String::new(),
     }
 }
@@ -534,18 +462,14 @@ fn expand(text: &str) -> Result<String, String> {
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("`${{` without a closing `}}` in `{text}`"))?;
+        let end = after.find('}').ok_or_else(|| format!("`${{` without a closing `}}` in `{text}`"))?;
         let inner = &after[..end];
         let (name, default) = match inner.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
             None => (inner, None),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!(
-                "`${{{inner}}}` is not a valid environment variable reference"
-            ));
+            return Err(format!("`${{{inner}}}` is not a valid environment variable reference"));
         }
         match (std::env::var(name), default) {
             (Ok(v), _) => out.push_str(&v),
@@ -575,10 +499,7 @@ server_id = 5401
         let c = Config::parse(MINIMAL, "t.toml").unwrap();
         assert!(matches!(c.sink, SinkConfig::Stdout(_)));
         assert_eq!(c.positions.store, StoreKind::File);
-        assert_eq!(
-            c.positions.path,
-            PathBuf::from("./cdc-state/positions.json")
-        );
+        assert_eq!(c.positions.path, PathBuf::from("./cdc-state/positions.json"));
     }
 
     #[test]
@@ -600,19 +521,10 @@ server_id = 5401
     fn env_default_and_unset() {
         let text = MINIMAL.replace("pw@", "${CDC_TEST_UNSET_VAR_42:-dflt}@");
         let c = Config::parse(&text, "t.toml").unwrap();
-        let SourceConfig::Mysql(m) = c.source else {
-            panic!()
-        };
+        let SourceConfig::Mysql(m) = c.source else { panic!() };
         assert_eq!(m.url.url().password(), Some("dflt"));
-        let e = Config::parse(
-            &MINIMAL.replace("pw@", "${CDC_TEST_UNSET_VAR_42}@"),
-            "t.toml",
-        )
-        .unwrap_err();
+        let e = Config::parse(&MINIMAL.replace("pw@", "${CDC_TEST_UNSET_VAR_42}@"), "t.toml").unwrap_err();
         assert_eq!(e.field, "source.url");
-        assert!(
-            e.message.contains("CDC_TEST_UNSET_VAR_42 is not set"),
-            "{e}"
-        );
+        assert!(e.message.contains("CDC_TEST_UNSET_VAR_42 is not set"), "{e}");
     }
 }

@@ -21,19 +21,11 @@ pub struct CdcError {
 
 impl CdcError {
     pub fn transient(cause: impl Into<String>) -> CdcError {
-        CdcError {
-            kind: ErrorKind::Transient,
-            cause: cause.into(),
-            remedy: None,
-        }
+        CdcError { kind: ErrorKind::Transient, cause: cause.into(), remedy: None }
     }
 
     pub fn definite(cause: impl Into<String>, remedy: impl Into<String>) -> CdcError {
-        CdcError {
-            kind: ErrorKind::Definite,
-            cause: cause.into(),
-            remedy: Some(remedy.into()),
-        }
+        CdcError { kind: ErrorKind::Definite, cause: cause.into(), remedy: Some(remedy.into()) }
     }
 
     pub fn is_transient(&self) -> bool {

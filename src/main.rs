@@ -16,11 +16,7 @@ use cdc::positions::{FilePositionStore, PositionStore};
 use cdc::{sinks, sources};
 
 #[derive(Parser)]
-#[command(
-    name = "cdc",
-    version,
-    about = "Change data capture from MySQL/MariaDB and PostgreSQL"
-)]
+#[command(name = "cdc", version, about = "Change data capture from MySQL/MariaDB and PostgreSQL")]
 struct Cli {
     /// Log format on standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
@@ -94,11 +90,7 @@ enum PositionsCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.log_level.as_deref());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cdc: error: cannot start the async runtime: {e}");
@@ -121,9 +113,7 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
         Some(l) => EnvFilter::new(l),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -134,18 +124,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config, from } => run(&load(&config)?, from.as_deref()).await,
         Command::Check { config } => check(&load(&config)?).await,
-        Command::InspectBinlog {
-            files,
-            from_pos,
-            stop_pos,
-            name,
-        } => inspect_binlog(&files, from_pos, stop_pos, &name),
-        Command::Positions {
-            command: PositionsCommand::Show { config },
-        } => show_position(&load(&config)?).await,
-        Command::Positions {
-            command: PositionsCommand::Set { config, position },
-        } => {
+        Command::InspectBinlog { files, from_pos, stop_pos, name } => inspect_binlog(&files, from_pos, stop_pos, &name),
+        Command::Positions { command: PositionsCommand::Show { config } } => show_position(&load(&config)?).await,
+        Command::Positions { command: PositionsCommand::Set { config, position } } => {
             let config = load(&config)?;
             let position = parse_position(&position)?;
             position_store(&config)?.reset(&position).await?;
@@ -170,10 +151,7 @@ fn parse_position(text: &str) -> Result<Position, CdcError> {
 
 fn position_store(config: &Config) -> Result<Arc<dyn PositionStore>, CdcError> {
     match config.positions.store {
-        cdc::config::StoreKind::File => Ok(Arc::new(FilePositionStore::new(
-            &config.positions.path,
-            &config.name,
-        ))),
+        cdc::config::StoreKind::File => Ok(Arc::new(FilePositionStore::new(&config.positions.path, &config.name))),
         other => Err(CdcError::definite(
             format!("positions.store = {other:?} is not available in this build yet"),
             "use positions.store = \"file\"",
@@ -236,17 +214,12 @@ async fn run(config: &Config, from: Option<&str>) -> anyhow::Result<()> {
 fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
             tracing::warn!("Cannot install signal handlers; stop with SIGKILL");
             return;
         };
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-        tracing::info!(
-            "Shutdown requested: draining, flushing, checkpointing (signal again to exit at once)"
-        );
+        tracing::info!("Shutdown requested: draining, flushing, checkpointing (signal again to exit at once)");
         shutdown.cancel();
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         eprintln!("cdc: second signal, exiting without a final checkpoint");
@@ -259,10 +232,7 @@ async fn check(config: &Config) -> anyhow::Result<()> {
     let store = position_store(config)?;
     match store.load().await {
         Ok(Some(p)) => println!("PASS positions: {} holds {p}", store.describe()),
-        Ok(None) => println!(
-            "PASS positions: {} is empty (a new pipeline)",
-            store.describe()
-        ),
+        Ok(None) => println!("PASS positions: {} is empty (a new pipeline)", store.describe()),
         Err(e) => {
             println!("FAIL positions: {e}");
             anyhow::bail!("check failed");
@@ -282,10 +252,7 @@ async fn check(config: &Config) -> anyhow::Result<()> {
 
 async fn show_position(config: &Config) -> anyhow::Result<()> {
     let cdc::config::StoreKind::File = config.positions.store else {
-        anyhow::bail!(
-            "positions.store {:?} is not available in this build yet",
-            config.positions.store
-        );
+        anyhow::bail!("positions.store {:?} is not available in this build yet", config.positions.store);
     };
     match FilePositionStore::read(&config.positions.path)? {
         None => println!("no stored position in {}", config.positions.path.display()),
@@ -293,10 +260,9 @@ async fn show_position(config: &Config) -> anyhow::Result<()> {
             let age = (cdc::model::now_ms() - saved_at_ms).max(0) as f64 / 1000.0;
             println!("position: {position}\nsaved by: {name}\nsaved: {age:.1} s ago");
             match sources::current_position(config).await {
-                Ok(Some(current)) => println!(
-                    "source now: {current}\nbehind: {}",
-                    sources::describe_gap(&position, &current)
-                ),
+                Ok(Some(current)) => {
+                    println!("source now: {current}\nbehind: {}", sources::describe_gap(&position, &current))
+                }
                 Ok(None) => {}
                 Err(e) => println!("source now: unknown ({e})"),
             }
@@ -305,17 +271,9 @@ async fn show_position(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn inspect_binlog(
-    files: &[PathBuf],
-    from_pos: Option<u64>,
-    stop_pos: Option<u64>,
-    name: &str,
-) -> anyhow::Result<()> {
+fn inspect_binlog(files: &[PathBuf], from_pos: Option<u64>, stop_pos: Option<u64>, name: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    let ctx = cdc::format::debezium::EnvelopeContext {
-        name: name.to_string(),
-        now_us: now_us(),
-    };
+    let ctx = cdc::format::debezium::EnvelopeContext { name: name.to_string(), now_us: now_us() };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut buf = Vec::with_capacity(1 << 16);
@@ -347,8 +305,5 @@ fn inspect_binlog(
 }
 
 fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }

@@ -3,11 +3,7 @@
 use std::process::Command;
 
 fn cdc(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cdc"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cdc")).args(args).env_remove("RUST_LOG").output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -49,18 +45,12 @@ fn unknown_key() {
         &GOOD.replace("kind = \"postgres\"", "kind = \"postgres\"\nslott = \"x\""),
         &["source", "unknown field `slott`"],
     );
-    expect_config_error(
-        &format!("{GOOD}\n[surprise]\nx = 1\n"),
-        &["unknown field `surprise`"],
-    );
+    expect_config_error(&format!("{GOOD}\n[surprise]\nx = 1\n"), &["unknown field `surprise`"]);
 }
 
 #[test]
 fn missing_field() {
-    expect_config_error(
-        &GOOD.replace("name = \"shop\"", ""),
-        &["missing field `name`"],
-    );
+    expect_config_error(&GOOD.replace("name = \"shop\"", ""), &["missing field `name`"]);
     expect_config_error(
         "name = \"x\"\n[source]\nkind = \"mysql\"\nurl = \"mysql://u@127.0.0.1:3306\"\n",
         &["source", "missing field `server_id`"],
@@ -73,14 +63,8 @@ fn bad_url() {
         &GOOD.replace("postgres://cdc:secret@127.0.0.1:1/shop", "not a url"),
         &["source.url", "not a URL"],
     );
-    expect_config_error(
-        &GOOD.replace("postgres://", "mysql://"),
-        &["source.url", "scheme `mysql`"],
-    );
-    expect_config_error(
-        &GOOD.replace("/shop\"", "\""),
-        &["source.url", "must name the database"],
-    );
+    expect_config_error(&GOOD.replace("postgres://", "mysql://"), &["source.url", "scheme `mysql`"]);
+    expect_config_error(&GOOD.replace("/shop\"", "\""), &["source.url", "must name the database"]);
 }
 
 #[test]
@@ -93,16 +77,10 @@ fn unset_env_variable() {
 
 #[test]
 fn bad_sink_kind_and_missing_file() {
-    expect_config_error(
-        &format!("{GOOD}\n[sink]\nkind = \"carrier-pigeon\"\n"),
-        &["sink", "carrier-pigeon"],
-    );
+    expect_config_error(&format!("{GOOD}\n[sink]\nkind = \"carrier-pigeon\"\n"), &["sink", "carrier-pigeon"]);
     let (code, _, err) = cdc(&["check", "--config", "/nonexistent/cdc.toml"]);
     assert_ne!(code, 0);
-    assert!(
-        err.contains("/nonexistent/cdc.toml") && err.contains("cannot read"),
-        "{err}"
-    );
+    assert!(err.contains("/nonexistent/cdc.toml") && err.contains("cannot read"), "{err}");
 }
 
 #[test]

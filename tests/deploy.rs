@@ -70,7 +70,9 @@ fn the_config_compose_runs_is_valid_with_its_environment() {
         .as_mapping()
         .unwrap()
         .iter()
-        .map(|(k, v)| (k.as_str().unwrap().to_string(), v.as_str().map(String::from).unwrap_or_else(|| format!("{v:?}"))))
+        .map(|(k, v)| {
+            (k.as_str().unwrap().to_string(), v.as_str().map(String::from).unwrap_or_else(|| format!("{v:?}")))
+        })
         .collect();
     let text = std::fs::read_to_string(root().join("connectors").join(file)).unwrap();
     let config = with_env(&env, || Config::parse(&text, file)).unwrap_or_else(|e| panic!("{e}"));

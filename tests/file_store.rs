@@ -22,21 +22,13 @@ fn writer_child() {
     let Ok(path) = std::env::var(WRITER_ENV) else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     rt.block_on(async {
         let store = FilePositionStore::new(&path, "writer");
         let mut lsn = store.load().await.unwrap().map(|p| lsn_of(&p)).unwrap_or(0);
         loop {
             lsn += 1;
-            store
-                .save(&Position::Postgres(PgPosition {
-                    lsn: Lsn(lsn),
-                    tx_lsn: None,
-                }))
-                .await
-                .unwrap();
+            store.save(&Position::Postgres(PgPosition { lsn: Lsn(lsn), tx_lsn: None })).await.unwrap();
         }
     });
 }
@@ -49,13 +41,7 @@ fn kill_9_never_corrupts_or_rewinds() {
     let mut advanced = 0;
     for round in 0..40u64 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "writer_child",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["writer_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env(WRITER_ENV, &path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -69,31 +55,20 @@ fn kill_9_never_corrupts_or_rewinds() {
             .unwrap_or_else(|| panic!("round {round}: no file"));
         assert_eq!(name, "writer");
         let lsn = lsn_of(&p);
-        assert!(
-            lsn >= last_seen,
-            "round {round}: position went back from {last_seen} to {lsn}"
-        );
+        assert!(lsn >= last_seen, "round {round}: position went back from {last_seen} to {lsn}");
         if lsn > last_seen {
             advanced += 1;
         }
         last_seen = lsn;
     }
-    assert!(
-        advanced >= 20,
-        "the writer made progress in only {advanced} of 40 rounds"
-    );
+    assert!(advanced >= 20, "the writer made progress in only {advanced} of 40 rounds");
 }
 
 #[tokio::test]
 async fn save_never_moves_backward_but_reset_does() {
     let dir = tempfile::tempdir().unwrap();
     let store = FilePositionStore::new(dir.path().join("p.json"), "t");
-    let p = |n| {
-        Position::Postgres(PgPosition {
-            lsn: Lsn(n),
-            tx_lsn: None,
-        })
-    };
+    let p = |n| Position::Postgres(PgPosition { lsn: Lsn(n), tx_lsn: None });
     assert_eq!(store.load().await.unwrap(), None);
     assert!(store.save(&p(10)).await.unwrap());
     assert!(!store.save(&p(5)).await.unwrap());
@@ -104,14 +79,8 @@ async fn save_never_moves_backward_but_reset_does() {
     again.reset(&p(3)).await.unwrap();
     assert_eq!(again.load().await.unwrap(), Some(p(3)));
     // Another engine's position is refused with a remedy.
-    let err = again
-        .save(&"mysql:file=b.000001:pos=4".parse().unwrap())
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("belongs to another source"),
-        "{err}"
-    );
+    let err = again.save(&"mysql:file=b.000001:pos=4".parse().unwrap()).await.unwrap_err();
+    assert!(err.to_string().contains("belongs to another source"), "{err}");
 }
 
 #[test]

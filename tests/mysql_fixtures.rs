@@ -11,23 +11,14 @@ use serde_json::Value as Json;
 fn fixtures() -> PathBuf {
     let dir = std::env::var("CDC_MYSQL_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs")
-        });
-    assert!(
-        dir.join("SOURCES.md").exists(),
-        "binlog fixtures not found at {} (set CDC_MYSQL_FIXTURES)",
-        dir.display()
-    );
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs"));
+    assert!(dir.join("SOURCES.md").exists(), "binlog fixtures not found at {} (set CDC_MYSQL_FIXTURES)", dir.display());
     dir
 }
 
 /// Decodes a fixture into Debezium JSON events.
 fn events(rel: &str) -> Vec<Json> {
-    let ctx = EnvelopeContext {
-        name: "fx".into(),
-        now_us: 0,
-    };
+    let ctx = EnvelopeContext { name: "fx".into(), now_us: 0 };
     let mut out = Vec::new();
     decode_file(&fixtures().join(rel), None, None, |batch| {
         for e in &batch.events {
@@ -56,10 +47,7 @@ const NEGATIVE: &[(&str, &str)] = &[
     // MariaDB 10.0 "hires" TIMESTAMP(3) with no width in the table map: cannot be decoded.
     ("tiflow/mysql-bin.000001", "steven.t column @1"),
     // MySQL 8 partial JSON updates: not supported yet, refused by name.
-    (
-        "rust_mysql_common/json.binlog.000001",
-        "PARTIAL_UPDATE_ROWS",
-    ),
+    ("rust_mysql_common/json.binlog.000001", "PARTIAL_UPDATE_ROWS"),
 ];
 
 #[test]
@@ -67,25 +55,14 @@ fn every_fixture_decodes_or_fails_clearly() {
     let mut files = Vec::new();
     all_files(&fixtures(), &mut files);
     files.sort();
-    assert!(
-        files.len() >= 40,
-        "found only {} fixture files",
-        files.len()
-    );
+    assert!(files.len() >= 40, "found only {} fixture files", files.len());
     for f in &files {
-        let rel = f
-            .strip_prefix(fixtures())
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let rel = f.strip_prefix(fixtures()).unwrap().to_string_lossy().into_owned();
         let result = decode_file(f, None, None, |_| {});
         match NEGATIVE.iter().find(|(name, _)| *name == rel) {
             Some((_, needle)) => {
                 let err = result.expect_err(&rel).to_string();
-                assert!(
-                    err.contains(needle),
-                    "{rel}: error `{err}` should mention `{needle}`"
-                );
+                assert!(err.contains(needle), "{rel}: error `{err}` should mention `{needle}`");
             }
             None => {
                 let summary = result.unwrap_or_else(|e| panic!("{rel}: {e}"));
@@ -97,9 +74,7 @@ fn every_fixture_decodes_or_fails_clearly() {
 
 #[test]
 fn truncated_and_corrupt_input_is_an_error_not_a_panic() {
-    let good =
-        std::fs::read(fixtures().join("mysql-binlog-connector-java/mysql-bin.checksum-crc32"))
-            .unwrap();
+    let good = std::fs::read(fixtures().join("mysql-binlog-connector-java/mysql-bin.checksum-crc32")).unwrap();
     // Cut at every offset in the first 2 KB: each prefix either decodes or reports truncation.
     for cut in (4..2048).step_by(7) {
         match decode_bytes(&good[..cut], "cut", None, None, &mut |_| {}) {
@@ -110,18 +85,12 @@ fn truncated_and_corrupt_input_is_an_error_not_a_panic() {
     // A flipped byte inside an event is a CRC32 mismatch.
     let mut bad = good.clone();
     bad[600] ^= 0x40;
-    let err = decode_bytes(&bad, "flipped", None, None, &mut |_| {})
-        .unwrap_err()
-        .to_string();
+    let err = decode_bytes(&bad, "flipped", None, None, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("CRC32 mismatch"), "{err}");
     // The 14-byte file described in SOURCES.md: magic plus half a header.
-    let err = decode_bytes(&good[..14], "tiny", None, None, &mut |_| {})
-        .unwrap_err()
-        .to_string();
+    let err = decode_bytes(&good[..14], "tiny", None, None, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("truncated event header at offset 4"), "{err}");
-    let err = decode_bytes(b"not a binlog", "text", None, None, &mut |_| {})
-        .unwrap_err()
-        .to_string();
+    let err = decode_bytes(b"not a binlog", "text", None, None, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("not a binlog file"), "{err}");
 }
 
@@ -130,10 +99,7 @@ fn negative_time_with_hour_overflow() {
     // SOURCES.md: -(21 days 03:48:27), as Debezium's MicroTime.
     let e = events("rust_mysql_common/time_issue.000001");
     assert_eq!(e.len(), 1);
-    assert_eq!(
-        e[0]["after"]["@1"],
-        -((21 * 86_400 + 3 * 3600 + 48 * 60 + 27) as i64) * 1_000_000
-    );
+    assert_eq!(e[0]["after"]["@1"], -((21 * 86_400 + 3 * 3600 + 48 * 60 + 27) as i64) * 1_000_000);
 }
 
 #[test]
@@ -152,24 +118,15 @@ fn enum_set_and_long_char_with_full_metadata() {
     assert_eq!(after["f1"], "field1");
     assert_eq!(after["f3"], "variant2");
     assert_eq!(after["f4"], "two,four");
-    assert_eq!(
-        e[1]["source"]["gtid"],
-        "93e95066-a2f4-11ec-9b69-9657f0ae95e2:4"
-    );
+    assert_eq!(e[1]["source"]["gtid"], "93e95066-a2f4-11ec-9b69-9657f0ae95e2:4");
     assert_eq!(e[2]["after"], Json::Null);
 }
 
 #[test]
 fn vectors_as_float_arrays() {
     let e = events("rust_mysql_common/vector.binlog");
-    assert_eq!(
-        e[0]["after"]["vector_column"],
-        serde_json::json!([1.1, 2.2, 3.3])
-    );
-    assert_eq!(
-        e[3]["after"]["vector_column2"],
-        serde_json::json!([42.0, 43.0, 44.0, 45.0])
-    );
+    assert_eq!(e[0]["after"]["vector_column"], serde_json::json!([1.1, 2.2, 3.3]));
+    assert_eq!(e[3]["after"]["vector_column2"], serde_json::json!([42.0, 43.0, 44.0, 45.0]));
     assert_eq!(e[3]["after"]["foo"], "YmFy"); // VARBINARY 'bar'
 }
 
@@ -177,18 +134,9 @@ fn vectors_as_float_arrays() {
 fn compressed_transactions_and_tagged_gtids() {
     let e = events("rust_mysql_common/transaction_compression.000001");
     assert_eq!(e.len(), 1);
-    assert_eq!(
-        (
-            e[0]["source"]["db"].as_str(),
-            e[0]["source"]["table"].as_str()
-        ),
-        (Some("test"), Some("tb1"))
-    );
+    assert_eq!((e[0]["source"]["db"].as_str(), e[0]["source"]["table"].as_str()), (Some("test"), Some("tb1")));
     let e = events("rust_mysql_common/binlog_transaction_with_GTID_TAG.000001");
-    assert_eq!(
-        e[0]["source"]["gtid"],
-        "55778904-0299-11f1-b1b8-4ef0c4956feb:mytag:3"
-    );
+    assert_eq!(e[0]["source"]["gtid"], "55778904-0299-11f1-b1b8-4ef0c4956feb:mytag:3");
     let e = events("mysql-binlog-connector-rust/mysql-bin.000057");
     assert_eq!(e.len(), 3);
 }
@@ -197,10 +145,7 @@ fn compressed_transactions_and_tagged_gtids() {
 fn utf8mb4_emoji_and_mariadb_events() {
     // The utf8mb4 table's row holds an empty VARCHAR(255) (2-byte length 0), as the bytes show.
     let e = events("mysql-binlog-connector-rust/mysql-bin.000080");
-    let emoji: Vec<&Json> = e
-        .iter()
-        .filter(|x| x["source"]["table"] == "emoji")
-        .collect();
+    let emoji: Vec<&Json> = e.iter().filter(|x| x["source"]["table"] == "emoji").collect();
     assert_eq!(emoji.len(), 1);
     assert_eq!(emoji[0]["after"], serde_json::json!({"@1": 2, "@2": ""}));
     assert_eq!(e.iter().filter(|x| x["op"] == "d").count(), 4);
@@ -217,10 +162,7 @@ fn sakila_pre_56_temporal_types() {
     let e = events("mysql-binlog-connector-java/mysql-bin.sakila.gz");
     assert_eq!(e.len(), 47_273);
     // Every row decoded to a full image of its table.
-    assert!(
-        e.iter()
-            .all(|x| x["op"] == "c" && x["after"].as_object().is_some_and(|o| !o.is_empty()))
-    );
+    assert!(e.iter().all(|x| x["op"] == "c" && x["after"].as_object().is_some_and(|o| !o.is_empty())));
 }
 
 /// Checkpoints are transaction ends with exact GTID-bearing positions.
@@ -235,9 +177,5 @@ fn checkpoints_fall_on_transaction_ends() {
     })
     .unwrap();
     assert!(checkpoints.len() >= 17, "{checkpoints:?}");
-    assert!(
-        checkpoints
-            .iter()
-            .all(|c| c.starts_with("mysql:file=mysql-bin.01:pos="))
-    );
+    assert!(checkpoints.iter().all(|c| c.starts_with("mysql:file=mysql-bin.01:pos=")));
 }

@@ -31,18 +31,12 @@ batch_events = 64
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
 /// Decodes Debezium's precise decimal (base64 big-endian two's complement) with the column scale.
 fn decimal(v: &Json, scale: usize) -> String {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(v.as_str().expect("base64 string"))
-        .unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(v.as_str().expect("base64 string")).unwrap();
     let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
     // Magnitude by long division of the two's complement, independent of the encoder.
     let mut mag: Vec<u8> = if negative {
@@ -75,11 +69,7 @@ fn decimal(v: &Json, scale: usize) -> String {
     let s: String = digits.into_iter().collect();
     let (i, f) = s.split_at(s.len() - scale);
     let sign = if negative { "-" } else { "" };
-    if scale == 0 {
-        format!("{sign}{i}")
-    } else {
-        format!("{sign}{i}.{f}")
-    }
+    if scale == 0 { format!("{sign}{i}") } else { format!("{sign}{i}.{f}") }
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -119,23 +109,14 @@ fn check_types(e: &[Json]) {
     let after = |i: usize| &e[i]["after"];
     let r1 = after(0);
     assert_eq!(r1["id"], 1);
-    assert_eq!(
-        (r1["ti"].clone(), r1["tiu"].clone(), r1["si"].clone()),
-        (json!(-128), json!(0), json!(-32768))
-    );
+    assert_eq!((r1["ti"].clone(), r1["tiu"].clone(), r1["si"].clone()), (json!(-128), json!(0), json!(-32768)));
     assert_eq!(
         (r1["mi"].clone(), r1["i"].clone(), r1["bi"].clone()),
         (json!(-8388608), json!(-2147483648i64), json!(i64::MIN))
     );
-    assert_eq!(
-        decimal(&r1["d1"], 30),
-        "-99999999999999999999999999999999999.999999999999999999999999999999"
-    );
+    assert_eq!(decimal(&r1["d1"], 30), "-99999999999999999999999999999999999.999999999999999999999999999999");
     assert_eq!(decimal(&r1["d2"], 2), "-12345678.90");
-    assert_eq!(
-        (r1["f"].clone(), r1["dbl"].clone()),
-        (json!(-1.5), json!(-2.5e-300))
-    );
+    assert_eq!((r1["f"].clone(), r1["dbl"].clone()), (json!(-1.5), json!(-2.5e-300)));
     assert_eq!(r1["b1"], false);
     assert_eq!(r1["b12"], b64(&[0x01, 0x00])); // little-endian bytes, as Debezium
     assert_eq!(r1["b64"], b64(&[0; 8]));
@@ -148,23 +129,13 @@ fn check_types(e: &[Json]) {
     assert_eq!(r1["dtm6"], 253_402_300_799_999_999i64); // DATETIME(6) in µs
     assert_eq!(r1["ts"], "1970-01-01T00:00:01Z");
     assert_eq!(r1["ts6"], "2038-01-19T03:14:07.999999Z");
-    assert_eq!(
-        (r1["c"].clone(), r1["vc"].clone(), r1["l1"].clone()),
-        (json!("abc"), json!("😀 emoji"), json!("café"))
-    );
+    assert_eq!((r1["c"].clone(), r1["vc"].clone(), r1["l1"].clone()), (json!("abc"), json!("😀 emoji"), json!("café")));
     assert_eq!(r1["txt"], "long text");
     assert_eq!(
         (r1["bin"].clone(), r1["vb"].clone(), r1["bl"].clone()),
-        (
-            json!(b64(&[1, 2, 3, 4])),
-            json!(b64(&[0, 0xff])),
-            json!(b64(&[0xde, 0xad, 0xbe, 0xef]))
-        )
+        (json!(b64(&[1, 2, 3, 4])), json!(b64(&[0, 0xff])), json!(b64(&[0xde, 0xad, 0xbe, 0xef])))
     );
-    assert_eq!(
-        (r1["e"].clone(), r1["s"].clone()),
-        (json!("red"), json!("a,c"))
-    );
+    assert_eq!((r1["e"].clone(), r1["s"].clone()), (json!("red"), json!("a,c")));
     let j: Json = serde_json::from_str(r1["j"].as_str().unwrap()).unwrap();
     assert_eq!(j, json!({"k": [1, 2.5, "x"]}));
     let mut wkb = vec![1u8, 1, 0, 0, 0];
@@ -173,24 +144,12 @@ fn check_types(e: &[Json]) {
     assert_eq!(r1["g"], json!({"wkb": b64(&wkb), "srid": 0}));
 
     let r2 = after(1);
-    assert_eq!(
-        (r2["ti"].clone(), r2["tiu"].clone(), r2["miu"].clone()),
-        (json!(127), json!(255), json!(16777215))
-    );
-    assert_eq!(
-        (r2["iu"].clone(), r2["bi"].clone()),
-        (json!(4294967295u64), json!(i64::MAX))
-    );
+    assert_eq!((r2["ti"].clone(), r2["tiu"].clone(), r2["miu"].clone()), (json!(127), json!(255), json!(16777215)));
+    assert_eq!((r2["iu"].clone(), r2["bi"].clone()), (json!(4294967295u64), json!(i64::MAX)));
     assert_eq!(r2["biu"], json!(u64::MAX)); // exact, not wrapped
-    assert_eq!(
-        decimal(&r2["d1"], 30),
-        "99999999999999999999999999999999999.999999999999999999999999999999"
-    );
+    assert_eq!(decimal(&r2["d1"], 30), "99999999999999999999999999999999999.999999999999999999999999999999");
     assert_eq!(decimal(&r2["d2"], 2), "0.01");
-    assert_eq!(
-        (r2["f"].clone(), r2["dbl"].clone()),
-        (json!(3.25), json!(1e308))
-    );
+    assert_eq!((r2["f"].clone(), r2["dbl"].clone()), (json!(3.25), json!(1e308)));
     assert_eq!(r2["b1"], true);
     assert_eq!(r2["b12"], b64(&[0x00, 0x08]));
     assert_eq!(r2["b64"], b64(&[0xff; 8]));
@@ -203,41 +162,23 @@ fn check_types(e: &[Json]) {
     assert_eq!(r2["dtm6"], 1_709_210_096_000_001i64);
     assert_eq!(r2["ts"], Json::Null);
     assert_eq!(r2["ts6"], "2000-01-01T00:00:00.5Z");
-    assert_eq!(
-        (r2["c"].clone(), r2["vc"].clone(), r2["bin"].clone()),
-        (json!(""), json!(""), json!(b64(&[0; 4])))
-    );
-    assert_eq!(
-        (r2["e"].clone(), r2["s"].clone(), r2["j"].clone()),
-        (json!("blue"), json!(""), json!("[]"))
-    );
+    assert_eq!((r2["c"].clone(), r2["vc"].clone(), r2["bin"].clone()), (json!(""), json!(""), json!(b64(&[0; 4]))));
+    assert_eq!((r2["e"].clone(), r2["s"].clone(), r2["j"].clone()), (json!("blue"), json!(""), json!("[]")));
 
     let r3 = after(2);
     assert_eq!(r3["id"], 3);
     let obj = r3.as_object().unwrap();
     assert_eq!(obj.len(), 37);
-    assert!(
-        obj.iter()
-            .filter(|(k, _)| *k != "id")
-            .all(|(_, v)| v.is_null()),
-        "{r3}"
-    );
+    assert!(obj.iter().filter(|(k, _)| *k != "id").all(|(_, v)| v.is_null()), "{r3}");
 }
 
 #[test]
 fn streams_every_type_with_edge_values() {
     let db = shared_mariadb();
-    db.sql(&format!(
-        "CREATE DATABASE types_db; USE types_db; {TYPES_DDL}"
-    ));
+    db.sql(&format!("CREATE DATABASE types_db; USE types_db; {TYPES_DDL}"));
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let p = start_pipeline(
-            &config(db, "types_db", "never"),
-            &dir.path().join("p.json"),
-            None,
-        )
-        .await;
+        let p = start_pipeline(&config(db, "types_db", "never"), &dir.path().join("p.json"), None).await;
         p.wait_ready().await;
         db.sql(&format!("USE types_db; {TYPES_ROWS}"));
         let e = p.wait_for(3).await;
@@ -257,17 +198,10 @@ fn streams_every_type_with_edge_values() {
 #[test]
 fn snapshot_values_equal_streamed_values() {
     let db = shared_mariadb();
-    db.sql(&format!(
-        "CREATE DATABASE snap_types; USE snap_types; {TYPES_DDL}; {TYPES_ROWS}"
-    ));
+    db.sql(&format!("CREATE DATABASE snap_types; USE snap_types; {TYPES_DDL}; {TYPES_ROWS}"));
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let p = start_pipeline(
-            &config(db, "snap_types", "initial"),
-            &dir.path().join("p.json"),
-            None,
-        )
-        .await;
+        let p = start_pipeline(&config(db, "snap_types", "initial"), &dir.path().join("p.json"), None).await;
         let e = p.wait_for(3).await;
         assert!(e.iter().all(|x| x["op"] == "r"), "{e:?}");
         assert_eq!(e[0]["source"]["snapshot"], "first");
@@ -282,10 +216,7 @@ fn snapshot_hands_over_to_the_stream_without_gap_or_duplicate() {
     let db = shared_mariadb();
     db.sql("CREATE DATABASE handover; USE handover; CREATE TABLE t (id INT PRIMARY KEY, v INT);");
     let values: Vec<String> = (1..=500).map(|i| format!("({i}, 0)")).collect();
-    db.sql(&format!(
-        "USE handover; INSERT INTO t VALUES {}",
-        values.join(",")
-    ));
+    db.sql(&format!("USE handover; INSERT INTO t VALUES {}", values.join(",")));
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         // Writes keep coming while the snapshot runs.
@@ -294,30 +225,18 @@ fn snapshot_hands_over_to_the_stream_without_gap_or_duplicate() {
             std::thread::spawn(move || {
                 let url = format!("mysql://root@127.0.0.1:{port}/handover");
                 let pool = mysql_async::Pool::new(url.as_str());
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 rt.block_on(async {
                     use mysql_async::prelude::Queryable;
                     let mut c = pool.get_conn().await.unwrap();
                     for i in 501..=700 {
-                        c.query_drop(format!("INSERT INTO t VALUES ({i}, 1)"))
-                            .await
-                            .unwrap();
-                        c.query_drop(format!("UPDATE t SET v = v + 1 WHERE id = {}", i - 500))
-                            .await
-                            .unwrap();
+                        c.query_drop(format!("INSERT INTO t VALUES ({i}, 1)")).await.unwrap();
+                        c.query_drop(format!("UPDATE t SET v = v + 1 WHERE id = {}", i - 500)).await.unwrap();
                     }
                 });
             })
         };
-        let p = start_pipeline(
-            &config(db, "handover", "initial"),
-            &dir.path().join("p.json"),
-            None,
-        )
-        .await;
+        let p = start_pipeline(&config(db, "handover", "initial"), &dir.path().join("p.json"), None).await;
         writer.join().unwrap();
         let final_rows: i64 = db.sql("SELECT COUNT(*) FROM handover.t").parse().unwrap();
         assert_eq!(final_rows, 700);
@@ -329,11 +248,7 @@ fn snapshot_hands_over_to_the_stream_without_gap_or_duplicate() {
             let mut model = std::collections::BTreeMap::new();
             let mut seen_snapshot_ids = std::collections::HashSet::new();
             for x in &e {
-                let row = if x["op"] == "d" {
-                    &x["before"]
-                } else {
-                    &x["after"]
-                };
+                let row = if x["op"] == "d" { &x["before"] } else { &x["after"] };
                 let id = row["id"].as_i64().unwrap();
                 if x["op"] == "r" {
                     assert!(seen_snapshot_ids.insert(id), "snapshot row {id} twice");
@@ -345,17 +260,10 @@ fn snapshot_hands_over_to_the_stream_without_gap_or_duplicate() {
                 // No duplicate at the hand-over: each streamed insert arrives once.
                 let inserts = e.iter().filter(|x| x["op"] == "c").count();
                 let snapshot_rows = e.iter().filter(|x| x["op"] == "r").count();
-                assert_eq!(
-                    inserts + snapshot_rows,
-                    700,
-                    "every row is read once by the snapshot or inserted once"
-                );
+                assert_eq!(inserts + snapshot_rows, 700, "every row is read once by the snapshot or inserted once");
                 break;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "model never matched the table"
-            );
+            assert!(std::time::Instant::now() < deadline, "model never matched the table");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         p.stop().await.0.unwrap();
@@ -365,9 +273,7 @@ fn snapshot_hands_over_to_the_stream_without_gap_or_duplicate() {
 #[test]
 fn transactions_ddl_and_rotation() {
     let db = shared_mariadb();
-    db.sql(
-        "CREATE DATABASE txddl; USE txddl; CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(20));",
-    );
+    db.sql("CREATE DATABASE txddl; USE txddl; CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(20));");
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let p = start_pipeline(&config(db, "txddl", "never"), &dir.path().join("p.json"), None).await;
@@ -415,13 +321,7 @@ fn resume_from_gtid_and_from_file_pos() {
         let p = start_pipeline(&config(db, "resume", "never"), &positions, None).await;
         let e = p.wait_for(2).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let ids: Vec<i64> = p
-            .events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|x| x["after"]["id"].as_i64().unwrap())
-            .collect();
+        let ids: Vec<i64> = p.events.lock().unwrap().iter().map(|x| x["after"]["id"].as_i64().unwrap()).collect();
         assert_eq!(ids, [3, 4], "{e:?}");
         p.stop().await.0.unwrap();
 
@@ -429,21 +329,12 @@ fn resume_from_gtid_and_from_file_pos() {
         let text = stored.to_string();
         let (file_part, gtid_part) = text.split_once(":gtid=").unwrap();
         for from in [format!("mysql:gtid={gtid_part}"), file_part.to_string()] {
-            let p = start_pipeline(
-                &config(db, "resume", "never"),
-                &dir.path().join("q.json"),
-                Some(from.parse().unwrap()),
-            )
-            .await;
+            let p =
+                start_pipeline(&config(db, "resume", "never"), &dir.path().join("q.json"), Some(from.parse().unwrap()))
+                    .await;
             p.wait_for(2).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let ids: Vec<i64> = p
-                .events
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|x| x["after"]["id"].as_i64().unwrap())
-                .collect();
+            let ids: Vec<i64> = p.events.lock().unwrap().iter().map(|x| x["after"]["id"].as_i64().unwrap()).collect();
             assert_eq!(ids, [3, 4], "resuming from {from}");
             p.stop().await.0.unwrap();
         }
@@ -453,16 +344,9 @@ fn resume_from_gtid_and_from_file_pos() {
 fn run_error(cfg: &str, from: Option<&str>) -> String {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let p: RunningPipeline = start_pipeline(
-            cfg,
-            &dir.path().join("p.json"),
-            from.map(|f| f.parse().unwrap()),
-        )
-        .await;
-        let outcome = tokio::time::timeout(Duration::from_secs(60), p.task)
-            .await
-            .expect("fails within 60 s")
-            .unwrap();
+        let p: RunningPipeline =
+            start_pipeline(cfg, &dir.path().join("p.json"), from.map(|f| f.parse().unwrap())).await;
+        let outcome = tokio::time::timeout(Duration::from_secs(60), p.task).await.expect("fails within 60 s").unwrap();
         let err = outcome.expect_err("the pipeline should fail");
         assert!(!err.is_transient(), "{err}");
         err.to_string()
@@ -476,10 +360,7 @@ fn wrong_password_and_missing_privilege_are_definite_errors() {
     let base = config(db, "privs", "never");
     let wrong = base.replace("mysql://root@", "mysql://root:wrong@");
     let err = run_error(&wrong, None);
-    assert!(
-        err.contains("access denied") && err.contains("password"),
-        "{err}"
-    );
+    assert!(err.contains("access denied") && err.contains("password"), "{err}");
     let noprivs = base.replace("mysql://root@", "mysql://noreplication:pw@");
     let err = run_error(&noprivs, None);
     assert!(err.contains("REPLICATION"), "{err}");
@@ -489,38 +370,16 @@ fn wrong_password_and_missing_privilege_are_definite_errors() {
 fn purged_binlog_is_a_definite_error_naming_the_remedy() {
     let db = MariaDb::start();
     db.sql("CREATE DATABASE purged; USE purged; CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1);");
-    let first = db
-        .sql("SHOW BINARY LOGS")
-        .lines()
-        .next()
-        .unwrap()
-        .split('\t')
-        .next()
-        .unwrap()
-        .to_string();
+    let first = db.sql("SHOW BINARY LOGS").lines().next().unwrap().split('\t').next().unwrap().to_string();
     db.sql("FLUSH BINARY LOGS; INSERT INTO purged.t VALUES (2); FLUSH BINARY LOGS;");
-    let last = db
-        .sql("SHOW BINARY LOGS")
-        .lines()
-        .last()
-        .unwrap()
-        .split('\t')
-        .next()
-        .unwrap()
-        .to_string();
+    let last = db.sql("SHOW BINARY LOGS").lines().last().unwrap().split('\t').next().unwrap().to_string();
     db.sql(&format!("PURGE BINARY LOGS TO '{last}'"));
     let cfg = config(&db, "purged", "never");
     let err = run_error(&cfg, Some(&format!("mysql:file={first}:pos=4")));
-    assert!(
-        err.contains("purged") && err.contains(&first) && err.contains("snapshot"),
-        "{err}"
-    );
+    assert!(err.contains("purged") && err.contains(&first) && err.contains("snapshot"), "{err}");
     // A GTID position the server no longer has.
     let err = run_error(&cfg, Some("mysql:gtid=0-1-1"));
-    assert!(
-        err.contains("purged") || err.contains("cannot send"),
-        "{err}"
-    );
+    assert!(err.contains("purged") || err.contains("cannot send"), "{err}");
 }
 
 #[test]
@@ -529,22 +388,11 @@ fn statement_based_binlog_is_refused() {
     db.sql("CREATE DATABASE sbr; USE sbr; CREATE TABLE t (id INT PRIMARY KEY);");
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let p = start_pipeline(
-            &config(&db, "sbr", "never"),
-            &dir.path().join("p.json"),
-            None,
-        )
-        .await;
+        let p = start_pipeline(&config(&db, "sbr", "never"), &dir.path().join("p.json"), None).await;
         p.wait_ready().await;
         db.sql("SET SESSION binlog_format = 'STATEMENT'; INSERT INTO sbr.t VALUES (1);");
-        let outcome = tokio::time::timeout(Duration::from_secs(30), p.task)
-            .await
-            .unwrap()
-            .unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(30), p.task).await.unwrap().unwrap();
         let err = outcome.unwrap_err().to_string();
-        assert!(
-            err.contains("binlog_format is not ROW") && err.contains("INSERT INTO sbr.t"),
-            "{err}"
-        );
+        assert!(err.contains("binlog_format is not ROW") && err.contains("INSERT INTO sbr.t"), "{err}");
     });
 }

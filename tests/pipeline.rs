@@ -37,20 +37,14 @@ fn table() -> Arc<TableSchema> {
             Column {
                 name: "k".into(),
                 source_type: "int".into(),
-                kind: ColumnType::Int {
-                    bytes: 4,
-                    unsigned: false,
-                },
+                kind: ColumnType::Int { bytes: 4, unsigned: false },
                 nullable: false,
                 charset: None,
             },
             Column {
                 name: "id".into(),
                 source_type: "bigint".into(),
-                kind: ColumnType::Int {
-                    bytes: 8,
-                    unsigned: false,
-                },
+                kind: ColumnType::Int { bytes: 8, unsigned: false },
                 nullable: false,
                 charset: None,
             },
@@ -61,10 +55,7 @@ fn table() -> Arc<TableSchema> {
 }
 
 fn lsn_pos(n: u64) -> Position {
-    Position::Postgres(PgPosition {
-        lsn: Lsn(n),
-        tx_lsn: None,
-    })
+    Position::Postgres(PgPosition { lsn: Lsn(n), tx_lsn: None })
 }
 
 /// Event `id` of transaction `tx` on key `key`.
@@ -81,11 +72,7 @@ fn plan(seed: u64, txs: u64) -> Vec<Planned> {
     let mut out = Vec::new();
     for tx in 1..=txs {
         for _ in 0..1 + rng.below(4) {
-            out.push(Planned {
-                id: out.len() as u64,
-                key: rng.below(5) as i64,
-                tx,
-            });
+            out.push(Planned { id: out.len() as u64, key: rng.below(5) as i64, tx });
         }
     }
     out
@@ -241,17 +228,11 @@ impl PositionStore for CheckingStore {
         self.inner.load().await
     }
     async fn save(&self, position: &Position) -> Result<bool, CdcError> {
-        let Position::Postgres(p) = position else {
-            panic!()
-        };
+        let Position::Postgres(p) = position else { panic!() };
         {
             let o = self.outside.lock().unwrap();
             for e in self.plan.iter().filter(|e| e.tx <= p.lsn.0) {
-                assert!(
-                    o.acked.contains(&e.id),
-                    "checkpoint {position} passes unacknowledged event {}",
-                    e.id
-                );
+                assert!(o.acked.contains(&e.id), "checkpoint {position} passes unacknowledged event {}", e.id);
             }
         }
         self.inner.save(position).await
@@ -265,11 +246,7 @@ impl PositionStore for CheckingStore {
 }
 
 fn scenario(seed: u64, crashes: u32) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let plan = plan(seed, 60);
     let outside = Arc::new(Mutex::new(Outside::default()));
@@ -283,10 +260,7 @@ fn scenario(seed: u64, crashes: u32) {
             });
             let start = store.load().await.unwrap();
             let pipeline = Pipeline {
-                source: Box::new(MemorySource {
-                    plan: plan.clone(),
-                    seed: seed + run as u64,
-                }),
+                source: Box::new(MemorySource { plan: plan.clone(), seed: seed + run as u64 }),
                 sink: Box::new(FaultSink {
                     run,
                     rng: Rng(seed ^ ((run as u64 + 7) * 0x2545_f491)),
@@ -310,10 +284,8 @@ fn scenario(seed: u64, crashes: u32) {
                 task.abort();
                 let _ = task.await;
             } else {
-                let outcome = tokio::time::timeout(Duration::from_secs(60), task)
-                    .await
-                    .expect("final run hangs")
-                    .unwrap();
+                let outcome =
+                    tokio::time::timeout(Duration::from_secs(60), task).await.expect("final run hangs").unwrap();
                 assert_eq!(outcome.unwrap(), PipelineOutcome::SourceEnded);
             }
         }
@@ -321,12 +293,7 @@ fn scenario(seed: u64, crashes: u32) {
     let o = outside.lock().unwrap();
     let delivered: HashSet<u64> = o.appended.iter().map(|(_, id)| *id).collect();
     for e in &plan {
-        assert!(
-            delivered.contains(&e.id),
-            "event {} of tx {} never delivered (seed {seed})",
-            e.id,
-            e.tx
-        );
+        assert!(delivered.contains(&e.id), "event {} of tx {} never delivered (seed {seed})", e.id, e.tx);
     }
     // Within one run, each key's events arrive in source order (ids increase).
     let key_of: BTreeMap<u64, i64> = plan.iter().map(|e| (e.id, e.key)).collect();
@@ -334,17 +301,11 @@ fn scenario(seed: u64, crashes: u32) {
     for (run, id) in &o.appended {
         let k = (*run, key_of[id]);
         if let Some(prev) = last.insert(k, *id) {
-            assert!(
-                *id > prev,
-                "run {run}: key {} got event {id} after {prev} (seed {seed})",
-                k.1
-            );
+            assert!(*id > prev, "run {run}: key {} got event {id} after {prev} (seed {seed})", k.1);
         }
     }
     // The final checkpoint is the last transaction.
-    let (p, _, _) = FilePositionStore::read(&dir.path().join("p.json"))
-        .unwrap()
-        .unwrap();
+    let (p, _, _) = FilePositionStore::read(&dir.path().join("p.json")).unwrap().unwrap();
     assert_eq!(p, lsn_pos(60));
 }
 
@@ -360,11 +321,7 @@ proptest! {
 /// Shutdown drains what the source produced, flushes, and checkpoints it.
 #[test]
 fn shutdown_flushes_and_checkpoints() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let outside = Arc::new(Mutex::new(Outside::default()));
@@ -383,13 +340,8 @@ fn shutdown_flushes_and_checkpoints() {
                 let t = table();
                 for tx in 1..=3 {
                     let e = event(&t, &Planned { id: tx, key: 1, tx });
-                    let _ = out
-                        .send(Batch {
-                            events: vec![e],
-                            checkpoint: Some(lsn_pos(tx)),
-                            source_ts_ms: None,
-                        })
-                        .await;
+                    let _ =
+                        out.send(Batch { events: vec![e], checkpoint: Some(lsn_pos(tx)), source_ts_ms: None }).await;
                 }
                 ctx.shutdown.cancelled().await;
                 Ok(())
@@ -398,12 +350,7 @@ fn shutdown_flushes_and_checkpoints() {
         let pipeline = Pipeline {
             source: Box::new(Waits),
             // Never releases acks on its own: only flush does.
-            sink: Box::new(FaultSink {
-                run: 0,
-                rng: Rng(2),
-                outside: outside.clone(),
-                held: vec![],
-            }),
+            sink: Box::new(FaultSink { run: 0, rng: Rng(2), outside: outside.clone(), held: vec![] }),
             store: store.clone(),
             config: PipelineConfig {
                 channel_batches: 4,
@@ -430,10 +377,7 @@ fn definite_sink_error_stops_with_the_cause() {
     impl Sink for Refuses {
         async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
             if batch.checkpoint == Some(lsn_pos(3)) {
-                return Err(CdcError::definite(
-                    "row refused by the target",
-                    "fix the constraint",
-                ));
+                return Err(CdcError::definite("row refused by the target", "fix the constraint"));
             }
             ack.done();
             Ok(0)
@@ -442,19 +386,12 @@ fn definite_sink_error_stops_with_the_cause() {
             Ok(())
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(FilePositionStore::new(dir.path().join("p.json"), "t"));
         let pipeline = Pipeline {
-            source: Box::new(MemorySource {
-                plan: plan(5, 10),
-                seed: 5,
-            }),
+            source: Box::new(MemorySource { plan: plan(5, 10), seed: 5 }),
             sink: Box::new(Refuses),
             store: store.clone(),
             config: PipelineConfig::default(),
@@ -462,10 +399,7 @@ fn definite_sink_error_stops_with_the_cause() {
             shutdown: CancellationToken::new(),
         };
         let err = pipeline.run(None).await.unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "row refused by the target; remedy: fix the constraint"
-        );
+        assert_eq!(err.to_string(), "row refused by the target; remedy: fix the constraint");
         assert_eq!(store.load().await.unwrap(), Some(lsn_pos(2)));
     });
 }

@@ -15,10 +15,7 @@ fn pos(text: &str) -> Position {
 fn golden_positions_parse_and_print_unchanged() {
     let text = include_str!("golden/positions-v1.txt");
     let mut n = 0;
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         assert_eq!(pos(line).to_string(), line);
         // And through serde, as the position file stores it.
         let json = serde_json::to_string(&pos(line)).unwrap();
@@ -31,15 +28,9 @@ fn golden_positions_parse_and_print_unchanged() {
 
 #[test]
 fn golden_position_file_loads() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/positions-file-v1.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/positions-file-v1.json");
     let (p, saved_at, name) = FilePositionStore::read(path.as_ref()).unwrap().unwrap();
-    assert_eq!(
-        p.to_string(),
-        format!("mysql:file=binlog.000003:pos=1547:gtid={UUID_A}:1-42")
-    );
+    assert_eq!(p.to_string(), format!("mysql:file=binlog.000003:pos=1547:gtid={UUID_A}:1-42"));
     assert_eq!(saved_at, 1_763_769_600_000);
     assert_eq!(name, "shop");
 }
@@ -47,10 +38,7 @@ fn golden_position_file_loads() {
 #[test]
 fn server_forms_are_normalised() {
     // Upper-case UUIDs, line-wrapped sets, unsorted and overlapping intervals, as servers print them.
-    let p = pos(&format!(
-        "mysql:gtid={}:7-9:1-5:4-6,\n {UUID_A}:12",
-        UUID_A.to_uppercase()
-    ));
+    let p = pos(&format!("mysql:gtid={}:7-9:1-5:4-6,\n {UUID_A}:12", UUID_A.to_uppercase()));
     assert_eq!(p.to_string(), format!("mysql:gtid={UUID_A}:1-9:12"));
     assert_eq!(pos("pg:lsn=0/16b3748").to_string(), "pg:lsn=0/16B3748");
 }
@@ -83,14 +71,8 @@ fn malformed_positions_are_errors() {
 
 #[test]
 fn ordering_within_one_engine() {
-    assert_eq!(
-        pos("pg:lsn=0/10").compare(&pos("pg:lsn=0/F")),
-        Ok(Ordering::Greater)
-    );
-    assert_eq!(
-        pos("pg:lsn=1/0").compare(&pos("pg:lsn=0/FFFFFFFF")),
-        Ok(Ordering::Greater)
-    );
+    assert_eq!(pos("pg:lsn=0/10").compare(&pos("pg:lsn=0/F")), Ok(Ordering::Greater));
+    assert_eq!(pos("pg:lsn=1/0").compare(&pos("pg:lsn=0/FFFFFFFF")), Ok(Ordering::Greater));
     let a = pos("mysql:file=binlog.000009:pos=900");
     let b = pos("mysql:file=binlog.000010:pos=4");
     assert_eq!(a.compare(&b), Ok(Ordering::Less));
@@ -99,10 +81,7 @@ fn ordering_within_one_engine() {
     let g1 = pos(&format!("mysql:gtid={UUID_A}:1-5"));
     let g2 = pos(&format!("mysql:gtid={UUID_A}:1-6"));
     assert_eq!(g1.compare(&g2), Ok(Ordering::Less));
-    assert_eq!(
-        pos("mysql:gtid=0-1-5,1-1-9").compare(&pos("mysql:gtid=0-1-6,1-1-9")),
-        Ok(Ordering::Less)
-    );
+    assert_eq!(pos("mysql:gtid=0-1-5,1-1-9").compare(&pos("mysql:gtid=0-1-6,1-1-9")), Ok(Ordering::Less));
 }
 
 #[test]
@@ -112,11 +91,7 @@ fn incomparable_positions_are_errors_not_panics() {
     assert!(mysql.compare(&pg).is_err());
     assert!(pg.compare(&mysql).is_err());
     // Another binlog series.
-    assert!(
-        mysql
-            .compare(&pos("mysql:file=other.000001:pos=4"))
-            .is_err()
-    );
+    assert!(mysql.compare(&pos("mysql:file=other.000001:pos=4")).is_err());
     // Diverged GTID sets.
     let a = pos(&format!("mysql:gtid={UUID_A}:1-5"));
     let b = pos("mysql:gtid=4e11fa47-71ca-11e1-9e33-c80aa9429562:1-5");
@@ -139,19 +114,14 @@ fn mysql_gtid_set_arithmetic() {
     assert!(s.add(UUID_A, "", 0).is_err());
     assert!(s.add("bad", "", 1).is_err());
 
-    let other: MySqlGtidSet = format!("{UUID_A}:7-9,4e11fa47-71ca-11e1-9e33-c80aa9429562:1")
-        .parse()
-        .unwrap();
+    let other: MySqlGtidSet = format!("{UUID_A}:7-9,4e11fa47-71ca-11e1-9e33-c80aa9429562:1").parse().unwrap();
     let small: MySqlGtidSet = format!("{UUID_A}:2-3").parse().unwrap();
     assert!(s.contains(&small));
     assert!(!small.contains(&s));
     assert!(!s.contains(&other));
     let mut u = s.clone();
     u.union_with(&other);
-    assert_eq!(
-        u.to_string(),
-        format!("{UUID_A}:1-5:7-9:mytag:1,4e11fa47-71ca-11e1-9e33-c80aa9429562:1")
-    );
+    assert_eq!(u.to_string(), format!("{UUID_A}:1-5:7-9:mytag:1,4e11fa47-71ca-11e1-9e33-c80aa9429562:1"));
     assert!(u.contains(&s) && u.contains(&other));
     // Adjacent intervals merge on union.
     let mut v: MySqlGtidSet = format!("{UUID_A}:1-5").parse().unwrap();
@@ -162,28 +132,15 @@ fn mysql_gtid_set_arithmetic() {
 #[test]
 fn mariadb_gtid_list_arithmetic() {
     let mut l: MariaDbGtidList = "0-1-100,1-2-7".parse().unwrap();
-    l.add(MariaDbGtid {
-        domain: 0,
-        server_id: 3,
-        seq: 101,
-    });
-    l.add(MariaDbGtid {
-        domain: 0,
-        server_id: 1,
-        seq: 50,
-    }); // older: ignored
+    l.add(MariaDbGtid { domain: 0, server_id: 3, seq: 101 });
+    l.add(MariaDbGtid { domain: 0, server_id: 1, seq: 50 }); // older: ignored
     l.add("2-1-1".parse().unwrap());
     assert_eq!(l.to_string(), "0-3-101,1-2-7,2-1-1");
     let older: MariaDbGtidList = "0-1-99,1-2-7".parse().unwrap();
     assert!(l.contains(&older));
     assert!(!older.contains(&l));
     let set = GtidSet::MariaDb(older.clone());
-    let u = set
-        .union(&GtidSet::MariaDb("1-2-9,5-5-5".parse().unwrap()))
-        .unwrap();
+    let u = set.union(&GtidSet::MariaDb("1-2-9,5-5-5".parse().unwrap())).unwrap();
     assert_eq!(u.to_string(), "0-1-99,1-2-9,5-5-5");
-    assert!(
-        set.union(&GtidSet::parse(&format!("{UUID_A}:1")).unwrap())
-            .is_err()
-    );
+    assert!(set.union(&GtidSet::parse(&format!("{UUID_A}:1")).unwrap()).is_err());
 }

@@ -28,17 +28,11 @@ fn per_test_mariadb_is_removed_on_drop() {
 }
 
 fn check_pg(pg: &Postgres, major: u32) {
-    let version: u32 = pg
-        .sql("postgres", "SHOW server_version_num")
-        .parse()
-        .unwrap();
+    let version: u32 = pg.sql("postgres", "SHOW server_version_num").parse().unwrap();
     assert_eq!(version / 10000, major);
     assert_eq!(pg.sql("postgres", "SHOW wal_level"), "logical");
     let db = pg.create_db("harness_check");
-    pg.sql(
-        &db,
-        "CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1)",
-    );
+    pg.sql(&db, "CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1)");
     assert_eq!(pg.sql(&db, "SELECT count(*) FROM t"), "1");
 }
 
@@ -60,8 +54,7 @@ fn postgres_13_and_17_from_npm() {
 fn kafka_broker_answers_api_versions() {
     let broker = shared_kafka();
     let mut s = TcpStream::connect(broker.bootstrap()).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
     let client_id = b"cdc-test";
     let mut body = Vec::new();
     body.extend_from_slice(&18i16.to_be_bytes()); // api_key ApiVersions
@@ -75,22 +68,10 @@ fn kafka_broker_answers_api_versions() {
     s.read_exact(&mut len).unwrap();
     let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
     s.read_exact(&mut resp).unwrap();
-    assert_eq!(
-        i32::from_be_bytes(resp[0..4].try_into().unwrap()),
-        42,
-        "correlation id"
-    );
-    assert_eq!(
-        i16::from_be_bytes(resp[4..6].try_into().unwrap()),
-        0,
-        "error code"
-    );
+    assert_eq!(i32::from_be_bytes(resp[0..4].try_into().unwrap()), 42, "correlation id");
+    assert_eq!(i16::from_be_bytes(resp[4..6].try_into().unwrap()), 0, "error code");
     let n = i32::from_be_bytes(resp[6..10].try_into().unwrap());
-    let keys: Vec<i16> = (0..n as usize)
-        .map(|i| i16::from_be_bytes(resp[10 + i * 6..12 + i * 6].try_into().unwrap()))
-        .collect();
-    assert!(
-        keys.contains(&0) && keys.contains(&1) && keys.contains(&3),
-        "Produce, Fetch, Metadata in {keys:?}"
-    );
+    let keys: Vec<i16> =
+        (0..n as usize).map(|i| i16::from_be_bytes(resp[10 + i * 6..12 + i * 6].try_into().unwrap())).collect();
+    assert!(keys.contains(&0) && keys.contains(&1) && keys.contains(&3), "Produce, Fetch, Metadata in {keys:?}");
 }

@@ -53,10 +53,7 @@ pub struct Status {
 
 impl Metrics {
     pub fn new(name: impl Into<String>) -> Metrics {
-        let m = Metrics {
-            name: name.into(),
-            ..Default::default()
-        };
+        let m = Metrics { name: name.into(), ..Default::default() };
         m.set_phase("starting");
         m
     }
@@ -82,12 +79,7 @@ impl Metrics {
         self.state().snapshot = progress;
     }
 
-    pub fn batch_received(
-        &self,
-        events: u64,
-        checkpoint: Option<&Position>,
-        source_ts_ms: Option<i64>,
-    ) {
+    pub fn batch_received(&self, events: u64, checkpoint: Option<&Position>, source_ts_ms: Option<i64>) {
         self.events.fetch_add(events, Relaxed);
         self.batches.fetch_add(1, Relaxed);
         let mut s = self.state();
@@ -105,12 +97,7 @@ impl Metrics {
     }
 
     pub fn error(&self, transient: bool) {
-        if transient {
-            &self.errors_transient
-        } else {
-            &self.errors_definite
-        }
-        .fetch_add(1, Relaxed);
+        if transient { &self.errors_transient } else { &self.errors_definite }.fetch_add(1, Relaxed);
     }
 
     pub fn checkpointed(&self, position: &Position, events_checkpointed: u64) {
@@ -152,19 +139,12 @@ impl Metrics {
     /// Prometheus text exposition format 0.0.4.
     pub fn render_prometheus(&self) -> String {
         let st = self.status();
-        let label = format!(
-            "pipeline=\"{}\"",
-            self.name.replace('\\', "\\\\").replace('"', "\\\"")
-        );
+        let label = format!("pipeline=\"{}\"", self.name.replace('\\', "\\\\").replace('"', "\\\""));
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (extra, v) in samples {
-                let labels = if extra.is_empty() {
-                    label.clone()
-                } else {
-                    format!("{label},{extra}")
-                };
+                let labels = if extra.is_empty() { label.clone() } else { format!("{label},{extra}") };
                 let _ = writeln!(out, "{name}{{{labels}}} {v}");
             }
         };
@@ -174,12 +154,7 @@ impl Metrics {
             "Change events received from the source.",
             &[("", st.events_received as f64)],
         );
-        metric(
-            "cdc_bytes_total",
-            "counter",
-            "Bytes written to the sink.",
-            &[("", self.bytes.load(Relaxed) as f64)],
-        );
+        metric("cdc_bytes_total", "counter", "Bytes written to the sink.", &[("", self.bytes.load(Relaxed) as f64)]);
         metric(
             "cdc_batches_total",
             "counter",
@@ -191,14 +166,8 @@ impl Metrics {
             "counter",
             "Errors by kind (transient ones are retried).",
             &[
-                (
-                    "kind=\"transient\"",
-                    self.errors_transient.load(Relaxed) as f64,
-                ),
-                (
-                    "kind=\"definite\"",
-                    self.errors_definite.load(Relaxed) as f64,
-                ),
+                ("kind=\"transient\"", self.errors_transient.load(Relaxed) as f64),
+                ("kind=\"definite\"", self.errors_definite.load(Relaxed) as f64),
             ],
         );
         metric(
@@ -207,27 +176,12 @@ impl Metrics {
             "Events durable in the sink and checkpointed.",
             &[("", st.events_checkpointed as f64)],
         );
-        metric(
-            "cdc_lag_events",
-            "gauge",
-            "Events received but not yet checkpointed.",
-            &[("", st.lag_events as f64)],
-        );
+        metric("cdc_lag_events", "gauge", "Events received but not yet checkpointed.", &[("", st.lag_events as f64)]);
         if let Some(age) = st.checkpoint_age_seconds {
-            metric(
-                "cdc_checkpoint_age_seconds",
-                "gauge",
-                "Seconds since the last checkpoint was saved.",
-                &[("", age)],
-            );
+            metric("cdc_checkpoint_age_seconds", "gauge", "Seconds since the last checkpoint was saved.", &[("", age)]);
         }
         if let Some(lag) = st.lag_seconds {
-            metric(
-                "cdc_lag_seconds",
-                "gauge",
-                "Age of the newest change when it was received.",
-                &[("", lag)],
-            );
+            metric("cdc_lag_seconds", "gauge", "Age of the newest change when it was received.", &[("", lag)]);
         }
         metric(
             "cdc_ready",

@@ -26,18 +26,11 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 }
 
 async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    if m.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+    if m.is_ready() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
 }
 
 async fn prometheus(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        m.render_prometheus(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render_prometheus())
 }
 
 async fn status(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
@@ -51,15 +44,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, CdcError> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        CdcError::definite(
-            format!("cannot listen on {listen} for HTTP: {e}"),
-            "choose a free address in [http] listen",
-        )
+        CdcError::definite(format!("cannot listen on {listen} for HTTP: {e}"), "choose a free address in [http] listen")
     })?;
     tracing::info!(%listen, "HTTP admin listening");
     Ok(tokio::spawn(async move {
-        let server = axum::serve(listener, router(metrics))
-            .with_graceful_shutdown(shutdown.cancelled_owned());
+        let server = axum::serve(listener, router(metrics)).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = server.await {
             tracing::warn!(error = %e, "HTTP admin server stopped");
         }

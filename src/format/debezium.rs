@@ -49,12 +49,7 @@ pub fn write_envelope(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeCont
     out.extend_from_slice(b",\"op\":\"");
     out.extend_from_slice(event.op.code().as_bytes());
     let ms = ctx.now_us.div_euclid(1000);
-    let _ = write!(
-        out,
-        "\",\"ts_ms\":{ms},\"ts_us\":{},\"ts_ns\":{}}}",
-        ctx.now_us,
-        ctx.now_us as i128 * 1000
-    );
+    let _ = write!(out, "\",\"ts_ms\":{ms},\"ts_us\":{},\"ts_ns\":{}}}", ctx.now_us, ctx.now_us as i128 * 1000);
 }
 
 /// Appends the record key: the key columns as a JSON object (`null` for a keyless table).
@@ -102,11 +97,7 @@ fn write_row(out: &mut Vec<u8>, table: &TableSchema, row: Option<&Row>) {
 
 fn write_source(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeContext) {
     let s = &event.source;
-    let _ = write!(
-        out,
-        "{{\"version\":\"{}\",\"connector\":",
-        env!("CARGO_PKG_VERSION")
-    );
+    let _ = write!(out, "{{\"version\":\"{}\",\"connector\":", env!("CARGO_PKG_VERSION"));
     match &s.meta {
         SourceMeta::MySql { .. } => out.extend_from_slice(b"\"mysql\""),
         SourceMeta::Postgres { .. } => out.extend_from_slice(b"\"postgresql\""),
@@ -123,15 +114,7 @@ fn write_source(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeContext) {
     );
     let table = &event.table.id;
     match &s.meta {
-        SourceMeta::MySql {
-            server_id,
-            gtid,
-            file,
-            pos,
-            row,
-            thread,
-            query,
-        } => {
+        SourceMeta::MySql { server_id, gtid, file, pos, row, thread, query } => {
             write_str(out, &table.namespace);
             out.extend_from_slice(b",\"sequence\":null,\"table\":");
             write_str(out, &table.name);
@@ -149,13 +132,7 @@ fn write_source(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeContext) {
             out.extend_from_slice(b",\"query\":");
             write_opt_str(out, query.as_deref());
         }
-        SourceMeta::Postgres {
-            database,
-            tx_id,
-            lsn,
-            last_commit_lsn,
-            xmin,
-        } => {
+        SourceMeta::Postgres { database, tx_id, lsn, last_commit_lsn, xmin } => {
             write_str(out, database);
             // Debezium: a JSON array of two LSN strings, itself sent as a string.
             out.extend_from_slice(b",\"sequence\":\"[");
@@ -206,10 +183,7 @@ pub fn write_value(out: &mut Vec<u8>, column: &Column, value: &Value) {
                 let _ = write!(out, "{micros}");
             }
         },
-        Value::TimeTz {
-            micros,
-            offset_secs,
-        } => {
+        Value::TimeTz { micros, offset_secs } => {
             let utc = (micros - *offset_secs as i64 * 1_000_000).rem_euclid(86_400_000_000);
             out.push(b'"');
             write_clock(out, utc);
@@ -228,11 +202,7 @@ pub fn write_value(out: &mut Vec<u8>, column: &Column, value: &Value) {
             write_iso_instant(out, *micros);
             out.push(b'"');
         }
-        Value::Interval {
-            months,
-            days,
-            micros,
-        } => {
+        Value::Interval { months, days, micros } => {
             // Debezium's MicroDuration: a month is 365.25 / 12 days.
             let month_us = 30.4375 * 86_400_000_000.0;
             let total = (*months as f64 * month_us) as i64 + *days as i64 * 86_400_000_000 + micros;
@@ -256,10 +226,7 @@ pub fn write_value(out: &mut Vec<u8>, column: &Column, value: &Value) {
         }
         Value::Array(items) => {
             let element = match &column.kind {
-                ColumnType::Array { element } => Column {
-                    kind: (**element).clone(),
-                    ..column.clone()
-                },
+                ColumnType::Array { element } => Column { kind: (**element).clone(), ..column.clone() },
                 _ => column.clone(),
             };
             out.push(b'[');
@@ -290,11 +257,7 @@ fn write_float(out: &mut Vec<u8>, d: f64, single: Option<f32>) {
     if d.is_nan() {
         out.extend_from_slice(b"\"NaN\"");
     } else if d.is_infinite() {
-        out.extend_from_slice(if d > 0.0 {
-            b"\"Infinity\""
-        } else {
-            b"\"-Infinity\""
-        });
+        out.extend_from_slice(if d > 0.0 { b"\"Infinity\"" } else { b"\"-Infinity\"" });
     } else if let Some(f) = single {
         // Shortest text that round-trips the f32, so 1.1f32 prints as 1.1, not 1.100000023841858.
         let _ = write!(out, "{f:?}");
@@ -421,13 +384,7 @@ fn write_uuid(out: &mut Vec<u8>, bytes: &[u8; 16]) {
 fn write_clock(out: &mut Vec<u8>, micros_of_day: i64) {
     let secs = micros_of_day / 1_000_000;
     let frac = micros_of_day % 1_000_000;
-    let _ = write!(
-        out,
-        "{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
+    let _ = write!(out, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
     if frac != 0 {
         let mut text = format!("{frac:06}");
         while text.ends_with('0') {
@@ -540,9 +497,6 @@ mod tests {
         assert_eq!(String::from_utf8(out).unwrap(), "2018-06-20T13:37:03.12Z");
         let mut out = Vec::new();
         write_iso_instant(&mut out, -1);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "1969-12-31T23:59:59.999999Z"
-        );
+        assert_eq!(String::from_utf8(out).unwrap(), "1969-12-31T23:59:59.999999Z");
     }
 }

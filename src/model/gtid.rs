@@ -29,11 +29,7 @@ impl GtidSet {
         let looks_mariadb = !first.is_empty()
             && first.split('-').count() == 3
             && first.bytes().all(|b| b.is_ascii_digit() || b == b'-');
-        if looks_mariadb {
-            Ok(GtidSet::MariaDb(text.parse()?))
-        } else {
-            Ok(GtidSet::MySql(text.parse()?))
-        }
+        if looks_mariadb { Ok(GtidSet::MariaDb(text.parse()?)) } else { Ok(GtidSet::MySql(text.parse()?)) }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -48,9 +44,7 @@ impl GtidSet {
         match (self, other) {
             (GtidSet::MySql(a), GtidSet::MySql(b)) => Ok(a.contains(b)),
             (GtidSet::MariaDb(a), GtidSet::MariaDb(b)) => Ok(a.contains(b)),
-            _ => Err(PositionError::Incomparable(
-                "a MySQL GTID set and a MariaDB GTID list".into(),
-            )),
+            _ => Err(PositionError::Incomparable("a MySQL GTID set and a MariaDB GTID list".into())),
         }
     }
 
@@ -67,9 +61,7 @@ impl GtidSet {
                 out.union_with(b);
                 Ok(GtidSet::MariaDb(out))
             }
-            _ => Err(PositionError::Incomparable(
-                "a MySQL GTID set and a MariaDB GTID list".into(),
-            )),
+            _ => Err(PositionError::Incomparable("a MySQL GTID set and a MariaDB GTID list".into())),
         }
     }
 }
@@ -103,15 +95,9 @@ impl MySqlGtidSet {
         let uuid = canonical_uuid(uuid)?;
         check_tag(tag)?;
         if gno == 0 {
-            return Err(PositionError::Malformed(format!(
-                "GTID {uuid}:{gno}: transaction numbers start at 1"
-            )));
+            return Err(PositionError::Malformed(format!("GTID {uuid}:{gno}: transaction numbers start at 1")));
         }
-        insert_interval(
-            self.intervals.entry((uuid, tag.to_string())).or_default(),
-            gno,
-            gno,
-        );
+        insert_interval(self.intervals.entry((uuid, tag.to_string())).or_default(), gno, gno);
         Ok(())
     }
 
@@ -119,9 +105,7 @@ impl MySqlGtidSet {
         let Ok(uuid) = canonical_uuid(uuid) else {
             return false;
         };
-        self.intervals
-            .get(&(uuid, tag.to_string()))
-            .is_some_and(|list| list.iter().any(|&(a, b)| a <= gno && gno <= b))
+        self.intervals.get(&(uuid, tag.to_string())).is_some_and(|list| list.iter().any(|&(a, b)| a <= gno && gno <= b))
     }
 
     pub fn contains(&self, other: &MySqlGtidSet) -> bool {
@@ -129,17 +113,13 @@ impl MySqlGtidSet {
             let Some(ours) = self.intervals.get(key) else {
                 return false;
             };
-            theirs
-                .iter()
-                .all(|&(a, b)| ours.iter().any(|&(x, y)| x <= a && b <= y))
+            theirs.iter().all(|&(a, b)| ours.iter().any(|&(x, y)| x <= a && b <= y))
         })
     }
 
     /// Each (server UUID, tag) with its intervals, in canonical order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &[(u64, u64)])> {
-        self.intervals
-            .iter()
-            .map(|((u, t), l)| (u.as_str(), t.as_str(), l.as_slice()))
+        self.intervals.iter().map(|((u, t), l)| (u.as_str(), t.as_str(), l.as_slice()))
     }
 
     pub fn union_with(&mut self, other: &MySqlGtidSet) {
@@ -180,10 +160,7 @@ fn insert_interval(list: &mut Vec<(u64, u64)>, a: u64, b: u64) {
 
 fn canonical_uuid(text: &str) -> Result<String, PositionError> {
     let hex: String = text.chars().filter(|c| *c != '-').collect();
-    let dashes_ok = text.len() == 36
-        && text
-            .char_indices()
-            .all(|(i, c)| (c == '-') == matches!(i, 8 | 13 | 18 | 23));
+    let dashes_ok = text.len() == 36 && text.char_indices().all(|(i, c)| (c == '-') == matches!(i, 8 | 13 | 18 | 23));
     if hex.len() != 32 || !dashes_ok || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(PositionError::Malformed(format!(
             "`{text}` is not a server UUID (expected 8-4-4-4-12 hex digits)"
@@ -198,13 +175,9 @@ fn check_tag(tag: &str) -> Result<(), PositionError> {
         return Ok(());
     }
     let mut chars = tag.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if tag.len() > 32 || !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(PositionError::Malformed(format!(
-            "`{tag}` is not a valid GTID tag"
-        )));
+        return Err(PositionError::Malformed(format!("`{tag}` is not a valid GTID tag")));
     }
     Ok(())
 }
@@ -226,9 +199,7 @@ impl FromStr for MySqlGtidSet {
             let mut saw_interval = false;
             for part in parts {
                 if part.is_empty() {
-                    return Err(PositionError::Malformed(format!(
-                        "empty part in GTID set member `{member}`"
-                    )));
+                    return Err(PositionError::Malformed(format!("empty part in GTID set member `{member}`")));
                 }
                 if part.as_bytes()[0].is_ascii_digit() {
                     let (a, b) = match part.split_once('-') {
@@ -243,13 +214,7 @@ impl FromStr for MySqlGtidSet {
                             "interval `{part}` in `{member}` is empty or starts at 0"
                         )));
                     }
-                    insert_interval(
-                        set.intervals
-                            .entry((uuid.clone(), tag.clone()))
-                            .or_default(),
-                        a,
-                        b,
-                    );
+                    insert_interval(set.intervals.entry((uuid.clone(), tag.clone())).or_default(), a, b);
                     saw_interval = true;
                 } else {
                     check_tag(part)?;
@@ -257,9 +222,7 @@ impl FromStr for MySqlGtidSet {
                 }
             }
             if !saw_interval {
-                return Err(PositionError::Malformed(format!(
-                    "GTID set member `{member}` has no interval"
-                )));
+                return Err(PositionError::Malformed(format!("GTID set member `{member}` has no interval")));
             }
         }
         Ok(set)
@@ -267,11 +230,8 @@ impl FromStr for MySqlGtidSet {
 }
 
 fn parse_gno(text: &str, member: &str) -> Result<u64, PositionError> {
-    text.parse::<u64>().map_err(|_| {
-        PositionError::Malformed(format!(
-            "`{text}` in `{member}` is not a transaction number"
-        ))
-    })
+    text.parse::<u64>()
+        .map_err(|_| PositionError::Malformed(format!("`{text}` in `{member}` is not a transaction number")))
 }
 
 impl fmt::Display for MySqlGtidSet {
@@ -312,11 +272,7 @@ impl FromStr for MariaDbGtid {
     type Err = PositionError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            PositionError::Malformed(format!(
-                "`{text}` is not a MariaDB GTID (domain-server-seq)"
-            ))
-        };
+        let bad = || PositionError::Malformed(format!("`{text}` is not a MariaDB GTID (domain-server-seq)"));
         let mut parts = text.trim().split('-');
         let domain = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let server_id = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
@@ -324,11 +280,7 @@ impl FromStr for MariaDbGtid {
         if parts.next().is_some() {
             return Err(bad());
         }
-        Ok(MariaDbGtid {
-            domain,
-            server_id,
-            seq,
-        })
+        Ok(MariaDbGtid { domain, server_id, seq })
     }
 }
 
@@ -367,11 +319,10 @@ impl MariaDbGtidList {
 
     /// In strict mode a domain's history is every sequence number up to the latest one.
     pub fn contains(&self, other: &MariaDbGtidList) -> bool {
-        other.by_domain.values().all(|theirs| {
-            self.by_domain
-                .get(&theirs.domain)
-                .is_some_and(|ours| ours.seq >= theirs.seq)
-        })
+        other
+            .by_domain
+            .values()
+            .all(|theirs| self.by_domain.get(&theirs.domain).is_some_and(|ours| ours.seq >= theirs.seq))
     }
 
     pub fn union_with(&mut self, other: &MariaDbGtidList) {

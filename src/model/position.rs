@@ -60,9 +60,7 @@ impl BinlogCoordinates {
             return Ok(self.pos.cmp(&other.pos));
         }
         match (self.split(), other.split()) {
-            (Some((b1, n1)), Some((b2, n2))) if b1 == b2 => {
-                Ok(n1.cmp(&n2).then(self.pos.cmp(&other.pos)))
-            }
+            (Some((b1, n1)), Some((b2, n2))) if b1 == b2 => Ok(n1.cmp(&n2).then(self.pos.cmp(&other.pos))),
             _ => Err(PositionError::Incomparable(format!(
                 "binlog files `{}` and `{}` do not belong to one series",
                 self.file, other.file
@@ -86,8 +84,7 @@ impl FromStr for Lsn {
     type Err = PositionError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad =
-            || PositionError::Malformed(format!("`{text}` is not an LSN (expected X/Y in hex)"));
+        let bad = || PositionError::Malformed(format!("`{text}` is not an LSN (expected X/Y in hex)"));
         let (hi, lo) = text.split_once('/').ok_or_else(bad)?;
         if hi.is_empty() || lo.is_empty() || hi.len() > 8 || lo.len() > 8 {
             return Err(bad());
@@ -199,31 +196,23 @@ fn parse_mysql(rest: &str) -> Result<MySqlPosition, PositionError> {
     let mut out = MySqlPosition::default();
     let mut rest = rest;
     if let Some(after) = rest.strip_prefix("file=") {
-        let (file, after) = after.split_once(":pos=").ok_or_else(|| {
-            PositionError::Malformed(format!("`file=` without `:pos=` in `{rest}`"))
-        })?;
+        let (file, after) = after
+            .split_once(":pos=")
+            .ok_or_else(|| PositionError::Malformed(format!("`file=` without `:pos=` in `{rest}`")))?;
         if file.is_empty() || file.contains(':') {
-            return Err(PositionError::Malformed(format!(
-                "binlog file name `{file}` is empty or has a colon"
-            )));
+            return Err(PositionError::Malformed(format!("binlog file name `{file}` is empty or has a colon")));
         }
         let (pos, after) = match after.split_once(':') {
             Some((p, a)) => (p, Some(a)),
             None => (after, None),
         };
-        let pos = pos.parse().map_err(|_| {
-            PositionError::Malformed(format!("binlog offset `{pos}` is not a number"))
-        })?;
-        out.binlog = Some(BinlogCoordinates {
-            file: file.to_string(),
-            pos,
-        });
+        let pos =
+            pos.parse().map_err(|_| PositionError::Malformed(format!("binlog offset `{pos}` is not a number")))?;
+        out.binlog = Some(BinlogCoordinates { file: file.to_string(), pos });
         rest = match after {
             Some(a) if a.starts_with("gtid=") => a,
             Some(a) => {
-                return Err(PositionError::Malformed(format!(
-                    "unexpected `{a}` after the binlog offset"
-                )));
+                return Err(PositionError::Malformed(format!("unexpected `{a}` after the binlog offset")));
             }
             None => "",
         };
@@ -242,17 +231,14 @@ fn parse_mysql(rest: &str) -> Result<MySqlPosition, PositionError> {
 }
 
 fn parse_pg(rest: &str) -> Result<PgPosition, PositionError> {
-    let lsn_text = rest.strip_prefix("lsn=").ok_or_else(|| {
-        PositionError::Malformed(format!("`{rest}`: a PostgreSQL position is `lsn=X/Y`"))
-    })?;
+    let lsn_text = rest
+        .strip_prefix("lsn=")
+        .ok_or_else(|| PositionError::Malformed(format!("`{rest}`: a PostgreSQL position is `lsn=X/Y`")))?;
     let (lsn, tx) = match lsn_text.split_once(":tx_lsn=") {
         Some((l, t)) => (l, Some(t)),
         None => (lsn_text, None),
     };
-    Ok(PgPosition {
-        lsn: lsn.parse()?,
-        tx_lsn: tx.map(str::parse).transpose()?,
-    })
+    Ok(PgPosition { lsn: lsn.parse()?, tx_lsn: tx.map(str::parse).transpose()? })
 }
 
 impl Serialize for Position {

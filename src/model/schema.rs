@@ -12,10 +12,7 @@ pub struct TableId {
 
 impl TableId {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> TableId {
-        TableId {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+        TableId { namespace: namespace.into(), name: name.into() }
     }
 }
 

@@ -51,14 +51,7 @@ impl Pipeline {
     /// Runs until shutdown, the end of the source, or a definite error. `start` is where the
     /// source resumes; it must already be durable (it comes from the store or `--from`).
     pub async fn run(self, start: Option<Position>) -> Result<PipelineOutcome, CdcError> {
-        let Pipeline {
-            source,
-            mut sink,
-            store,
-            config,
-            metrics,
-            shutdown,
-        } = self;
+        let Pipeline { source, mut sink, store, config, metrics, shutdown } = self;
         let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(config.channel_batches);
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<BatchSeq>();
         let (durable_tx, durable_rx) = watch::channel(start.clone());
@@ -70,26 +63,16 @@ impl Pipeline {
             source,
             start,
             batch_tx,
-            SourceContext {
-                shutdown: source_stop.clone(),
-                durable: durable_rx,
-                status: metrics.clone(),
-            },
+            SourceContext { shutdown: source_stop.clone(), durable: durable_rx, status: metrics.clone() },
             last_received.clone(),
             config.retry_initial_ms,
         ));
 
         let mut tracker = AckTracker::new();
         let mut seq: BatchSeq = 0;
-        let mut checkpoint = Checkpointer {
-            store,
-            metrics: metrics.clone(),
-            durable_tx,
-            pending: None,
-            last_info_log: None,
-        };
-        let mut tick =
-            tokio::time::interval(Duration::from_millis(config.checkpoint_interval_ms.max(1)));
+        let mut checkpoint =
+            Checkpointer { store, metrics: metrics.clone(), durable_tx, pending: None, last_info_log: None };
+        let mut tick = tokio::time::interval(Duration::from_millis(config.checkpoint_interval_ms.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sink_error: Option<CdcError> = None;
         // Set when shutdown came while the sink was unreachable: no final flush then.
@@ -156,10 +139,7 @@ impl Pipeline {
         }
         let source_result = match source_task.await {
             Ok(r) => r,
-            Err(e) => Err(CdcError::definite(
-                format!("the source task failed: {e}"),
-                "report this as a bug",
-            )),
+            Err(e) => Err(CdcError::definite(format!("the source task failed: {e}"), "report this as a bug")),
         };
         if let Some(e) = sink_error {
             return Err(e);
@@ -207,20 +187,13 @@ async fn run_source(
                         _ = ctx.shutdown.cancelled() => return Ok(()),
                     }
                 }
-                resume = last_received
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                resume = last_received.lock().unwrap_or_else(|e| e.into_inner()).clone();
             }
             Err(e) => {
                 if !e.is_transient() {
                     ctx.status.error(false);
                 }
-                return if ctx.shutdown.is_cancelled() && e.is_transient() {
-                    Ok(())
-                } else {
-                    Err(e)
-                };
+                return if ctx.shutdown.is_cancelled() && e.is_transient() { Ok(()) } else { Err(e) };
             }
         }
     }
@@ -302,10 +275,7 @@ impl Checkpointer {
             Ok(_) => {
                 self.metrics.checkpointed(&position, events_checkpointed);
                 let _ = self.durable_tx.send(Some(position.clone()));
-                if self
-                    .last_info_log
-                    .is_none_or(|t| t.elapsed() > Duration::from_secs(30))
-                {
+                if self.last_info_log.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
                     tracing::info!(position = %position, store = %self.store.describe(), "Checkpoint saved");
                     self.last_info_log = Some(Instant::now());
                 } else {

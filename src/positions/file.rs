@@ -36,11 +36,7 @@ pub struct FilePositionStore {
 
 impl FilePositionStore {
     pub fn new(path: impl Into<PathBuf>, name: impl Into<String>) -> FilePositionStore {
-        FilePositionStore {
-            path: path.into(),
-            name: name.into(),
-            last: Mutex::new(None),
-        }
+        FilePositionStore { path: path.into(), name: name.into(), last: Mutex::new(None) }
     }
 
     /// Reads the stored position synchronously (also used by `positions show`).
@@ -63,11 +59,7 @@ impl FilePositionStore {
         })?;
         if stored.format != 1 {
             return Err(CdcError::definite(
-                format!(
-                    "position file {} has format {}, this cdc reads format 1",
-                    path.display(),
-                    stored.format
-                ),
+                format!("position file {} has format {}, this cdc reads format 1", path.display(), stored.format),
                 "run the cdc version that wrote it",
             ));
         }
@@ -76,19 +68,11 @@ impl FilePositionStore {
 
     fn write(&self, position: &Position) -> Result<(), CdcError> {
         let io_err = |what: &str, e: std::io::Error| {
-            CdcError::transient(format!(
-                "cannot {what} position file {}: {e}",
-                self.path.display()
-            ))
+            CdcError::transient(format!("cannot {what} position file {}: {e}", self.path.display()))
         };
-        let stored = StoredPosition {
-            format: 1,
-            name: self.name.clone(),
-            position: position.clone(),
-            saved_at_ms: now_ms(),
-        };
-        let mut bytes =
-            serde_json::to_vec_pretty(&stored).map_err(|e| CdcError::transient(e.to_string()))?;
+        let stored =
+            StoredPosition { format: 1, name: self.name.clone(), position: position.clone(), saved_at_ms: now_ms() };
+        let mut bytes = serde_json::to_vec_pretty(&stored).map_err(|e| CdcError::transient(e.to_string()))?;
         bytes.push(b'\n');
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -99,14 +83,11 @@ impl FilePositionStore {
         tmp_name.push(".tmp");
         let tmp = PathBuf::from(tmp_name);
         let mut f = std::fs::File::create(&tmp).map_err(|e| io_err("create temporary", e))?;
-        f.write_all(&bytes)
-            .map_err(|e| io_err("write temporary", e))?;
+        f.write_all(&bytes).map_err(|e| io_err("write temporary", e))?;
         f.sync_all().map_err(|e| io_err("fsync temporary", e))?;
         drop(f);
         std::fs::rename(&tmp, &self.path).map_err(|e| io_err("rename over the", e))?;
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io_err("fsync the directory of the", e))?;
+        std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| io_err("fsync the directory of the", e))?;
         Ok(())
     }
 

@@ -15,11 +15,7 @@ use crate::pipeline::{Ack, Sink};
 
 enum Target {
     Stdout(std::io::Stdout),
-    File {
-        writer: BufWriter<File>,
-        fsync: bool,
-        path: String,
-    },
+    File { writer: BufWriter<File>, fsync: bool, path: String },
 }
 
 pub struct JsonLinesSink {
@@ -35,48 +31,31 @@ impl JsonLinesSink {
 
     pub fn file(name: &str, path: &Path, fsync: bool) -> Result<JsonLinesSink, CdcError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                CdcError::definite(
-                    format!("cannot create {}: {e}", dir.display()),
-                    "check sink.path",
-                )
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| CdcError::definite(format!("cannot create {}: {e}", dir.display()), "check sink.path"))?;
         }
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| {
-                CdcError::definite(
-                    format!("cannot open {} for appending: {e}", path.display()),
-                    "check sink.path and its permissions",
-                )
-            })?;
-        let target = Target::File {
-            writer: BufWriter::with_capacity(1 << 16, f),
-            fsync,
-            path: path.display().to_string(),
-        };
+        let f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
+            CdcError::definite(
+                format!("cannot open {} for appending: {e}", path.display()),
+                "check sink.path and its permissions",
+            )
+        })?;
+        let target =
+            Target::File { writer: BufWriter::with_capacity(1 << 16, f), fsync, path: path.display().to_string() };
         Ok(JsonLinesSink::new(name, target))
     }
 
     fn new(name: &str, target: Target) -> JsonLinesSink {
         JsonLinesSink {
             target,
-            ctx: EnvelopeContext {
-                name: name.to_string(),
-                now_us: 0,
-            },
+            ctx: EnvelopeContext { name: name.to_string(), now_us: 0 },
             buf: Vec::with_capacity(1 << 16),
         }
     }
 }
 
 fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 #[async_trait]
@@ -92,22 +71,15 @@ impl Sink for JsonLinesSink {
         match &mut self.target {
             Target::Stdout(out) => {
                 let mut lock = out.lock();
-                lock.write_all(&self.buf)
-                    .and_then(|_| lock.flush())
-                    .map_err(|e| {
-                        CdcError::definite(
-                            format!("cannot write to standard output: {e}"),
-                            "check what stdout is connected to",
-                        )
-                    })?;
+                lock.write_all(&self.buf).and_then(|_| lock.flush()).map_err(|e| {
+                    CdcError::definite(
+                        format!("cannot write to standard output: {e}"),
+                        "check what stdout is connected to",
+                    )
+                })?;
             }
-            Target::File {
-                writer,
-                fsync,
-                path,
-            } => {
-                let io =
-                    |e: std::io::Error| CdcError::transient(format!("cannot write {path}: {e}"));
+            Target::File { writer, fsync, path } => {
+                let io = |e: std::io::Error| CdcError::transient(format!("cannot write {path}: {e}"));
                 writer.write_all(&self.buf).map_err(io)?;
                 writer.flush().map_err(io)?;
                 if *fsync {

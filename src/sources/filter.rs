@@ -15,17 +15,11 @@ impl TableFilter {
             let (a, b) = p.split_once('.').unwrap_or((p.as_str(), "*"));
             (a.to_string(), b.to_string())
         };
-        TableFilter {
-            include: include.iter().map(split).collect(),
-            exclude: exclude.iter().map(split).collect(),
-        }
+        TableFilter { include: include.iter().map(split).collect(), exclude: exclude.iter().map(split).collect() }
     }
 
     pub fn all() -> TableFilter {
-        TableFilter {
-            include: vec![("*".into(), "*".into())],
-            exclude: vec![],
-        }
+        TableFilter { include: vec![("*".into(), "*".into())], exclude: vec![] }
     }
 
     pub fn matches(&self, namespace: &str, name: &str) -> bool {
@@ -64,10 +58,7 @@ mod tests {
 
     #[test]
     fn patterns() {
-        let f = TableFilter::new(
-            &["shop.*".into(), "*.audit_*".into()],
-            &["shop.tmp_*".into()],
-        );
+        let f = TableFilter::new(&["shop.*".into(), "*.audit_*".into()], &["shop.tmp_*".into()]);
         assert!(f.matches("shop", "orders"));
         assert!(f.matches("crm", "audit_log"));
         assert!(!f.matches("shop", "tmp_x"));

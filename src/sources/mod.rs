@@ -37,10 +37,7 @@ impl fmt::Display for CheckItem {
 /// Builds the configured source.
 pub fn build(config: &Config) -> Result<Box<dyn Source>, CdcError> {
     match &config.source {
-        SourceConfig::Mysql(m) => Ok(Box::new(mysql::MySqlSource::new(
-            m,
-            config.pipeline.batch_events,
-        ))),
+        SourceConfig::Mysql(m) => Ok(Box::new(mysql::MySqlSource::new(m, config.pipeline.batch_events))),
         SourceConfig::Postgres(_) => Err(not_yet("postgres")),
     }
 }
@@ -59,9 +56,7 @@ pub async fn current_position(config: &Config) -> Result<Option<Position>, CdcEr
         SourceConfig::Mysql(m) => {
             let mut conn = mysql::server::connect(m.url.expose()).await?;
             let facts = mysql::server::ServerFacts::read(&mut conn).await?;
-            Ok(Some(Position::MySql(
-                mysql::server::current_position(&mut conn, &facts).await?,
-            )))
+            Ok(Some(Position::MySql(mysql::server::current_position(&mut conn, &facts).await?)))
         }
         SourceConfig::Postgres(_) => Ok(None),
     }

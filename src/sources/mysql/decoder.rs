@@ -12,8 +12,8 @@ use super::reader::{DecodeError, Reader, malformed};
 use super::rows::{RowsKind, parse_header, read_row};
 use super::table_map::TableMap;
 use crate::model::{
-    Batch, BinlogCoordinates, ChangeEvent, GtidSet, MariaDbGtid, MariaDbGtidList, MySqlGtidSet,
-    MySqlPosition, Op, Position, SnapshotMarker, SourceInfo, SourceMeta,
+    Batch, BinlogCoordinates, ChangeEvent, GtidSet, MariaDbGtid, MariaDbGtidList, MySqlGtidSet, MySqlPosition, Op,
+    Position, SnapshotMarker, SourceInfo, SourceMeta,
 };
 use crate::sources::filter::TableFilter;
 
@@ -225,8 +225,7 @@ impl BinlogDecoder {
         let name = r.rest();
         // MariaDB may append a NUL.
         let name = name.split(|b| *b == 0).next().unwrap_or(name);
-        let name =
-            std::str::from_utf8(name).map_err(|_| malformed("ROTATE file name is not UTF-8"))?;
+        let name = std::str::from_utf8(name).map_err(|_| malformed("ROTATE file name is not UTF-8"))?;
         if name != &*self.file {
             self.file = Arc::from(name);
             self.tables.clear();
@@ -247,11 +246,7 @@ impl BinlogDecoder {
         r.u8()?;
         let sql = String::from_utf8_lossy(r.rest());
         let sql = sql.trim();
-        let head: String = sql
-            .chars()
-            .take(12)
-            .collect::<String>()
-            .to_ascii_uppercase();
+        let head: String = sql.chars().take(12).collect::<String>().to_ascii_uppercase();
         if head.starts_with("BEGIN") || head.starts_with("XA START") {
             self.tx.open = true;
             self.tx.thread = Some(thread);
@@ -292,8 +287,7 @@ impl BinlogDecoder {
         }
         let map = TableMap::parse(data, self.table_id_len)?;
         let included = self.filter.matches_id(&map.schema.id);
-        self.tables
-            .insert(table_id, (data.to_vec(), included.then(|| Arc::new(map))));
+        self.tables.insert(table_id, (data.to_vec(), included.then(|| Arc::new(map))));
         Ok(())
     }
 
@@ -370,11 +364,7 @@ impl BinlogDecoder {
         use mysql_common::binlog::events::{FormatDescriptionEvent, GtidEvent};
         let parsed = std::panic::catch_unwind(|| {
             let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
-            let ctx = BinlogCtx {
-                event_size: ev.data.len(),
-                fde: &fde,
-                event_type_raw: GTID_TAGGED,
-            };
+            let ctx = BinlogCtx { event_size: ev.data.len(), fde: &fde, event_type_raw: GTID_TAGGED };
             mysql_common::io::ParseBuf(ev.data)
                 .parse::<GtidEvent>(ctx)
                 .map(|g| (g.sid(), g.gno(), g.tag().map(|t| t.to_string())))
@@ -385,11 +375,7 @@ impl BinlogDecoder {
         };
         let uuid = format_uuid(&sid);
         let tag = tag.unwrap_or_default().to_ascii_lowercase();
-        let text = if tag.is_empty() {
-            format!("{uuid}:{gno}")
-        } else {
-            format!("{uuid}:{tag}:{gno}")
-        };
+        let text = if tag.is_empty() { format!("{uuid}:{gno}") } else { format!("{uuid}:{tag}:{gno}") };
         self.begin_gtid(Arc::from(text));
         self.tx.mysql_gtid = Some((uuid, tag, gno));
         Ok(())
@@ -400,11 +386,7 @@ impl BinlogDecoder {
         let seq = r.uint_le(8)?;
         let domain = r.uint_le(4)? as u32;
         let flags = r.u8()?;
-        let gtid = MariaDbGtid {
-            domain,
-            server_id: ev.server_id,
-            seq,
-        };
+        let gtid = MariaDbGtid { domain, server_id: ev.server_id, seq };
         self.begin_gtid(Arc::from(gtid.to_string()));
         self.tx.mariadb_gtid = Some(gtid);
         // FL_STANDALONE: a single statement (DDL) without BEGIN/COMMIT; otherwise this event is the BEGIN.
@@ -424,11 +406,7 @@ impl BinlogDecoder {
             let domain = r.uint_le(4)? as u32;
             let server_id = r.uint_le(4)? as u32;
             let seq = r.uint_le(8)?;
-            list.add(MariaDbGtid {
-                domain,
-                server_id,
-                seq,
-            });
+            list.add(MariaDbGtid { domain, server_id, seq });
         }
         // The state at the start of this file: adopt it if we had none (started by file:pos).
         if self.gtids.is_none() {
@@ -458,17 +436,13 @@ impl BinlogDecoder {
         let payload = r.rest();
         let bytes = match compression {
             0 => {
-                let limit = usize::try_from(uncompressed)
-                    .unwrap_or(usize::MAX)
-                    .max(payload.len());
+                let limit = usize::try_from(uncompressed).unwrap_or(usize::MAX).max(payload.len());
                 zstd::bulk::decompress(payload, limit.min(1 << 31))
                     .map_err(|e| malformed(format!("cannot decompress TRANSACTION_PAYLOAD: {e}")))?
             }
             255 => payload.to_vec(),
             other => {
-                return Err(malformed(format!(
-                    "TRANSACTION_PAYLOAD with unknown compression {other}"
-                )));
+                return Err(malformed(format!("TRANSACTION_PAYLOAD with unknown compression {other}")));
             }
         };
         let mut inner = Reader::new(&bytes);
@@ -476,27 +450,15 @@ impl BinlogDecoder {
         while !inner.is_empty() {
             self.last_payload_events += 1;
             let head = inner.bytes(19)?;
-            let (type_code, timestamp, server_id, size, _log_pos, flags) =
-                parse_event_header(head)?;
+            let (type_code, timestamp, server_id, size, _log_pos, flags) = parse_event_header(head)?;
             let body = inner.bytes(
-                (size as usize)
-                    .checked_sub(19)
-                    .ok_or_else(|| malformed("inner event shorter than its header"))?,
+                (size as usize).checked_sub(19).ok_or_else(|| malformed("inner event shorter than its header"))?,
             )?;
             // Inner events carry no checksum; boundaries resume after the whole payload.
-            let inner_ev = RawEvent {
-                type_code,
-                timestamp,
-                server_id,
-                size: ev.size,
-                log_pos: ev.log_pos,
-                flags,
-                data: body,
-            };
+            let inner_ev =
+                RawEvent { type_code, timestamp, server_id, size: ev.size, log_pos: ev.log_pos, flags, data: body };
             if type_code == TRANSACTION_PAYLOAD {
-                return Err(malformed(
-                    "TRANSACTION_PAYLOAD nested in a TRANSACTION_PAYLOAD",
-                ));
+                return Err(malformed("TRANSACTION_PAYLOAD nested in a TRANSACTION_PAYLOAD"));
             }
             self.handle(&inner_ev)?;
         }
@@ -504,10 +466,7 @@ impl BinlogDecoder {
     }
 
     fn begin_gtid(&mut self, gtid: Arc<str>) {
-        self.tx = TxState {
-            gtid: Some(gtid),
-            ..TxState::default()
-        };
+        self.tx = TxState { gtid: Some(gtid), ..TxState::default() };
     }
 
     /// Ends the current transaction at `ev`: records its GTID and a resumable position.
@@ -533,10 +492,7 @@ impl BinlogDecoder {
         if ev.log_pos > 0 {
             self.checkpoint = Some(Position::MySql(MySqlPosition {
                 gtid_set: self.gtids.clone(),
-                binlog: Some(BinlogCoordinates {
-                    file: self.file.to_string(),
-                    pos: ev.log_pos,
-                }),
+                binlog: Some(BinlogCoordinates { file: self.file.to_string(), pos: ev.log_pos }),
             }));
         }
     }
@@ -548,9 +504,7 @@ impl BinlogDecoder {
 }
 
 fn is_dml(head: &str) -> bool {
-    ["INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD DATA"]
-        .iter()
-        .any(|k| head.starts_with(k))
+    ["INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD DATA"].iter().any(|k| head.starts_with(k))
 }
 
 fn format_uuid(b: &[u8]) -> String {
@@ -558,12 +512,5 @@ fn format_uuid(b: &[u8]) -> String {
     if hex.len() != 32 {
         return hex;
     }
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }

@@ -19,10 +19,7 @@ pub fn decode_file(
     mut on_batch: impl FnMut(Batch),
 ) -> Result<FileSummary, DecodeError> {
     let bytes = read_maybe_gzip(path)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     decode_bytes(&bytes, &name, from_pos, stop_pos, &mut on_batch)
 }
 
@@ -35,8 +32,7 @@ pub struct FileSummary {
 }
 
 fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DecodeError> {
-    let raw = std::fs::read(path)
-        .map_err(|e| malformed(format!("cannot read {}: {e}", path.display())))?;
+    let raw = std::fs::read(path).map_err(|e| malformed(format!("cannot read {}: {e}", path.display())))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         use std::io::Read;
         let mut out = Vec::new();
@@ -56,9 +52,7 @@ pub fn decode_bytes(
     on_batch: &mut dyn FnMut(Batch),
 ) -> Result<FileSummary, DecodeError> {
     if bytes.len() < 4 || &bytes[..4] != MAGIC {
-        return Err(malformed(format!(
-            "{name} is not a binlog file (no fe 62 69 6e magic)"
-        )));
+        return Err(malformed(format!("{name} is not a binlog file (no fe 62 69 6e magic)")));
     }
     let mut decoder = BinlogDecoder::new(TableFilter::all(), name, None);
     // Offline files may come from statement-based servers: decode what is row-based.
@@ -68,17 +62,12 @@ pub fn decode_bytes(
     let mut checksums = false;
     while pos < bytes.len() {
         let header = bytes.get(pos..pos + 19).ok_or_else(|| {
-            malformed(format!(
-                "{name}: truncated event header at offset {pos} ({} bytes left)",
-                bytes.len() - pos
-            ))
+            malformed(format!("{name}: truncated event header at offset {pos} ({} bytes left)", bytes.len() - pos))
         })?;
         let (type_code, timestamp, server_id, size, log_pos, flags) = parse_event_header(header)?;
         let size_us = size as usize;
         if size_us < 19 {
-            return Err(malformed(format!(
-                "{name}: event at offset {pos} claims size {size}"
-            )));
+            return Err(malformed(format!("{name}: event at offset {pos} claims size {size}")));
         }
         let event = bytes.get(pos..pos + size_us).ok_or_else(|| {
             malformed(format!(
@@ -102,26 +91,11 @@ pub fn decode_bytes(
             body_end -= 4;
         }
         // Pre-4.x style positions are absolute offsets in the file; use the real one.
-        let log_pos = if log_pos == 0 {
-            0
-        } else {
-            (pos + size_us) as u64
-        };
-        let raw = RawEvent {
-            type_code,
-            timestamp,
-            server_id,
-            size,
-            log_pos,
-            flags,
-            data: &event[19..body_end],
-        };
-        let in_range =
-            from_pos.is_none_or(|f| pos as u64 >= f) && stop_pos.is_none_or(|s| (pos as u64) < s);
-        let structural = matches!(
-            type_code,
-            event_type::FORMAT_DESCRIPTION | event_type::TABLE_MAP | event_type::ROTATE
-        );
+        let log_pos = if log_pos == 0 { 0 } else { (pos + size_us) as u64 };
+        let raw = RawEvent { type_code, timestamp, server_id, size, log_pos, flags, data: &event[19..body_end] };
+        let in_range = from_pos.is_none_or(|f| pos as u64 >= f) && stop_pos.is_none_or(|s| (pos as u64) < s);
+        let structural =
+            matches!(type_code, event_type::FORMAT_DESCRIPTION | event_type::TABLE_MAP | event_type::ROTATE);
         if in_range || structural {
             decoder.handle(&raw)?;
         }
@@ -144,37 +118,24 @@ pub fn decode_bytes(
 /// Whether the FDE carries a checksum-algorithm byte (servers from 5.6.1 / MariaDB 5.3), and
 /// the server version.
 fn fde_footer(event: &[u8]) -> Result<(bool, String), DecodeError> {
-    let version_bytes = event
-        .get(19 + 2..19 + 52)
-        .ok_or_else(|| malformed("truncated FORMAT_DESCRIPTION"))?;
-    let version = String::from_utf8_lossy(version_bytes.split(|b| *b == 0).next().unwrap_or(&[]))
-        .into_owned();
+    let version_bytes = event.get(19 + 2..19 + 52).ok_or_else(|| malformed("truncated FORMAT_DESCRIPTION"))?;
+    let version = String::from_utf8_lossy(version_bytes.split(|b| *b == 0).next().unwrap_or(&[])).into_owned();
     let nums: Vec<u32> = version
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
         .take(3)
         .filter_map(|s| s.parse().ok())
         .collect();
-    let v = (
-        nums.first().copied().unwrap_or(0),
-        nums.get(1).copied().unwrap_or(0),
-        nums.get(2).copied().unwrap_or(0),
-    );
+    let v = (nums.first().copied().unwrap_or(0), nums.get(1).copied().unwrap_or(0), nums.get(2).copied().unwrap_or(0));
     let mariadb = version.contains("MariaDB");
-    let has_alg = if mariadb {
-        v >= (5, 3, 0)
-    } else {
-        v >= (5, 6, 1)
-    };
+    let has_alg = if mariadb { v >= (5, 3, 0) } else { v >= (5, 6, 1) };
     Ok((has_alg, version))
 }
 
 fn verify_crc(event: &[u8], name: &str, pos: usize) -> Result<(), DecodeError> {
     let n = event.len();
     if n < 23 {
-        return Err(malformed(format!(
-            "{name}: event at offset {pos} too short for a checksum"
-        )));
+        return Err(malformed(format!("{name}: event at offset {pos} too short for a checksum")));
     }
     let stored = u32::from_le_bytes([event[n - 4], event[n - 3], event[n - 2], event[n - 1]]);
     let computed = if event[4] == event_type::FORMAT_DESCRIPTION && event[17] & 1 != 0 {

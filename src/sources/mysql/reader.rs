@@ -45,11 +45,7 @@ impl<'a> Reader<'a> {
     #[inline]
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
-            return Err(malformed(format!(
-                "need {n} bytes at offset {}, only {} left",
-                self.pos,
-                self.remaining()
-            )));
+            return Err(malformed(format!("need {n} bytes at offset {}, only {} left", self.pos, self.remaining())));
         }
         let r = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -86,9 +82,7 @@ impl<'a> Reader<'a> {
             0xfc => self.uint_le(2),
             0xfd => self.uint_le(3),
             0xfe => self.uint_le(8),
-            other => Err(malformed(format!(
-                "invalid length-encoded integer prefix 0x{other:02x}"
-            ))),
+            other => Err(malformed(format!("invalid length-encoded integer prefix 0x{other:02x}"))),
         }
     }
 

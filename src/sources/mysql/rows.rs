@@ -28,12 +28,7 @@ pub struct RowsHeader<'a> {
 }
 
 /// Reads the table id and bitmaps; `v2` events carry an extra-data block.
-pub fn parse_header(
-    data: &[u8],
-    id_len: usize,
-    kind: RowsKind,
-    v2: bool,
-) -> Result<RowsHeader<'_>, DecodeError> {
+pub fn parse_header(data: &[u8], id_len: usize, kind: RowsKind, v2: bool) -> Result<RowsHeader<'_>, DecodeError> {
     let mut r = Reader::new(data);
     let table_id = r.uint_le(id_len)?;
     let _flags = r.uint_le(2)?;
@@ -44,18 +39,8 @@ pub fn parse_header(
     let column_count = r.lenenc()? as usize;
     let width = column_count.div_ceil(8);
     let present = r.bytes(width)?;
-    let present_after = if kind == RowsKind::Update {
-        Some(r.bytes(width)?)
-    } else {
-        None
-    };
-    Ok(RowsHeader {
-        table_id,
-        present,
-        present_after,
-        body: r.rest(),
-        column_count,
-    })
+    let present_after = if kind == RowsKind::Update { Some(r.bytes(width)?) } else { None };
+    Ok(RowsHeader { table_id, present, present_after, body: r.rest(), column_count })
 }
 
 #[inline]
@@ -64,12 +49,7 @@ fn bit(bits: &[u8], i: usize) -> bool {
 }
 
 /// Decodes one row image; columns absent from the image (MINIMAL row image) are `Unchanged`.
-pub fn read_row(
-    r: &mut Reader<'_>,
-    table: &TableMap,
-    present: &[u8],
-    column_count: usize,
-) -> Result<Row, DecodeError> {
+pub fn read_row(r: &mut Reader<'_>, table: &TableMap, present: &[u8], column_count: usize) -> Result<Row, DecodeError> {
     let n = column_count.min(table.columns.len());
     let present_count = (0..n).filter(|&i| bit(present, i)).count();
     let nulls = r.bytes(present_count.div_ceil(8))?;
@@ -90,10 +70,7 @@ pub fn read_row(
         let nullable = table.schema.columns.get(i).is_some_and(|c| c.nullable);
         let value = read_value(r, def, nullable).map_err(|e| {
             let name = table.schema.columns.get(i).map_or("?", |c| c.name.as_str());
-            malformed(format!(
-                "{}.{} column {name}: {e}",
-                table.schema.id.namespace, table.schema.id.name
-            ))
+            malformed(format!("{}.{} column {name}: {e}", table.schema.id.namespace, table.schema.id.name))
         })?;
         row.push(value);
     }
@@ -135,17 +112,9 @@ fn frac_micros(r: &mut Reader<'_>, fsp: u16) -> Result<i64, DecodeError> {
     })
 }
 
-pub fn read_value(
-    r: &mut Reader<'_>,
-    def: &ColumnDef,
-    nullable: bool,
-) -> Result<Value, DecodeError> {
+pub fn read_value(r: &mut Reader<'_>, def: &ColumnDef, nullable: bool) -> Result<Value, DecodeError> {
     let zero_date = || {
-        if nullable {
-            Value::Null
-        } else {
-            Value::Special("0000-00-00".into())
-        }
+        if nullable { Value::Null } else { Value::Special("0000-00-00".into()) }
     };
     Ok(match def.type_code {
         TINY => int(r, 1, def.unsigned)?,
@@ -163,11 +132,7 @@ pub fn read_value(
         DATE | NEWDATE => {
             let v = r.uint_le(3)?;
             let (d, m, y) = ((v & 31) as u32, ((v >> 5) & 15) as u32, (v >> 9) as i64);
-            if m == 0 || d == 0 {
-                zero_date()
-            } else {
-                Value::Date(days_from_civil(y, m, d) as i32)
-            }
+            if m == 0 || d == 0 { zero_date() } else { Value::Date(days_from_civil(y, m, d) as i32) }
         }
         TIME => {
             let v = r.uint_le(3)?;
@@ -202,11 +167,7 @@ pub fn read_value(
         DATETIME => {
             let v = r.uint_le(8)?;
             let (date, time) = (v / 1_000_000, v % 1_000_000);
-            let (y, m, d) = (
-                (date / 10000) as i64,
-                (date / 100 % 100) as u32,
-                (date % 100) as u32,
-            );
+            let (y, m, d) = ((date / 10000) as i64, (date / 100 % 100) as u32, (date % 100) as u32);
             if m == 0 || d == 0 {
                 zero_date()
             } else {
@@ -230,50 +191,29 @@ pub fn read_value(
         }
         TIMESTAMP => {
             let secs = r.uint_le(4)? as i64;
-            if secs == 0 {
-                zero_date()
-            } else {
-                Value::Timestamp(secs * 1_000_000)
-            }
+            if secs == 0 { zero_date() } else { Value::Timestamp(secs * 1_000_000) }
         }
         TIMESTAMP2 => {
             let secs = r.uint_be(4)? as i64;
             let frac = frac_micros(r, def.meta)?;
-            if secs == 0 && frac == 0 {
-                zero_date()
-            } else {
-                Value::Timestamp(secs * 1_000_000 + frac)
-            }
+            if secs == 0 && frac == 0 { zero_date() } else { Value::Timestamp(secs * 1_000_000 + frac) }
         }
         BIT => {
             let n = (def.meta2 as usize).div_ceil(8);
-            Value::Bit {
-                len: def.meta2 as u32,
-                bytes: r.bytes(n)?.to_vec(),
-            }
+            Value::Bit { len: def.meta2 as u32, bytes: r.bytes(n)?.to_vec() }
         }
         ENUM => {
             let idx = r.uint_le(def.meta2.clamp(1, 2) as usize)? as usize;
             match idx {
                 0 => Value::Enum(String::new()),
-                i => Value::Enum(
-                    def.enum_values
-                        .get(i - 1)
-                        .cloned()
-                        .unwrap_or_else(|| i.to_string()),
-                ),
+                i => Value::Enum(def.enum_values.get(i - 1).cloned().unwrap_or_else(|| i.to_string())),
             }
         }
         SET => {
             let bits = r.uint_le((def.meta2 as usize).clamp(1, 8))?;
             let names = (0..64)
                 .filter(|i| bits & (1u64 << i) != 0)
-                .map(|i| {
-                    def.set_values
-                        .get(i)
-                        .cloned()
-                        .unwrap_or_else(|| (i + 1).to_string())
-                })
+                .map(|i| def.set_values.get(i).cloned().unwrap_or_else(|| (i + 1).to_string()))
                 .collect();
             Value::Set(names)
         }
@@ -304,24 +244,16 @@ pub fn read_value(
                 return Err(malformed("geometry shorter than its SRID"));
             }
             let srid = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-            Value::Geometry {
-                wkb: bytes[4..].to_vec(),
-                srid: Some(srid),
-            }
+            Value::Geometry { wkb: bytes[4..].to_vec(), srid: Some(srid) }
         }
         VECTOR => {
             let bytes = length_prefixed(r, blob_prefix(def)?)?;
             Value::Array(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| Value::Float(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-                    .collect(),
+                bytes.chunks_exact(4).map(|c| Value::Float(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect(),
             )
         }
         other => {
-            return Err(malformed(format!(
-                "unsupported column type {other} in a row image"
-            )));
+            return Err(malformed(format!("unsupported column type {other} in a row image")));
         }
     })
 }
@@ -346,16 +278,10 @@ fn time_from_packed(packed: i64) -> i64 {
 
 /// MySQL binary DECIMAL: groups of 9 digits in 4 bytes, partial groups in fewer; sign in the
 /// top bit of the first byte (set = positive), negative numbers stored complemented.
-pub fn read_decimal(
-    r: &mut Reader<'_>,
-    precision: usize,
-    scale: usize,
-) -> Result<String, DecodeError> {
+pub fn read_decimal(r: &mut Reader<'_>, precision: usize, scale: usize) -> Result<String, DecodeError> {
     const DIG2BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
     if precision == 0 || precision > 65 || scale > precision {
-        return Err(malformed(format!(
-            "DECIMAL({precision},{scale}) is out of range"
-        )));
+        return Err(malformed(format!("DECIMAL({precision},{scale}) is out of range")));
     }
     let intg = precision - scale;
     let (intg0, intg0x) = (intg / 9, intg % 9);
@@ -431,15 +357,9 @@ mod tests {
     #[test]
     fn decimals() {
         // Examples from MySQL's decimal.c documentation: 1234567890.1234 as DECIMAL(14,4).
-        assert_eq!(
-            dec(&[0x81, 0x0D, 0xFB, 0x38, 0xD2, 0x04, 0xD2], 14, 4),
-            "1234567890.1234"
-        );
+        assert_eq!(dec(&[0x81, 0x0D, 0xFB, 0x38, 0xD2, 0x04, 0xD2], 14, 4), "1234567890.1234");
         // Its negative: every byte complemented.
-        assert_eq!(
-            dec(&[0x7E, 0xF2, 0x04, 0xC7, 0x2D, 0xFB, 0x2D], 14, 4),
-            "-1234567890.1234"
-        );
+        assert_eq!(dec(&[0x7E, 0xF2, 0x04, 0xC7, 0x2D, 0xFB, 0x2D], 14, 4), "-1234567890.1234");
         assert_eq!(dec(&[0x80, 0x00, 0x00], 3, 1), "0.0");
     }
 
@@ -447,13 +367,7 @@ mod tests {
     fn packed_times() {
         // 838:59:59 and its negative.
         let packed = ((838i64 << 12) | (59 << 6) | 59) << 24;
-        assert_eq!(
-            time_from_packed(packed),
-            ((838 * 60 + 59) * 60 + 59) * 1_000_000
-        );
-        assert_eq!(
-            time_from_packed(-packed),
-            -((838 * 60 + 59) * 60 + 59) * 1_000_000
-        );
+        assert_eq!(time_from_packed(packed), ((838 * 60 + 59) * 60 + 59) * 1_000_000);
+        assert_eq!(time_from_packed(-packed), -((838 * 60 + 59) * 60 + 59) * 1_000_000);
     }
 }

@@ -13,12 +13,9 @@ pub async fn connect(url: &str) -> Result<Conn, CdcError> {
         Some(rest) => format!("mysql://{rest}"),
         None => url.to_string(),
     };
-    let opts = Opts::from_url(&url)
-        .map_err(|e| CdcError::definite(format!("source.url: {e}"), "fix source.url"))?;
+    let opts = Opts::from_url(&url).map_err(|e| CdcError::definite(format!("source.url: {e}"), "fix source.url"))?;
     let host = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
-    Conn::new(opts)
-        .await
-        .map_err(|e| classify(e, &format!("connecting to {host}")))
+    Conn::new(opts).await.map_err(|e| classify(e, &format!("connecting to {host}")))
 }
 
 /// Maps a client error to transient (retry) or definite (stop, with a remedy).
@@ -34,15 +31,10 @@ pub fn classify(e: mysql_async::Error, doing: &str) -> CdcError {
                 "GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO the cdc user",
             ),
             1236 => CdcError::definite(
-                format!(
-                    "{doing}: the server cannot send the requested binlog position ({})",
-                    s.message
-                ),
+                format!("{doing}: the server cannot send the requested binlog position ({})", s.message),
                 "the position was purged or belongs to another server: clear the stored position and take a new snapshot (snapshot = \"initial\"), or resume with --from a position the server still has",
             ),
-            1040 | 1053 | 1205 | 1213 | 2006 | 2013 => {
-                CdcError::transient(format!("{doing}: {}", s.message))
-            }
+            1040 | 1053 | 1205 | 1213 | 2006 | 2013 => CdcError::transient(format!("{doing}: {}", s.message)),
             _ => CdcError::definite(
                 format!("{doing}: server error {} ({})", s.code, s.message),
                 "see the server's error message",
@@ -86,37 +78,19 @@ impl ServerFacts {
         let mariadb = version.contains("MariaDB");
         let expire = match var(conn, "binlog_expire_logs_seconds").await? {
             Some(s) => s.parse().ok(),
-            None => var(conn, "expire_logs_days")
-                .await?
-                .and_then(|d| d.parse::<f64>().ok())
-                .map(|d| (d * 86400.0) as u64),
+            None => {
+                var(conn, "expire_logs_days").await?.and_then(|d| d.parse::<f64>().ok()).map(|d| (d * 86400.0) as u64)
+            }
         };
         Ok(ServerFacts {
             mariadb,
-            log_bin: var(conn, "log_bin")
-                .await?
-                .is_some_and(|v| v.eq_ignore_ascii_case("ON") || v == "1"),
-            binlog_format: var(conn, "binlog_format")
-                .await?
-                .unwrap_or_default()
-                .to_ascii_uppercase(),
-            row_image: var(conn, "binlog_row_image")
-                .await?
-                .unwrap_or_default()
-                .to_ascii_uppercase(),
-            row_metadata: var(conn, "binlog_row_metadata")
-                .await?
-                .map(|s| s.to_ascii_uppercase()),
-            gtid_mode: if mariadb {
-                None
-            } else {
-                var(conn, "gtid_mode").await?
-            },
+            log_bin: var(conn, "log_bin").await?.is_some_and(|v| v.eq_ignore_ascii_case("ON") || v == "1"),
+            binlog_format: var(conn, "binlog_format").await?.unwrap_or_default().to_ascii_uppercase(),
+            row_image: var(conn, "binlog_row_image").await?.unwrap_or_default().to_ascii_uppercase(),
+            row_metadata: var(conn, "binlog_row_metadata").await?.map(|s| s.to_ascii_uppercase()),
+            gtid_mode: if mariadb { None } else { var(conn, "gtid_mode").await? },
             expire_seconds: expire,
-            server_id: var(conn, "server_id")
-                .await?
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
+            server_id: var(conn, "server_id").await?.and_then(|s| s.parse().ok()).unwrap_or(0),
             version,
         })
     }
@@ -142,39 +116,21 @@ impl ServerFacts {
     }
 
     fn mysql_gtids_on(&self) -> bool {
-        self.gtid_mode
-            .as_deref()
-            .is_some_and(|m| m.eq_ignore_ascii_case("ON"))
+        self.gtid_mode.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("ON"))
     }
 }
 
 /// The server's current end of binlog, with the GTID state at exactly that point.
-pub async fn current_position(
-    conn: &mut Conn,
-    facts: &ServerFacts,
-) -> Result<MySqlPosition, CdcError> {
+pub async fn current_position(conn: &mut Conn, facts: &ServerFacts) -> Result<MySqlPosition, CdcError> {
     let newer_mysql = !facts.mariadb && version_at_least(&facts.version, (8, 2, 0));
-    let sql = if newer_mysql {
-        "SHOW BINARY LOG STATUS"
-    } else {
-        "SHOW MASTER STATUS"
-    };
-    let row: Option<mysql_async::Row> = conn
-        .query_first(sql)
-        .await
-        .map_err(sql_err("reading the binlog position"))?;
+    let sql = if newer_mysql { "SHOW BINARY LOG STATUS" } else { "SHOW MASTER STATUS" };
+    let row: Option<mysql_async::Row> = conn.query_first(sql).await.map_err(sql_err("reading the binlog position"))?;
     let row = row.ok_or_else(|| {
-        CdcError::definite(
-            "SHOW MASTER STATUS returned nothing: binary logging is off",
-            "enable log_bin",
-        )
+        CdcError::definite("SHOW MASTER STATUS returned nothing: binary logging is off", "enable log_bin")
     })?;
     let file: String = row.get(0).unwrap_or_default();
     let pos: u64 = row.get(1).unwrap_or(4);
-    let binlog = Some(BinlogCoordinates {
-        file: file.clone(),
-        pos,
-    });
+    let binlog = Some(BinlogCoordinates { file: file.clone(), pos });
     let gtid_set = if facts.mariadb {
         mariadb_gtid_at(conn, &file, pos).await?
     } else if facts.mysql_gtids_on() {
@@ -190,37 +146,24 @@ pub async fn current_position(
 }
 
 /// MariaDB's GTID state at a binlog offset (`BINLOG_GTID_POS`).
-pub async fn mariadb_gtid_at(
-    conn: &mut Conn,
-    file: &str,
-    pos: u64,
-) -> Result<Option<GtidSet>, CdcError> {
+pub async fn mariadb_gtid_at(conn: &mut Conn, file: &str, pos: u64) -> Result<Option<GtidSet>, CdcError> {
     let gtid: Option<Option<String>> = conn
         .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, pos))
         .await
         .map_err(sql_err("reading the GTID position"))?;
     match gtid.flatten() {
-        Some(s) => GtidSet::parse(&s)
-            .map(Some)
-            .map_err(|e| CdcError::definite(e.to_string(), "report this")),
+        Some(s) => GtidSet::parse(&s).map(Some).map_err(|e| CdcError::definite(e.to_string(), "report this")),
         None => Ok(None),
     }
 }
 
 /// Checks the server still has everything after `pos`; otherwise a definite error naming
 /// what is missing and the remedy.
-pub async fn verify_available(
-    conn: &mut Conn,
-    facts: &ServerFacts,
-    pos: &MySqlPosition,
-) -> Result<(), CdcError> {
+pub async fn verify_available(conn: &mut Conn, facts: &ServerFacts, pos: &MySqlPosition) -> Result<(), CdcError> {
     let remedy = "clear the stored position (cdc positions set, or remove the file) and take a new snapshot with snapshot = \"initial\"";
     if let (Some(GtidSet::MySql(set)), false) = (&pos.gtid_set, facts.mariadb) {
         let missing: Option<String> = conn
-            .exec_first(
-                "SELECT GTID_SUBTRACT(@@GLOBAL.gtid_purged, ?)",
-                (set.to_string(),),
-            )
+            .exec_first("SELECT GTID_SUBTRACT(@@GLOBAL.gtid_purged, ?)", (set.to_string(),))
             .await
             .map_err(sql_err("comparing with gtid_purged"))?;
         if let Some(m) = missing.filter(|m| !m.is_empty()) {
@@ -236,26 +179,15 @@ pub async fn verify_available(
         return Ok(());
     }
     if let Some(b) = &pos.binlog {
-        let logs: Vec<mysql_async::Row> = conn
-            .query("SHOW BINARY LOGS")
-            .await
-            .map_err(sql_err("listing binary logs"))?;
+        let logs: Vec<mysql_async::Row> =
+            conn.query("SHOW BINARY LOGS").await.map_err(sql_err("listing binary logs"))?;
         let names: Vec<String> = logs.iter().filter_map(|r| r.get::<String, _>(0)).collect();
         if !names.contains(&b.file) {
-            let (first, last) = (
-                names.first().cloned().unwrap_or_default(),
-                names.last().cloned().unwrap_or_default(),
-            );
+            let (first, last) = (names.first().cloned().unwrap_or_default(), names.last().cloned().unwrap_or_default());
             let purged = names.first().and_then(|f| {
-                BinlogCoordinates {
-                    file: b.file.clone(),
-                    pos: 0,
-                }
-                .compare(&BinlogCoordinates {
-                    file: f.clone(),
-                    pos: 0,
-                })
-                .ok()
+                BinlogCoordinates { file: b.file.clone(), pos: 0 }
+                    .compare(&BinlogCoordinates { file: f.clone(), pos: 0 })
+                    .ok()
             }) == Some(std::cmp::Ordering::Less);
             let cause = if purged {
                 format!(
@@ -281,11 +213,7 @@ pub fn version_at_least(version: &str, min: (u32, u32, u32)) -> bool {
         .take(3)
         .filter_map(|s| s.parse().ok())
         .collect();
-    (
-        nums.first().copied().unwrap_or(0),
-        nums.get(1).copied().unwrap_or(0),
-        nums.get(2).copied().unwrap_or(0),
-    ) >= min
+    (nums.first().copied().unwrap_or(0), nums.get(1).copied().unwrap_or(0), nums.get(2).copied().unwrap_or(0)) >= min
 }
 
 /// `cdc check` for MySQL/MariaDB: each setting with pass/warn/fail.
@@ -301,10 +229,7 @@ pub async fn check(url: &str, replica_server_id: u32) -> Vec<crate::sources::Che
         Err(e) => return vec![Fail(format!("server variables: {e}"))],
     };
     let flavor = if facts.mariadb { "MariaDB" } else { "MySQL" };
-    items.push(Pass(format!(
-        "connect: {flavor} {} (server_id {})",
-        facts.version, facts.server_id
-    )));
+    items.push(Pass(format!("connect: {flavor} {} (server_id {})", facts.version, facts.server_id)));
     items.push(if facts.log_bin {
         Pass("log_bin: ON".into())
     } else {
@@ -313,12 +238,18 @@ pub async fn check(url: &str, replica_server_id: u32) -> Vec<crate::sources::Che
     items.push(if facts.binlog_format == "ROW" {
         Pass("binlog_format: ROW".into())
     } else {
-        Fail(format!("binlog_format: {} (must be ROW); remedy: SET GLOBAL binlog_format='ROW' and in the server config", facts.binlog_format))
+        Fail(format!(
+            "binlog_format: {} (must be ROW); remedy: SET GLOBAL binlog_format='ROW' and in the server config",
+            facts.binlog_format
+        ))
     });
     items.push(if facts.row_image == "FULL" {
         Pass("binlog_row_image: FULL".into())
     } else {
-        Warn(format!("binlog_row_image: {} — before images of updates/deletes lack columns; set FULL for complete events", facts.row_image))
+        Warn(format!(
+            "binlog_row_image: {} — before images of updates/deletes lack columns; set FULL for complete events",
+            facts.row_image
+        ))
     });
     items.push(match facts.row_metadata.as_deref() {
         Some("FULL") => Pass("binlog_row_metadata: FULL".into()),
@@ -337,36 +268,26 @@ pub async fn check(url: &str, replica_server_id: u32) -> Vec<crate::sources::Che
     });
     items.push(match facts.expire_seconds {
         Some(0) | None => Pass("binlog expiry: never".into()),
-        Some(s) if s < 86_400 => Warn(format!(
-            "binlog expiry: {s} s — less than a day of downtime loses the position"
-        )),
+        Some(s) if s < 86_400 => Warn(format!("binlog expiry: {s} s — less than a day of downtime loses the position")),
         Some(s) => Pass(format!("binlog expiry: {:.1} days", s as f64 / 86_400.0)),
     });
     if facts.server_id == replica_server_id {
-        items.push(Fail(format!("source.server_id {replica_server_id} equals the server's own server_id; remedy: choose another id")));
+        items.push(Fail(format!(
+            "source.server_id {replica_server_id} equals the server's own server_id; remedy: choose another id"
+        )));
     }
     let grants: Vec<String> = conn.query("SHOW GRANTS").await.unwrap_or_default();
     let all = grants.join(" ").to_ascii_uppercase();
     let has = |p: &str| all.contains("ALL PRIVILEGES ON *.*") || all.contains(p);
     for (needed, alt, why) in [
-        (
-            "REPLICATION SLAVE",
-            "REPLICATION REPLICA",
-            "to read the binlog",
-        ),
-        (
-            "REPLICATION CLIENT",
-            "BINLOG MONITOR",
-            "to read binlog positions",
-        ),
+        ("REPLICATION SLAVE", "REPLICATION REPLICA", "to read the binlog"),
+        ("REPLICATION CLIENT", "BINLOG MONITOR", "to read binlog positions"),
         ("SELECT", "SELECT", "for snapshots and schemas"),
     ] {
         items.push(if has(needed) || has(alt) {
             Pass(format!("privilege: {needed}"))
         } else {
-            Fail(format!(
-                "privilege: {needed} missing ({why}); remedy: GRANT {needed} ON *.* TO the cdc user"
-            ))
+            Fail(format!("privilege: {needed} missing ({why}); remedy: GRANT {needed} ON *.* TO the cdc user"))
         });
     }
     items

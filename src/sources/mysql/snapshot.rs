@@ -18,8 +18,8 @@ use super::server::{ServerFacts, connect, current_position, mariadb_gtid_at, sql
 use crate::error::CdcError;
 use crate::format::debezium::days_from_civil;
 use crate::model::{
-    Batch, BinlogCoordinates, ChangeEvent, Column, ColumnType, MySqlPosition, Op, Position,
-    SnapshotMarker, SourceInfo, SourceMeta, TableId, TableSchema, Value,
+    Batch, BinlogCoordinates, ChangeEvent, Column, ColumnType, MySqlPosition, Op, Position, SnapshotMarker, SourceInfo,
+    SourceMeta, TableId, TableSchema, Value,
 };
 use crate::pipeline::SourceContext;
 use crate::sources::filter::TableFilter;
@@ -37,45 +37,24 @@ pub async fn run(
 ) -> Result<Option<MySqlPosition>, CdcError> {
     let mut conn = connect(url).await?;
     let q = |doing: &'static str| sql_err(doing);
-    conn.query_drop("SET SESSION time_zone = '+00:00'")
-        .await
-        .map_err(q("setting the session time zone"))?;
-    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        .await
-        .map_err(q("setting isolation"))?;
+    conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(q("setting the session time zone"))?;
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(q("setting isolation"))?;
     let position = if facts.mariadb {
-        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-            .await
-            .map_err(q("starting the snapshot"))?;
-        let rows: Vec<(String, String)> = conn
-            .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
-            .await
-            .map_err(q("reading the snapshot position"))?;
-        let get = |k: &str| {
-            rows.iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.clone())
-        };
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(q("starting the snapshot"))?;
+        let rows: Vec<(String, String)> =
+            conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(q("reading the snapshot position"))?;
+        let get = |k: &str| rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
         let file = get("binlog_snapshot_file").unwrap_or_default();
-        let pos: u64 = get("binlog_snapshot_position")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(4);
+        let pos: u64 = get("binlog_snapshot_position").and_then(|p| p.parse().ok()).unwrap_or(4);
         let gtid_set = mariadb_gtid_at(&mut conn, &file, pos).await?;
-        MySqlPosition {
-            gtid_set,
-            binlog: Some(BinlogCoordinates { file, pos }),
-        }
+        MySqlPosition { gtid_set, binlog: Some(BinlogCoordinates { file, pos }) }
     } else {
         conn.query_drop("FLUSH TABLES WITH READ LOCK")
             .await
             .map_err(q("taking the global read lock for the snapshot"))?;
-        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-            .await
-            .map_err(q("starting the snapshot"))?;
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(q("starting the snapshot"))?;
         let p = current_position(&mut conn, facts).await;
-        conn.query_drop("UNLOCK TABLES")
-            .await
-            .map_err(q("releasing the global read lock"))?;
+        conn.query_drop("UNLOCK TABLES").await.map_err(q("releasing the global read lock"))?;
         p?
     };
     let start = Position::MySql(position.clone());
@@ -90,21 +69,10 @@ pub async fn run(
     let mut total = 0u64;
     for (n, id) in tables.iter().enumerate() {
         let schema = Arc::new(table_schema(&mut conn, id).await?);
-        let sql = format!(
-            "SELECT * FROM `{}`.`{}`",
-            id.namespace.replace('`', "``"),
-            id.name.replace('`', "``")
-        );
-        let mut result = conn
-            .query_iter(sql)
-            .await
-            .map_err(q("reading a table for the snapshot"))?;
+        let sql = format!("SELECT * FROM `{}`.`{}`", id.namespace.replace('`', "``"), id.name.replace('`', "``"));
+        let mut result = conn.query_iter(sql).await.map_err(q("reading a table for the snapshot"))?;
         let mut rows = 0u64;
-        while let Some(row) = result
-            .next()
-            .await
-            .map_err(q("reading a table for the snapshot"))?
-        {
+        while let Some(row) = result.next().await.map_err(q("reading a table for the snapshot"))? {
             if ctx.shutdown.is_cancelled() {
                 return Ok(None);
             }
@@ -115,9 +83,7 @@ pub async fn run(
                 .zip(values)
                 .map(|(c, v)| text_value(c, v))
                 .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    CdcError::definite(format!("snapshot of {id}: {e}"), "report this value")
-                })?;
+                .map_err(|e| CdcError::definite(format!("snapshot of {id}: {e}"), "report this value"))?;
             let event = ChangeEvent {
                 op: Op::Read,
                 table: schema.clone(),
@@ -147,11 +113,7 @@ pub async fn run(
             }
             rows += 1;
             if pending.len() >= batch_events {
-                let batch = Batch {
-                    events: std::mem::take(&mut pending),
-                    checkpoint: None,
-                    source_ts_ms: Some(ts_ms),
-                };
+                let batch = Batch { events: std::mem::take(&mut pending), checkpoint: None, source_ts_ms: Some(ts_ms) };
                 if out.send(batch).await.is_err() {
                     return Ok(None);
                 }
@@ -166,22 +128,12 @@ pub async fn run(
         )));
     }
     if let Some(mut last) = held {
-        last.source.snapshot = if total == 0 {
-            SnapshotMarker::First
-        } else {
-            SnapshotMarker::Last
-        };
+        last.source.snapshot = if total == 0 { SnapshotMarker::First } else { SnapshotMarker::Last };
         pending.push(last);
         total += 1;
     }
-    conn.query_drop("COMMIT")
-        .await
-        .map_err(q("ending the snapshot"))?;
-    let batch = Batch {
-        events: pending,
-        checkpoint: Some(start.clone()),
-        source_ts_ms: Some(ts_ms),
-    };
+    conn.query_drop("COMMIT").await.map_err(q("ending the snapshot"))?;
+    let batch = Batch { events: pending, checkpoint: Some(start.clone()), source_ts_ms: Some(ts_ms) };
     if out.send(batch).await.is_err() {
         return Ok(None);
     }
@@ -190,10 +142,7 @@ pub async fn run(
     Ok(Some(position))
 }
 
-async fn list_tables(
-    conn: &mut mysql_async::Conn,
-    filter: &TableFilter,
-) -> Result<Vec<TableId>, CdcError> {
+async fn list_tables(conn: &mut mysql_async::Conn, filter: &TableFilter) -> Result<Vec<TableId>, CdcError> {
     let rows: Vec<(String, String)> = conn
         .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY 1, 2")
         .await
@@ -206,22 +155,10 @@ async fn list_tables(
         .collect())
 }
 
-type ColumnRow = (
-    String,
-    String,
-    String,
-    String,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-    Option<String>,
-);
+type ColumnRow = (String, String, String, String, Option<u64>, Option<u64>, Option<u64>, Option<String>);
 
 /// Columns and primary key from `information_schema`.
-pub async fn table_schema(
-    conn: &mut mysql_async::Conn,
-    id: &TableId,
-) -> Result<TableSchema, CdcError> {
+pub async fn table_schema(conn: &mut mysql_async::Conn, id: &TableId) -> Result<TableSchema, CdcError> {
     let cols: Vec<ColumnRow> = conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, NUMERIC_SCALE, \
@@ -241,36 +178,13 @@ pub async fn table_schema(
         .map_err(sql_err("reading the primary key"))?;
     let columns: Vec<Column> = cols
         .into_iter()
-        .map(
-            |(name, data_type, column_type, nullable, precision, scale, dt_precision, charset)| {
-                let kind = column_kind(
-                    &data_type,
-                    &column_type,
-                    precision,
-                    scale,
-                    dt_precision,
-                    charset.as_deref(),
-                );
-                Column {
-                    name,
-                    source_type: column_type.to_ascii_uppercase(),
-                    kind,
-                    nullable: nullable == "YES",
-                    charset,
-                }
-            },
-        )
+        .map(|(name, data_type, column_type, nullable, precision, scale, dt_precision, charset)| {
+            let kind = column_kind(&data_type, &column_type, precision, scale, dt_precision, charset.as_deref());
+            Column { name, source_type: column_type.to_ascii_uppercase(), kind, nullable: nullable == "YES", charset }
+        })
         .collect();
-    let key = key_names
-        .iter()
-        .filter_map(|k| columns.iter().position(|c| &c.name == k))
-        .collect();
-    Ok(TableSchema {
-        id: id.clone(),
-        columns,
-        key,
-        version: 0,
-    })
+    let key = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+    Ok(TableSchema { id: id.clone(), columns, key, version: 0 })
 }
 
 fn column_kind(
@@ -289,48 +203,33 @@ fn column_kind(
         "mediumint" => ColumnType::Int { bytes: 3, unsigned },
         "int" | "integer" => ColumnType::Int { bytes: 4, unsigned },
         "bigint" => ColumnType::Int { bytes: 8, unsigned },
-        "decimal" | "numeric" => ColumnType::Decimal {
-            precision: precision.map(|p| p as u32),
-            scale: scale.map(|s| s as u32),
-        },
+        "decimal" | "numeric" => {
+            ColumnType::Decimal { precision: precision.map(|p| p as u32), scale: scale.map(|s| s as u32) }
+        }
         "float" => ColumnType::Float,
         "double" | "real" => ColumnType::Double,
-        "bit" => ColumnType::Bit {
-            len: precision.unwrap_or(1) as u32,
-        },
+        "bit" => ColumnType::Bit { len: precision.unwrap_or(1) as u32 },
         "year" => ColumnType::Year,
         "date" => ColumnType::Date,
         "time" => ColumnType::Time { fsp },
         "datetime" => ColumnType::DateTime { fsp },
         "timestamp" => ColumnType::Timestamp { fsp },
-        "enum" => ColumnType::Enum {
-            values: quoted_list(column_type),
-        },
-        "set" => ColumnType::Set {
-            values: quoted_list(column_type),
-        },
+        "enum" => ColumnType::Enum { values: quoted_list(column_type) },
+        "set" => ColumnType::Set { values: quoted_list(column_type) },
         "json" => ColumnType::Json,
-        "vector" => ColumnType::Array {
-            element: Box::new(ColumnType::Float),
-        },
-        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
-        | "multipolygon" | "geometrycollection" | "geomcollection" => ColumnType::Geometry,
-        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
-            ColumnType::Bytes { max_len: None }
-        }
+        "vector" => ColumnType::Array { element: Box::new(ColumnType::Float) },
+        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon"
+        | "geometrycollection" | "geomcollection" => ColumnType::Geometry,
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => ColumnType::Bytes { max_len: None },
         _ if charset == Some("binary") => ColumnType::Bytes { max_len: None },
-        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => {
-            ColumnType::Text { max_len: None }
-        }
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => ColumnType::Text { max_len: None },
         _ => ColumnType::Other,
     }
 }
 
 /// `enum('a','b''c')` → ["a", "b'c"].
 fn quoted_list(column_type: &str) -> Vec<String> {
-    let inner = column_type
-        .split_once('(')
-        .map_or("", |(_, r)| r.strip_suffix(')').unwrap_or(r));
+    let inner = column_type.split_once('(').map_or("", |(_, r)| r.strip_suffix(')').unwrap_or(r));
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut chars = inner.chars().peekable();
@@ -359,34 +258,18 @@ fn text_value(column: &Column, v: mysql_async::Value) -> Result<Value, String> {
         mysql_async::Value::NULL => return Ok(Value::Null),
         mysql_async::Value::Bytes(b) => b,
         other => {
-            return Err(format!(
-                "column {}: unexpected binary value {other:?}",
-                column.name
-            ));
+            return Err(format!("column {}: unexpected binary value {other:?}", column.name));
         }
     };
     let text = || String::from_utf8_lossy(&bytes).into_owned();
-    let bad = |what: &str| {
-        format!(
-            "column {}: `{}` is not a valid {what}",
-            column.name,
-            String::from_utf8_lossy(&bytes)
-        )
-    };
+    let bad =
+        |what: &str| format!("column {}: `{}` is not a valid {what}", column.name, String::from_utf8_lossy(&bytes));
     let zero = || {
-        if column.nullable {
-            Value::Null
-        } else {
-            Value::Special("0000-00-00".into())
-        }
+        if column.nullable { Value::Null } else { Value::Special("0000-00-00".into()) }
     };
     Ok(match &column.kind {
-        ColumnType::Int { unsigned: true, .. } => {
-            Value::UInt(text().parse().map_err(|_| bad("integer"))?)
-        }
-        ColumnType::Int { .. } | ColumnType::Year => {
-            Value::Int(text().parse().map_err(|_| bad("integer"))?)
-        }
+        ColumnType::Int { unsigned: true, .. } => Value::UInt(text().parse().map_err(|_| bad("integer"))?),
+        ColumnType::Int { .. } | ColumnType::Year => Value::Int(text().parse().map_err(|_| bad("integer"))?),
         ColumnType::Float => Value::Float(text().parse().map_err(|_| bad("float"))?),
         ColumnType::Double => Value::Double(text().parse().map_err(|_| bad("double"))?),
         ColumnType::Decimal { .. } => Value::Decimal(text()),
@@ -410,11 +293,7 @@ fn text_value(column: &Column, v: mysql_async::Value) -> Result<Value, String> {
         ColumnType::Enum { .. } => Value::Enum(text()),
         ColumnType::Set { .. } => {
             let t = text();
-            Value::Set(if t.is_empty() {
-                vec![]
-            } else {
-                t.split(',').map(str::to_string).collect()
-            })
+            Value::Set(if t.is_empty() { vec![] } else { t.split(',').map(str::to_string).collect() })
         }
         ColumnType::Json => Value::Json(text()),
         ColumnType::Bytes { .. } => Value::Bytes(bytes),
@@ -423,10 +302,7 @@ fn text_value(column: &Column, v: mysql_async::Value) -> Result<Value, String> {
             wkb: bytes[4..].to_vec(),
         },
         ColumnType::Array { .. } => Value::Array(
-            bytes
-                .chunks_exact(4)
-                .map(|c| Value::Float(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-                .collect(),
+            bytes.chunks_exact(4).map(|c| Value::Float(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect(),
         ),
         _ => Value::Text(text()),
     })
@@ -478,14 +354,8 @@ mod tests {
 
     #[test]
     fn text_forms() {
-        assert_eq!(
-            parse_time("-838:59:59.000001"),
-            Some(-((838 * 3600 + 59 * 60 + 59) * 1_000_000 + 1))
-        );
-        assert_eq!(
-            parse_datetime("1970-01-02 00:00:01.5"),
-            Some(Some(86_401_500_000))
-        );
+        assert_eq!(parse_time("-838:59:59.000001"), Some(-((838 * 3600 + 59 * 60 + 59) * 1_000_000 + 1)));
+        assert_eq!(parse_datetime("1970-01-02 00:00:01.5"), Some(Some(86_401_500_000)));
         assert_eq!(parse_date("0000-00-00"), Some(None));
         assert_eq!(quoted_list("enum('a','b''c','')"), vec!["a", "b'c", ""]);
     }

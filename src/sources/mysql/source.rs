@@ -79,15 +79,7 @@ impl Source for MySqlSource {
             None => {
                 ctx.status.set_phase("snapshot");
                 ctx.status.set_ready(true);
-                let Some(p) = snapshot::run(
-                    &self.url,
-                    &facts,
-                    &self.filter,
-                    self.batch_events,
-                    &out,
-                    &ctx,
-                )
-                .await?
+                let Some(p) = snapshot::run(&self.url, &facts, &self.filter, self.batch_events, &out, &ctx).await?
                 else {
                     return Ok(()); // shut down during the snapshot
                 };
@@ -113,10 +105,7 @@ async fn complete_gtids(
     match (&p.gtid_set, &p.binlog, facts.mariadb) {
         (None, Some(b), true) => {
             let gtid_set = super::server::mariadb_gtid_at(conn, &b.file, b.pos).await?;
-            Ok(MySqlPosition {
-                gtid_set,
-                binlog: p.binlog,
-            })
+            Ok(MySqlPosition { gtid_set, binlog: p.binlog })
         }
         _ => Ok(p),
     }
@@ -135,11 +124,7 @@ impl MySqlSource {
         conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
             .await
             .map_err(sql_err("setting the heartbeat"))?;
-        let file = start
-            .binlog
-            .as_ref()
-            .map(|b| b.file.clone())
-            .unwrap_or_default();
+        let file = start.binlog.as_ref().map(|b| b.file.clone()).unwrap_or_default();
         let pos = start.binlog.as_ref().map_or(4, |b| b.pos);
         let mut request = BinlogStreamRequest::new(self.server_id);
         let mut sids = Vec::new();
@@ -186,10 +171,7 @@ impl MySqlSource {
         if !sids.is_empty() {
             request = request.with_gtid_set(sids);
         }
-        let mut stream = conn
-            .get_binlog_stream(request)
-            .await
-            .map_err(sql_err("requesting the binlog stream"))?;
+        let mut stream = conn.get_binlog_stream(request).await.map_err(sql_err("requesting the binlog stream"))?;
         let mut decoder = BinlogDecoder::new(self.filter.clone(), &file, start.gtid_set.clone());
         tracing::info!(position = %Position::MySql(start.clone()), "Streaming binlog");
         ctx.status.set_phase("streaming");
@@ -273,17 +255,12 @@ impl MySqlSource {
 }
 
 /// A corrupt event is never decoded: CRC32 mismatch is a definite error.
-fn verify_checksum(
-    event: &mysql_common::binlog::events::Event,
-    file: &str,
-) -> Result<(), CdcError> {
+fn verify_checksum(event: &mysql_common::binlog::events::Event, file: &str) -> Result<(), CdcError> {
     use mysql_common::binlog::consts::BinlogChecksumAlg;
     let Some(stored) = event.checksum() else {
         return Ok(());
     };
-    let Ok(Some(alg @ BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32)) =
-        event.footer().get_checksum_alg()
-    else {
+    let Ok(Some(alg @ BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32)) = event.footer().get_checksum_alg() else {
         return Ok(());
     };
     let header = event.header();
@@ -294,11 +271,7 @@ fn verify_checksum(
     head[5..9].copy_from_slice(&header.server_id().to_le_bytes());
     head[9..13].copy_from_slice(&header.event_size().to_le_bytes());
     head[13..17].copy_from_slice(&header.log_pos().to_le_bytes());
-    let flags = if head[4] == event_type::FORMAT_DESCRIPTION {
-        header.flags_raw() & !1
-    } else {
-        header.flags_raw()
-    };
+    let flags = if head[4] == event_type::FORMAT_DESCRIPTION { header.flags_raw() & !1 } else { header.flags_raw() };
     head[17..19].copy_from_slice(&flags.to_le_bytes());
     h.update(&head);
     h.update(event.data());
@@ -338,11 +311,7 @@ fn strip_unannounced_checksum<'a>(raw: &RawEvent<'a>) -> &'a [u8] {
     let mut h = crc32fast::Hasher::new();
     h.update(&head);
     h.update(body);
-    if h.finalize() == u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-        body
-    } else {
-        data
-    }
+    if h.finalize() == u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) { body } else { data }
 }
 
 fn uuid_bytes(uuid: &str) -> [u8; 16] {

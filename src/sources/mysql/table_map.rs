@@ -83,9 +83,7 @@ impl TableMap {
         r.u8()?;
         let count = r.lenenc()? as usize;
         if count > 4096 {
-            return Err(malformed(format!(
-                "TABLE_MAP for {db}.{table} claims {count} columns"
-            )));
+            return Err(malformed(format!("TABLE_MAP for {db}.{table} claims {count} columns")));
         }
         let raw_types = r.bytes(count)?.to_vec();
         let meta_block = r.lenenc_bytes()?;
@@ -121,12 +119,7 @@ impl TableMap {
                 }
                 5 => set_strs = read_str_values(&mut v)?,
                 6 => enum_strs = read_str_values(&mut v)?,
-                8 => {
-                    key = read_lenenc_list(&mut v)?
-                        .into_iter()
-                        .map(|i| i as usize)
-                        .collect()
-                }
+                8 => key = read_lenenc_list(&mut v)?.into_iter().map(|i| i as usize).collect(),
                 9 => {
                     while !v.is_empty() {
                         key.push(v.lenenc()? as usize);
@@ -141,21 +134,12 @@ impl TableMap {
 
         // Signedness: one bit per numeric column, most significant bit first.
         if let Some(bits) = signedness {
-            for (n, c) in columns
-                .iter_mut()
-                .filter(|c| is_numeric(c.type_code))
-                .enumerate()
-            {
+            for (n, c) in columns.iter_mut().filter(|c| is_numeric(c.type_code)).enumerate() {
                 c.unsigned = bits.get(n / 8).is_some_and(|b| b & (0x80 >> (n % 8)) != 0);
             }
         }
         assign_charsets(&mut columns, is_character, default_charset, column_charsets);
-        assign_charsets(
-            &mut columns,
-            |t| t == ENUM || t == SET,
-            enum_set_default,
-            enum_set_charsets,
-        );
+        assign_charsets(&mut columns, |t| t == ENUM || t == SET, enum_set_default, enum_set_charsets);
         let mut enums = enum_strs.into_iter();
         let mut sets = set_strs.into_iter();
         for c in columns.iter_mut() {
@@ -171,11 +155,7 @@ impl TableMap {
             .iter()
             .enumerate()
             .map(|(i, c)| Column {
-                name: if has_names {
-                    names[i].clone()
-                } else {
-                    format!("@{}", i + 1)
-                },
+                name: if has_names { names[i].clone() } else { format!("@{}", i + 1) },
                 source_type: source_type_name(c),
                 kind: column_type(c),
                 nullable: nulls.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0),
@@ -183,18 +163,8 @@ impl TableMap {
             })
             .collect();
         key.retain(|&i| i < count);
-        let schema = TableSchema {
-            id: TableId::new(db, table),
-            columns: schema_columns,
-            key,
-            version: 0,
-        };
-        Ok(TableMap {
-            table_id,
-            columns,
-            schema: Arc::new(schema),
-            has_names,
-        })
+        let schema = TableSchema { id: TableId::new(db, table), columns: schema_columns, key, version: 0 };
+        Ok(TableMap { table_id, columns, schema: Arc::new(schema), has_names })
     }
 }
 
@@ -209,8 +179,8 @@ fn read_meta(t: u8, m: &mut Reader<'_>) -> Result<ColumnDef, DecodeError> {
         set_values: vec![],
     };
     match t {
-        FLOAT | DOUBLE | BLOB | TINY_BLOB | MEDIUM_BLOB | LONG_BLOB | GEOMETRY | JSON | VECTOR
-        | TIMESTAMP2 | DATETIME2 | TIME2 => def.meta = m.u8()? as u16,
+        FLOAT | DOUBLE | BLOB | TINY_BLOB | MEDIUM_BLOB | LONG_BLOB | GEOMETRY | JSON | VECTOR | TIMESTAMP2
+        | DATETIME2 | TIME2 => def.meta = m.u8()? as u16,
         VARCHAR | VAR_STRING => def.meta = m.uint_le(2)? as u16,
         BIT => {
             let bits = m.u8()? as u16;
@@ -243,10 +213,7 @@ fn read_meta(t: u8, m: &mut Reader<'_>) -> Result<ColumnDef, DecodeError> {
 }
 
 fn is_numeric(t: u8) -> bool {
-    matches!(
-        t,
-        TINY | SHORT | INT24 | LONG | LONGLONG | DECIMAL | NEWDECIMAL | FLOAT | DOUBLE | YEAR
-    )
+    matches!(t, TINY | SHORT | INT24 | LONG | LONGLONG | DECIMAL | NEWDECIMAL | FLOAT | DOUBLE | YEAR)
 }
 
 fn is_character(t: u8) -> bool {
@@ -299,10 +266,7 @@ fn assign_charsets(
         }
     } else if let Some((default, exceptions)) = default {
         for (n, c) in targets.enumerate() {
-            let coll = exceptions
-                .iter()
-                .find(|(i, _)| *i == n)
-                .map_or(default, |(_, coll)| *coll);
+            let coll = exceptions.iter().find(|(i, _)| *i == n).map_or(default, |(_, coll)| *coll);
             c.charset = Some(Charset::from_collation(coll));
         }
     }
@@ -315,32 +279,14 @@ fn fsp(c: &ColumnDef) -> u8 {
 fn column_type(c: &ColumnDef) -> ColumnType {
     let binary = c.charset == Some(Charset::Binary);
     match c.type_code {
-        TINY => ColumnType::Int {
-            bytes: 1,
-            unsigned: c.unsigned,
-        },
-        SHORT => ColumnType::Int {
-            bytes: 2,
-            unsigned: c.unsigned,
-        },
-        INT24 => ColumnType::Int {
-            bytes: 3,
-            unsigned: c.unsigned,
-        },
-        LONG => ColumnType::Int {
-            bytes: 4,
-            unsigned: c.unsigned,
-        },
-        LONGLONG => ColumnType::Int {
-            bytes: 8,
-            unsigned: c.unsigned,
-        },
+        TINY => ColumnType::Int { bytes: 1, unsigned: c.unsigned },
+        SHORT => ColumnType::Int { bytes: 2, unsigned: c.unsigned },
+        INT24 => ColumnType::Int { bytes: 3, unsigned: c.unsigned },
+        LONG => ColumnType::Int { bytes: 4, unsigned: c.unsigned },
+        LONGLONG => ColumnType::Int { bytes: 8, unsigned: c.unsigned },
         FLOAT => ColumnType::Float,
         DOUBLE => ColumnType::Double,
-        NEWDECIMAL | DECIMAL => ColumnType::Decimal {
-            precision: Some(c.meta as u32),
-            scale: Some(c.meta2 as u32),
-        },
+        NEWDECIMAL | DECIMAL => ColumnType::Decimal { precision: Some(c.meta as u32), scale: Some(c.meta2 as u32) },
         YEAR => ColumnType::Year,
         DATE | NEWDATE => ColumnType::Date,
         TIME => ColumnType::Time { fsp: 0 },
@@ -349,26 +295,14 @@ fn column_type(c: &ColumnDef) -> ColumnType {
         DATETIME2 => ColumnType::DateTime { fsp: fsp(c) },
         TIMESTAMP => ColumnType::Timestamp { fsp: 0 },
         TIMESTAMP2 => ColumnType::Timestamp { fsp: fsp(c) },
-        BIT => ColumnType::Bit {
-            len: c.meta2 as u32,
-        },
-        ENUM => ColumnType::Enum {
-            values: c.enum_values.clone(),
-        },
-        SET => ColumnType::Set {
-            values: c.set_values.clone(),
-        },
+        BIT => ColumnType::Bit { len: c.meta2 as u32 },
+        ENUM => ColumnType::Enum { values: c.enum_values.clone() },
+        SET => ColumnType::Set { values: c.set_values.clone() },
         JSON => ColumnType::Json,
         GEOMETRY => ColumnType::Geometry,
-        VECTOR => ColumnType::Array {
-            element: Box::new(ColumnType::Float),
-        },
-        VARCHAR | VAR_STRING | STRING if binary => ColumnType::Bytes {
-            max_len: Some(max_len(c)),
-        },
-        VARCHAR | VAR_STRING | STRING => ColumnType::Text {
-            max_len: Some(max_len(c)),
-        },
+        VECTOR => ColumnType::Array { element: Box::new(ColumnType::Float) },
+        VARCHAR | VAR_STRING | STRING if binary => ColumnType::Bytes { max_len: Some(max_len(c)) },
+        VARCHAR | VAR_STRING | STRING => ColumnType::Text { max_len: Some(max_len(c)) },
         // Without charset metadata (servers before 8.0 / MariaDB 10.5) BLOB and TEXT look alike.
         BLOB if binary || c.charset.is_none() => ColumnType::Bytes { max_len: None },
         BLOB => ColumnType::Text { max_len: None },
