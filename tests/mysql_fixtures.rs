@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 fn fixtures() -> PathBuf {
     let dir = std::env::var("CDC_MYSQL_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs"));
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mysql-binlogs"));
     assert!(dir.join("SOURCES.md").exists(), "binlog fixtures not found at {} (set CDC_MYSQL_FIXTURES)", dir.display());
     dir
 }

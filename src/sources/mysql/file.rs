@@ -31,7 +31,7 @@ pub struct FileSummary {
     pub checksums: bool,
 }
 
-fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DecodeError> {
+pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DecodeError> {
     let raw = std::fs::read(path).map_err(|e| malformed(format!("cannot read {}: {e}", path.display())))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         use std::io::Read;
