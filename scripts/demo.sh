@@ -17,8 +17,8 @@ if [ -z "${CDC_BIN:-}" ]; then
 fi
 
 DIR="$(mktemp -d /tmp/cdc-demo-XXXXXX)"
-PORT="${DEMO_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
-SOCK="$DIR/sock"
+source scripts/lib.sh
+PORT="${DEMO_PORT:-$(free_port)}"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -29,18 +29,8 @@ trap cleanup EXIT
 trap 'exit 0' INT TERM
 
 echo "demo: starting MariaDB on 127.0.0.1:$PORT (data in $DIR)" >&2
-mariadb-install-db --no-defaults --user=root --auth-root-authentication-method=normal --skip-test-db \
-  --datadir="$DIR/data" >/dev/null
-mariadbd --no-defaults --user=root --datadir="$DIR/data" --port="$PORT" --bind-address=127.0.0.1 \
-  --socket="$SOCK" --pid-file="$DIR/pid" --log-error="$DIR/server.log" --log-bin="$DIR/mariadb-bin" \
-  --server-id=1 --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
-  --gtid-strict-mode=ON --innodb-buffer-pool-size=64M &
-pids+=($!)
-for _ in $(seq 1 100); do
-  mariadb --no-defaults -uroot -S "$SOCK" -e 'SELECT 1' >/dev/null 2>&1 && break
-  sleep 0.1
-done
-sql() { mariadb --no-defaults --default-character-set=utf8mb4 -uroot -S "$SOCK" -e "$1"; }
+start_mariadb "$PORT"
+pids+=("$MARIADB_PID")
 sql "CREATE USER cdc@'127.0.0.1' IDENTIFIED BY 'demo';
      GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO cdc@'127.0.0.1';
      CREATE DATABASE shop;

@@ -17,6 +17,8 @@ need_apt=()
 command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql)
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v bc >/dev/null 2>&1 || need_apt+=(bc)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   $SUDO apt-get update -qq

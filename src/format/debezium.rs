@@ -39,17 +39,22 @@ pub fn write_envelope(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeCont
         Some(tx) => {
             out.extend_from_slice(b"{\"id\":");
             write_str(out, &tx.id);
-            let _ = write!(
-                out,
-                ",\"total_order\":{},\"data_collection_order\":{}}}",
-                tx.total_order, tx.data_collection_order
-            );
+            out.extend_from_slice(b",\"total_order\":");
+            push_int(out, tx.total_order);
+            out.extend_from_slice(b",\"data_collection_order\":");
+            push_int(out, tx.data_collection_order);
+            out.push(b'}');
         }
     }
     out.extend_from_slice(b",\"op\":\"");
     out.extend_from_slice(event.op.code().as_bytes());
-    let ms = ctx.now_us.div_euclid(1000);
-    let _ = write!(out, "\",\"ts_ms\":{ms},\"ts_us\":{},\"ts_ns\":{}}}", ctx.now_us, ctx.now_us as i128 * 1000);
+    out.extend_from_slice(b"\",\"ts_ms\":");
+    push_int(out, ctx.now_us.div_euclid(1000));
+    out.extend_from_slice(b",\"ts_us\":");
+    push_int(out, ctx.now_us);
+    out.extend_from_slice(b",\"ts_ns\":");
+    push_int(out, ctx.now_us as i128 * 1000);
+    out.push(b'}');
 }
 
 /// Appends the record key: the key columns as a JSON object (`null` for a keyless table).
@@ -97,38 +102,40 @@ fn write_row(out: &mut Vec<u8>, table: &TableSchema, row: Option<&Row>) {
 
 fn write_source(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeContext) {
     let s = &event.source;
-    let _ = write!(out, "{{\"version\":\"{}\",\"connector\":", env!("CARGO_PKG_VERSION"));
+    out.extend_from_slice(concat!("{\"version\":\"", env!("CARGO_PKG_VERSION"), "\",\"connector\":").as_bytes());
     match &s.meta {
         SourceMeta::MySql { .. } => out.extend_from_slice(b"\"mysql\""),
         SourceMeta::Postgres { .. } => out.extend_from_slice(b"\"postgresql\""),
     }
     out.extend_from_slice(b",\"name\":");
     write_str(out, &ctx.name);
-    let _ = write!(
-        out,
-        ",\"ts_ms\":{},\"ts_us\":{},\"ts_ns\":{},\"snapshot\":\"{}\",\"db\":",
-        s.ts_ms,
-        s.ts_ms as i128 * 1000,
-        s.ts_ms as i128 * 1_000_000,
-        s.snapshot.as_str()
-    );
+    out.extend_from_slice(b",\"ts_ms\":");
+    push_int(out, s.ts_ms);
+    out.extend_from_slice(b",\"ts_us\":");
+    push_int(out, s.ts_ms as i128 * 1000);
+    out.extend_from_slice(b",\"ts_ns\":");
+    push_int(out, s.ts_ms as i128 * 1_000_000);
+    out.extend_from_slice(b",\"snapshot\":\"");
+    out.extend_from_slice(s.snapshot.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"db\":");
     let table = &event.table.id;
     match &s.meta {
         SourceMeta::MySql { server_id, gtid, file, pos, row, thread, query } => {
             write_str(out, &table.namespace);
             out.extend_from_slice(b",\"sequence\":null,\"table\":");
             write_str(out, &table.name);
-            let _ = write!(out, ",\"server_id\":{server_id},\"gtid\":");
+            out.extend_from_slice(b",\"server_id\":");
+            push_int(out, *server_id);
+            out.extend_from_slice(b",\"gtid\":");
             write_opt_str(out, gtid.as_deref());
             out.extend_from_slice(b",\"file\":");
             write_str(out, file);
-            let _ = write!(out, ",\"pos\":{pos},\"row\":{row},\"thread\":");
-            match thread {
-                Some(t) => {
-                    let _ = write!(out, "{t}");
-                }
-                None => out.extend_from_slice(b"null"),
-            }
+            out.extend_from_slice(b",\"pos\":");
+            push_int(out, *pos);
+            out.extend_from_slice(b",\"row\":");
+            push_int(out, *row);
+            out.extend_from_slice(b",\"thread\":");
+            write_opt_num(out, *thread);
             out.extend_from_slice(b",\"query\":");
             write_opt_str(out, query.as_deref());
         }
@@ -148,7 +155,9 @@ fn write_source(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeContext) {
             write_str(out, &table.name);
             out.extend_from_slice(b",\"txId\":");
             write_opt_num(out, tx_id.map(u64::from));
-            let _ = write!(out, ",\"lsn\":{lsn},\"xmin\":");
+            out.extend_from_slice(b",\"lsn\":");
+            push_int(out, *lsn);
+            out.extend_from_slice(b",\"xmin\":");
             write_opt_num(out, *xmin);
         }
     }
@@ -160,28 +169,20 @@ pub fn write_value(out: &mut Vec<u8>, column: &Column, value: &Value) {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::UInt(u) => {
-            let _ = write!(out, "{u}");
-        }
+        Value::Int(i) => push_int(out, *i),
+        Value::UInt(u) => push_int(out, *u),
         Value::Float(f) => write_float(out, *f as f64, Some(*f)),
         Value::Double(d) => write_float(out, *d, None),
         Value::Decimal(text) => write_decimal(out, column, text),
         Value::Text(s) | Value::Enum(s) | Value::Json(s) | Value::Special(s) => write_str(out, s),
         Value::Bytes(b) => write_base64(out, b),
-        Value::Date(days) => {
-            let _ = write!(out, "{days}");
-        }
+        Value::Date(days) => push_int(out, *days),
         Value::Time(micros) => match column.kind {
             // PostgreSQL time(0..3) is Debezium's millisecond `Time` (int32).
             ColumnType::Time { fsp } if fsp <= 3 && column.source_type.starts_with("time") => {
-                let _ = write!(out, "{}", micros.div_euclid(1000));
+                push_int(out, micros.div_euclid(1000))
             }
-            _ => {
-                let _ = write!(out, "{micros}");
-            }
+            _ => push_int(out, *micros),
         },
         Value::TimeTz { micros, offset_secs } => {
             let utc = (micros - *offset_secs as i64 * 1_000_000).rem_euclid(86_400_000_000);
@@ -190,12 +191,8 @@ pub fn write_value(out: &mut Vec<u8>, column: &Column, value: &Value) {
             out.extend_from_slice(b"Z\"");
         }
         Value::DateTime(micros) => match column.kind {
-            ColumnType::DateTime { fsp } if fsp <= 3 => {
-                let _ = write!(out, "{}", micros.div_euclid(1000));
-            }
-            _ => {
-                let _ = write!(out, "{micros}");
-            }
+            ColumnType::DateTime { fsp } if fsp <= 3 => push_int(out, micros.div_euclid(1000)),
+            _ => push_int(out, *micros),
         },
         Value::Timestamp(micros) => {
             out.push(b'"');
@@ -206,7 +203,7 @@ pub fn write_value(out: &mut Vec<u8>, column: &Column, value: &Value) {
             // Debezium's MicroDuration: a month is 365.25 / 12 days.
             let month_us = 30.4375 * 86_400_000_000.0;
             let total = (*months as f64 * month_us) as i64 + *days as i64 * 86_400_000_000 + micros;
-            let _ = write!(out, "{total}");
+            push_int(out, total);
         }
         Value::Uuid(bytes) => {
             out.push(b'"');
@@ -260,9 +257,9 @@ fn write_float(out: &mut Vec<u8>, d: f64, single: Option<f32>) {
         out.extend_from_slice(if d > 0.0 { b"\"Infinity\"" } else { b"\"-Infinity\"" });
     } else if let Some(f) = single {
         // Shortest text that round-trips the f32, so 1.1f32 prints as 1.1, not 1.100000023841858.
-        let _ = write!(out, "{f:?}");
+        out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
     } else {
-        let _ = write!(out, "{d:?}");
+        out.extend_from_slice(ryu::Buffer::new().format_finite(d).as_bytes());
     }
 }
 
@@ -380,18 +377,35 @@ fn write_uuid(out: &mut Vec<u8>, bytes: &[u8; 16]) {
     }
 }
 
+#[inline]
+fn push_2digits(out: &mut Vec<u8>, n: u32) {
+    out.push(b'0' + (n / 10 % 10) as u8);
+    out.push(b'0' + (n % 10) as u8);
+}
+
 /// `HH:MM:SS[.ffffff]` with trailing zeros of the fraction dropped (as java.time prints).
 fn write_clock(out: &mut Vec<u8>, micros_of_day: i64) {
-    let secs = micros_of_day / 1_000_000;
-    let frac = micros_of_day % 1_000_000;
-    let _ = write!(out, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let secs = (micros_of_day / 1_000_000) as u32;
+    let mut frac = (micros_of_day % 1_000_000) as u32;
+    if secs / 3600 >= 100 {
+        push_int(out, secs / 3600);
+    } else {
+        push_2digits(out, secs / 3600);
+    }
+    out.push(b':');
+    push_2digits(out, secs / 60 % 60);
+    out.push(b':');
+    push_2digits(out, secs % 60);
     if frac != 0 {
-        let mut text = format!("{frac:06}");
-        while text.ends_with('0') {
-            text.pop();
+        let mut width = 6;
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
         }
         out.push(b'.');
-        out.extend_from_slice(text.as_bytes());
+        let digits = itoa::Buffer::new().format(frac).len();
+        out.extend(std::iter::repeat_n(b'0', width - digits));
+        push_int(out, frac);
     }
 }
 
@@ -400,10 +414,22 @@ fn write_iso_instant(out: &mut Vec<u8>, micros: i64) {
     let days = micros.div_euclid(86_400_000_000);
     let (y, m, d) = civil_from_days(days);
     if (0..=9999).contains(&y) {
-        let _ = write!(out, "{y:04}-{m:02}-{d:02}T");
+        push_2digits(out, (y / 100) as u32);
+        push_2digits(out, (y % 100) as u32);
     } else {
-        let _ = write!(out, "{y:+05}-{m:02}-{d:02}T");
+        // java.time: years beyond four digits carry a sign.
+        out.push(if y < 0 { b'-' } else { b'+' });
+        let a = y.unsigned_abs();
+        if a < 1000 {
+            out.extend(std::iter::repeat_n(b'0', 4 - itoa::Buffer::new().format(a).len()));
+        }
+        push_int(out, a);
     }
+    out.push(b'-');
+    push_2digits(out, m);
+    out.push(b'-');
+    push_2digits(out, d);
+    out.push(b'T');
     write_clock(out, micros.rem_euclid(86_400_000_000));
     out.push(b'Z');
 }
@@ -433,9 +459,22 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+#[inline]
+fn push_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    // serde_json's escaper writes into any io::Write; a Vec never fails.
-    let _ = serde_json::to_writer(&mut *out, s);
+    // Most strings need no escaping: copy them whole.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // serde_json's escaper writes into any io::Write; a Vec never fails.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
@@ -447,9 +486,7 @@ fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 
 fn write_opt_num(out: &mut Vec<u8>, n: Option<u64>) {
     match n {
-        Some(n) => {
-            let _ = write!(out, "{n}");
-        }
+        Some(n) => push_int(out, n),
         None => out.extend_from_slice(b"null"),
     }
 }
@@ -498,5 +535,20 @@ mod tests {
         let mut out = Vec::new();
         write_iso_instant(&mut out, -1);
         assert_eq!(String::from_utf8(out).unwrap(), "1969-12-31T23:59:59.999999Z");
+        for (micros, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (1_000, "1970-01-01T00:00:00.001Z"),
+            (10, "1970-01-01T00:00:00.00001Z"),
+            (253_402_300_799_999_999, "9999-12-31T23:59:59.999999Z"),
+            (-62_167_219_200_000_000, "0000-01-01T00:00:00Z"),
+            (-62_167_219_200_000_001, "-0001-12-31T23:59:59.999999Z"),
+        ] {
+            let mut out = Vec::new();
+            write_iso_instant(&mut out, micros);
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+        let mut out = Vec::new();
+        write_clock(&mut out, (838 * 3600 + 59 * 60 + 59) * 1_000_000 + 500_000);
+        assert_eq!(String::from_utf8(out).unwrap(), "838:59:59.5");
     }
 }

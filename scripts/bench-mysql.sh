@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# MySQL/MariaDB benchmarks, side by side in one run (absolute numbers on a shared machine are
+# noise; the ratios are the result):
+#   1. decode only: cdc's binlog decoder (criterion, in memory) on a binlog of ROWS row events;
+#   2. python-mysql-replication reading the same binlog from the server, decoding every row;
+#   3. end to end: MariaDB → cdc run → stdout > /dev/null, rows/s and peak RSS.
+#
+#   ROWS=1000000 TX_ROWS=1000 bash scripts/bench-mysql.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS="${ROWS:-1000000}"
+TX_ROWS="${TX_ROWS:-1000}"
+bash scripts/setup.sh
+python3 -m pip install --quiet 'mysql-replication==1.0.9' 2>/dev/null || python3 -m pip install --quiet mysql-replication
+cargo build --release --quiet
+DIR="$(mktemp -d /tmp/cdc-bench-XXXXXX)"
+source scripts/lib.sh
+PORT="$(free_port)"
+HTTP_PORT="$(free_port)"
+CDC_PID=""
+cleanup() {
+  [ -n "$CDC_PID" ] && kill "$CDC_PID" 2>/dev/null
+  kill "$MARIADB_PID" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+start_mariadb "$PORT"
+
+# 12 mixed columns, ~200 bytes a row.
+sql "CREATE DATABASE bench; CREATE TABLE bench.t (
+  id BIGINT PRIMARY KEY, a INT, b BIGINT UNSIGNED, c VARCHAR(64), d DECIMAL(12,2), e DOUBLE,
+  f DATETIME(6), g TIMESTAMP(3), h DATE, i TEXT, j ENUM('x','y','z'), k TINYINT)"
+sql "FLUSH BINARY LOGS"
+FILE="$(sql "SHOW MASTER STATUS" | cut -f1)"
+echo "bench: loading $ROWS rows in transactions of $TX_ROWS into $FILE" >&2
+start=$(date +%s.%N)
+for ((s = 1; s <= ROWS; s += TX_ROWS)); do
+  e=$((s + TX_ROWS - 1)); [ $e -gt "$ROWS" ] && e=$ROWS
+  echo "INSERT INTO bench.t SELECT seq, seq % 100000, seq * 7, CONCAT('name-', seq, '-', REPEAT('x', 40)),
+        seq / 100, seq * 1.5, NOW(6), NOW(3), CURDATE(), REPEAT('t', 60), ELT(1 + seq % 3, 'x', 'y', 'z'),
+        seq % 100 FROM seq_${s}_to_${e};"
+done | mariadb --no-defaults -uroot -S "$SOCK"
+sql "FLUSH BINARY LOGS"
+echo "bench: loaded in $(echo "$(date +%s.%N) - $start" | bc) s; binlog $(stat -c %s "$DIR/$FILE") bytes" >&2
+
+echo "== 1. cdc decode only (criterion) ==" >&2
+CDC_BENCH_BINLOG="$DIR/$FILE" cargo bench --quiet --bench mysql_decode -- --noplot 2>&1 |
+  grep -E "mysql_binlog/|thrpt|rows" | tee "$DIR/criterion.txt" >&2
+
+echo "== 2. python-mysql-replication ==" >&2
+python3 - "$PORT" "$FILE" "$ROWS" <<'PY' | tee "$DIR/python.txt" >&2
+import sys, time
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.row_event import WriteRowsEvent
+port, file, rows = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+stream = BinLogStreamReader(
+    connection_settings={"host": "127.0.0.1", "port": port, "user": "root", "passwd": ""},
+    server_id=77, log_file=file, log_pos=4, resume_stream=True, blocking=False,
+    only_events=[WriteRowsEvent], is_mariadb=True)
+n, t0 = 0, time.time()
+for ev in stream:
+    for row in ev.rows:
+        n += 1
+    if n >= rows:
+        break
+dt = time.time() - t0
+print(f"python-mysql-replication: {n} rows in {dt:.2f} s = {n / dt:,.0f} rows/s")
+PY
+
+echo "== 3. cdc end to end: MariaDB -> cdc -> stdout > /dev/null ==" >&2
+cat >"$DIR/cdc.toml" <<TOML
+name = "bench"
+[source]
+kind = "mysql"
+url = "mysql://root@127.0.0.1:$PORT"
+server_id = 5499
+tables = ["bench.*"]
+snapshot = "never"
+[positions]
+path = "$DIR/positions.json"
+[http]
+listen = "127.0.0.1:$HTTP_PORT"
+TOML
+start=$(date +%s.%N)
+target/release/cdc run --config "$DIR/cdc.toml" --from "mysql:file=$FILE:pos=4" >/dev/null 2>"$DIR/cdc.log" &
+CDC_PID=$!
+until curl -sf "http://127.0.0.1:$HTTP_PORT/status" 2>/dev/null | python3 -c "
+import sys, json; s = json.load(sys.stdin); sys.exit(0 if s['events_checkpointed'] >= $ROWS else 1)"; do
+  kill -0 "$CDC_PID" || { cat "$DIR/cdc.log" >&2; exit 1; }
+  sleep 0.05
+done
+elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+rss_kb=$(grep VmHWM "/proc/$CDC_PID/status" | awk '{print $2}')
+kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID=""
+printf 'cdc end to end: %d rows in %.2f s = %.0f rows/s, peak RSS %d MB\n' "$ROWS" "$elapsed" \
+  "$(echo "$ROWS / $elapsed" | bc -l)" $((rss_kb / 1024)) | tee "$DIR/e2e.txt" >&2
