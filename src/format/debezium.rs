@@ -398,7 +398,7 @@ fn write_clock(out: &mut Vec<u8>, micros_of_day: i64) {
     push_2digits(out, secs % 60);
     if frac != 0 {
         let mut width = 6;
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             width -= 1;
         }
