@@ -213,7 +213,7 @@ pub fn write_value(out: &mut Vec<u8>, column: &Column, value: &Value) {
         Value::Set(items) => write_str(out, &items.join(",")),
         Value::Bit { len, bytes } => {
             if *len == 1 {
-                let set = bytes.first().is_some_and(|b| b & 0x80 != 0 || *b == 1);
+                let set = bytes.last().is_some_and(|b| b & 1 == 1);
                 out.extend_from_slice(if set { b"true" } else { b"false" });
             } else {
                 // Debezium sends BIT(n>1) as bytes in little-endian order.

@@ -41,7 +41,8 @@ pub enum Value {
     Uuid([u8; 16]),
     Enum(String),
     Set(Vec<String>),
-    /// A bit string of `len` bits, most significant bit first in `bytes`.
+    /// A bit string of `len` bits: its value as a big-endian unsigned number (the last bit of
+    /// the string is the lowest bit of the last byte).
     Bit {
         len: u32,
         bytes: Vec<u8>,

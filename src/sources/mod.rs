@@ -2,6 +2,8 @@
 
 pub mod filter;
 pub mod mysql;
+pub mod postgres;
+pub mod reader;
 
 use std::fmt;
 
@@ -38,7 +40,7 @@ impl fmt::Display for CheckItem {
 pub fn build(config: &Config) -> Result<Box<dyn Source>, CdcError> {
     match &config.source {
         SourceConfig::Mysql(m) => Ok(Box::new(mysql::MySqlSource::new(m, config.pipeline.batch_events))),
-        SourceConfig::Postgres(_) => Err(not_yet("postgres")),
+        SourceConfig::Postgres(p) => Ok(Box::new(postgres::PgSource::new(config, p))),
     }
 }
 

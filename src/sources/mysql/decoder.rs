@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::reader::{DecodeError, Reader, malformed};
 use super::rows::{RowsKind, parse_header, read_row};
 use super::table_map::TableMap;
 use crate::model::{
@@ -16,6 +15,7 @@ use crate::model::{
     Position, SnapshotMarker, SourceInfo, SourceMeta,
 };
 use crate::sources::filter::TableFilter;
+use crate::sources::reader::{DecodeError, Reader, malformed};
 
 /// Binlog event type codes used here.
 pub mod event_type {

@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use super::decoder::{BinlogDecoder, RawEvent, event_type, parse_event_header};
-use super::reader::{DecodeError, malformed};
 use crate::model::Batch;
 use crate::sources::filter::TableFilter;
+use crate::sources::reader::{DecodeError, malformed};
 
 const MAGIC: &[u8; 4] = b"\xfebin";
 

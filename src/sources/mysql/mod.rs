@@ -3,7 +3,6 @@
 pub mod charset;
 pub mod decoder;
 pub mod file;
-pub mod reader;
 pub mod rows;
 pub mod server;
 pub mod snapshot;

@@ -4,10 +4,10 @@
 //! an error naming the table and column, never a panic.
 
 use super::charset::Charset;
-use super::reader::{DecodeError, Reader, malformed};
 use super::table_map::{ColumnDef, TableMap, types::*};
 use crate::format::debezium::days_from_civil;
 use crate::model::{Row, Value};
+use crate::sources::reader::{DecodeError, Reader, malformed};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RowsKind {

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::charset::Charset;
-use super::reader::{DecodeError, Reader, malformed};
 use crate::model::{Column, ColumnType, TableId, TableSchema};
+use crate::sources::reader::{DecodeError, Reader, malformed};
 
 /// Binlog column type codes (`enum_field_types`).
 pub mod types {

@@ -36,6 +36,11 @@ impl<'a> Reader<'a> {
         self.remaining() == 0
     }
 
+    /// The unread bytes, without consuming them.
+    pub fn rest_peek(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
+    }
+
     pub fn rest(&mut self) -> &'a [u8] {
         let r = &self.buf[self.pos..];
         self.pos = self.buf.len();

@@ -1,0 +1,201 @@
+//! Catalog queries on an ordinary connection: server settings, the publication and the slot,
+//! table schemas, and non-built-in types.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::protocol::{PgConnection, quote_literal};
+use super::types::{self, CustomType};
+use crate::error::CdcError;
+use crate::model::{Column, Lsn, TableId, TableSchema};
+use crate::sources::filter::TableFilter;
+
+pub struct SlotInfo {
+    pub plugin: String,
+    pub database: String,
+    pub confirmed_flush: Option<Lsn>,
+    /// `reserved`, `extended`, `unreserved`, `lost` (PostgreSQL 13+).
+    pub wal_status: Option<String>,
+    pub active: bool,
+}
+
+fn lsn(text: &Option<String>) -> Option<Lsn> {
+    text.as_deref().and_then(|t| t.parse().ok())
+}
+
+pub async fn setting(conn: &mut PgConnection, name: &str) -> Result<String, CdcError> {
+    let rows = conn.query(&format!("SELECT current_setting({}, true)", quote_literal(name))).await?;
+    Ok(rows.into_iter().next().and_then(|r| r.into_iter().next().flatten()).unwrap_or_default())
+}
+
+pub async fn slot(conn: &mut PgConnection, name: &str) -> Result<Option<SlotInfo>, CdcError> {
+    let wal_status = if conn.server_version_num >= 130000 { "wal_status" } else { "NULL" };
+    let rows = conn
+        .query(&format!(
+            "SELECT plugin, database, confirmed_flush_lsn::text, {wal_status}, active::text \
+             FROM pg_replication_slots WHERE slot_name = {}",
+            quote_literal(name)
+        ))
+        .await?;
+    Ok(rows.into_iter().next().map(|r| SlotInfo {
+        plugin: r[0].clone().unwrap_or_default(),
+        database: r[1].clone().unwrap_or_default(),
+        confirmed_flush: lsn(&r[2]),
+        wal_status: r[3].clone(),
+        active: r[4].as_deref() == Some("true"),
+    }))
+}
+
+/// Tables of the database that the filter selects (system schemas excluded).
+pub async fn selected_tables(conn: &mut PgConnection, filter: &TableFilter) -> Result<Vec<TableId>, CdcError> {
+    let rows = conn
+        .query(
+            "SELECT schemaname, tablename FROM pg_tables \
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND schemaname NOT LIKE 'pg_toast%' \
+             ORDER BY 1, 2",
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some(TableId::new(r[0].clone()?, r[1].clone()?)))
+        .filter(|id| filter.matches_id(id))
+        .collect())
+}
+
+pub async fn publication_tables(conn: &mut PgConnection, publication: &str) -> Result<Option<Vec<TableId>>, CdcError> {
+    let exists =
+        conn.query(&format!("SELECT 1 FROM pg_publication WHERE pubname = {}", quote_literal(publication))).await?;
+    if exists.is_empty() {
+        return Ok(None);
+    }
+    let rows = conn
+        .query(&format!(
+            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = {} ORDER BY 1, 2",
+            quote_literal(publication)
+        ))
+        .await?;
+    Ok(Some(rows.into_iter().filter_map(|r| Some(TableId::new(r[0].clone()?, r[1].clone()?))).collect()))
+}
+
+/// Resolves non-built-in types (enums, domains, arrays of them), caching what it learns.
+#[derive(Default)]
+pub struct TypeCache {
+    known: HashMap<u32, CustomType>,
+}
+
+impl TypeCache {
+    pub async fn resolve(&mut self, conn: &mut PgConnection, oids: &[u32]) -> Result<(), CdcError> {
+        let mut wanted: Vec<u32> = oids
+            .iter()
+            .copied()
+            .filter(|o| {
+                types::builtin_name(*o).is_none() && types::array_element(*o).is_none() && !self.known.contains_key(o)
+            })
+            .collect();
+        while !wanted.is_empty() {
+            let list = wanted.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+            let rows = conn
+                .query(&format!(
+                    "SELECT t.oid::text, t.typname, t.typtype::text, t.typbasetype::text, t.typtypmod::text, t.typelem::text, \
+                     t.typcategory::text, \
+                     (SELECT string_agg(e.enumlabel, E'\\x1f' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid) \
+                     FROM pg_type t WHERE t.oid IN ({list})"
+                ))
+                .await?;
+            let mut next = Vec::new();
+            for r in rows {
+                let get = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                let oid: u32 = get(0).parse().unwrap_or(0);
+                let name = get(1);
+                let custom = match (get(2).as_str(), get(6).as_str()) {
+                    ("e", _) => CustomType::Enum { name, values: get(7).split('\x1f').map(String::from).collect() },
+                    ("d", _) => {
+                        let base: u32 = get(3).parse().unwrap_or(0);
+                        next.push(base);
+                        CustomType::Domain { name, base, typmod: get(4).parse().unwrap_or(-1) }
+                    }
+                    (_, "A") => {
+                        let element: u32 = get(5).parse().unwrap_or(0);
+                        next.push(element);
+                        CustomType::Array { name, element }
+                    }
+                    _ => CustomType::Other { name },
+                };
+                self.known.insert(oid, custom);
+            }
+            for w in &wanted {
+                self.known.entry(*w).or_insert(CustomType::Other { name: format!("oid{w}") });
+            }
+            wanted = next
+                .into_iter()
+                .filter(|o| {
+                    types::builtin_name(*o).is_none()
+                        && types::array_element(*o).is_none()
+                        && !self.known.contains_key(o)
+                })
+                .collect();
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, oid: u32) -> Option<CustomType> {
+        self.known.get(&oid).cloned()
+    }
+
+    pub fn type_name(&self, oid: u32) -> String {
+        if let Some(n) = types::builtin_name(oid) {
+            return n.to_string();
+        }
+        if let Some(e) = types::array_element(oid) {
+            return format!("_{}", types::builtin_name(e).unwrap_or("?"));
+        }
+        match self.known.get(&oid) {
+            Some(CustomType::Enum { name, .. } | CustomType::Domain { name, .. } | CustomType::Array { name, .. })
+            | Some(CustomType::Other { name }) => name.clone(),
+            None => format!("oid{oid}"),
+        }
+    }
+
+    /// Builds a table schema from (name, type oid, typmod, not null, key) columns.
+    pub fn schema(&self, id: TableId, cols: &[(String, u32, i32, bool, bool)]) -> Arc<TableSchema> {
+        let lookup = |o: u32| self.get(o);
+        let columns = cols
+            .iter()
+            .map(|(name, oid, typmod, not_null, _)| Column {
+                name: name.clone(),
+                source_type: self.type_name(*oid),
+                kind: types::column_type(*oid, *typmod, &lookup),
+                nullable: !not_null,
+                charset: None,
+            })
+            .collect();
+        let key = cols.iter().enumerate().filter(|(_, c)| c.4).map(|(i, _)| i).collect();
+        Arc::new(TableSchema { id, columns, key, version: 0 })
+    }
+}
+
+/// Columns of a table from the catalog: (name, type oid, typmod, not null, in primary key).
+pub async fn table_columns(
+    conn: &mut PgConnection,
+    id: &TableId,
+) -> Result<Vec<(String, u32, i32, bool, bool)>, CdcError> {
+    let rel = quote_literal(&format!(
+        "{}.{}",
+        super::protocol::quote_ident(&id.namespace),
+        super::protocol::quote_ident(&id.name)
+    ));
+    let rows = conn
+        .query(&format!(
+            "SELECT a.attname, a.atttypid::text, a.atttypmod::text, a.attnotnull::text, \
+             (EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey)))::text \
+             FROM pg_attribute a WHERE a.attrelid = {rel}::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let get = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+            (get(0), get(1).parse().unwrap_or(0), get(2).parse().unwrap_or(-1), get(3) == "true", get(4) == "true")
+        })
+        .collect())
+}

@@ -1,0 +1,9 @@
+//! PostgreSQL source: logical replication with the built-in pgoutput plugin.
+
+pub mod catalog;
+pub mod pgoutput;
+pub mod protocol;
+mod source;
+pub mod types;
+
+pub use source::PgSource;

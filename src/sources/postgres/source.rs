@@ -1,0 +1,615 @@
+//! The PostgreSQL source: a logical replication slot streamed with pgoutput.
+//!
+//! ```text
+//!  catalog connection ── publication, slot checks, types, snapshot (exported snapshot)
+//!  replication connection ── CREATE_REPLICATION_SLOT … EXPORT_SNAPSHOT, START_REPLICATION
+//!        │ XLogData(pgoutput) ──▶ events ──▶ batches (checkpoint = commit end LSN)
+//!        ▲ standby status: flush = durable position only
+//! ```
+//!
+//! Resuming: from the stored LSN; the slot must exist, not be lost, and not be past the
+//! stored LSN (else changes in between were consumed elsewhere). The slot only ever hears
+//! of positions the sink has made durable, so WAL is kept until then. On an idle or
+//! filtered-out database, keepalive LSNs outside transactions become checkpoints, so the slot
+//! still advances.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Buf;
+use tokio::sync::mpsc;
+
+use super::catalog::{self, TypeCache};
+use super::pgoutput::{self, PG_EPOCH_OFFSET_US, PgMessage, Relation, TupleValue};
+use super::protocol::{ConnectParams, PgConnection, quote_ident, quote_literal};
+use super::types::parse_text;
+use crate::config::{Config, PgSourceConfig, SnapshotMode};
+use crate::error::CdcError;
+use crate::model::{
+    Batch, ChangeEvent, Lsn, Op, PgPosition, Position, Row, SnapshotMarker, SourceInfo, SourceMeta, TableId,
+    TableSchema, Value,
+};
+use crate::pipeline::{Source, SourceContext};
+use crate::sources::filter::TableFilter;
+
+pub struct PgSource {
+    params: ConnectParams,
+    slot: String,
+    publication: String,
+    filter: TableFilter,
+    all_tables: bool,
+    snapshot: SnapshotMode,
+    batch_events: usize,
+}
+
+impl PgSource {
+    pub fn new(config: &Config, pg: &PgSourceConfig) -> PgSource {
+        let default_name = config.default_pg_name();
+        PgSource {
+            params: ConnectParams::from_url(pg.url.url()),
+            slot: pg.slot.clone().unwrap_or_else(|| default_name.clone()),
+            publication: pg.publication.clone().unwrap_or(default_name),
+            filter: TableFilter::new(&pg.tables, &pg.exclude_tables),
+            all_tables: pg.tables.iter().all(|t| t == "*.*") && pg.exclude_tables.is_empty(),
+            snapshot: pg.snapshot,
+            batch_events: config.pipeline.batch_events.max(1),
+        }
+    }
+}
+
+fn pg_position(lsn: u64, tx: Option<u64>) -> Position {
+    Position::Postgres(PgPosition { lsn: Lsn(lsn), tx_lsn: tx.map(Lsn) })
+}
+
+#[async_trait]
+impl Source for PgSource {
+    async fn run(
+        &mut self,
+        start: Option<Position>,
+        out: mpsc::Sender<Batch>,
+        ctx: SourceContext,
+    ) -> Result<(), CdcError> {
+        let mut cat = PgConnection::connect(&self.params, false).await?;
+        tracing::info!(version = %cat.server_version, database = %self.params.database, "Connected to the source");
+        let wal_level = catalog::setting(&mut cat, "wal_level").await?;
+        if wal_level != "logical" {
+            return Err(CdcError::definite(
+                format!("wal_level is {wal_level} on the source, not logical"),
+                "set wal_level = logical in postgresql.conf and restart PostgreSQL",
+            ));
+        }
+        self.ensure_publication(&mut cat).await?;
+        let slot = catalog::slot(&mut cat, &self.slot).await?;
+        let mut repl = PgConnection::connect(&self.params, true).await?;
+        let slot_name = &self.slot;
+        let start_lsn = match (start, slot) {
+            (Some(Position::Postgres(p)), Some(s)) => {
+                if s.wal_status.as_deref() == Some("lost") {
+                    return Err(CdcError::definite(
+                        format!(
+                            "replication slot {slot_name} is invalidated (wal_status = lost): WAL it needed was removed"
+                        ),
+                        "drop the slot (cdc slot drop), clear the stored position and take a new snapshot",
+                    ));
+                }
+                if let Some(confirmed) = s.confirmed_flush
+                    && confirmed > p.lsn
+                {
+                    return Err(CdcError::definite(
+                        format!(
+                            "replication slot {slot_name} is at {confirmed}, past the stored position {}: changes in between were consumed by someone else",
+                            p.lsn
+                        ),
+                        "make sure only this cdc uses the slot; to accept the gap, resume with --from pg:lsn=<slot position>, else take a new snapshot",
+                    ));
+                }
+                if s.plugin != "pgoutput" || s.database != self.params.database {
+                    return Err(CdcError::definite(
+                        format!("slot {slot_name} uses plugin {} on database {}", s.plugin, s.database),
+                        "choose another source.slot",
+                    ));
+                }
+                p.lsn.0
+            }
+            (Some(Position::Postgres(p)), None) => {
+                return Err(CdcError::definite(
+                    format!(
+                        "replication slot {slot_name} does not exist (dropped?): changes after {} cannot be read",
+                        p.lsn
+                    ),
+                    "clear the stored position and restart to create the slot with a new snapshot",
+                ));
+            }
+            (Some(other), _) => {
+                return Err(CdcError::definite(
+                    format!("the stored position {other} is not a PostgreSQL position"),
+                    "point positions.path at this source's file, or start with --from",
+                ));
+            }
+            (None, Some(s)) => {
+                let lsn = s.confirmed_flush.map_or(0, |l| l.0);
+                tracing::warn!(slot = %slot_name, lsn = %Lsn(lsn), "Slot exists but no position is stored: streaming from the slot, without a snapshot");
+                lsn
+            }
+            (None, None) => {
+                let export = self.snapshot != SnapshotMode::Never;
+                let sql = format!(
+                    "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {}",
+                    quote_ident(slot_name),
+                    if export { "EXPORT_SNAPSHOT" } else { "NOEXPORT_SNAPSHOT" }
+                );
+                let rows = repl.query(&sql).await?;
+                let row = rows.into_iter().next().unwrap_or_default();
+                let consistent: Lsn = row
+                    .get(1)
+                    .cloned()
+                    .flatten()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| CdcError::transient("CREATE_REPLICATION_SLOT returned no consistent point"))?;
+                tracing::info!(slot = %slot_name, lsn = %consistent, "Replication slot created");
+                if export {
+                    let name = row.get(2).cloned().flatten().unwrap_or_default();
+                    ctx.status.set_phase("snapshot");
+                    ctx.status.set_ready(true);
+                    let done = self.snapshot(&mut cat, &name, consistent, &out, &ctx).await?;
+                    if !done || self.snapshot == SnapshotMode::InitialOnly {
+                        return Ok(());
+                    }
+                }
+                consistent.0
+            }
+        };
+        self.stream(repl, cat, start_lsn, out, ctx).await
+    }
+}
+
+impl PgSource {
+    async fn ensure_publication(&self, cat: &mut PgConnection) -> Result<(), CdcError> {
+        if catalog::publication_tables(cat, &self.publication).await?.is_some() {
+            return Ok(());
+        }
+        let sql = if self.all_tables {
+            format!("CREATE PUBLICATION {} FOR ALL TABLES", quote_ident(&self.publication))
+        } else {
+            let tables = catalog::selected_tables(cat, &self.filter).await?;
+            if tables.is_empty() {
+                return Err(CdcError::definite(
+                    "no table of the database matches source.tables",
+                    "fix source.tables (schema.table patterns)",
+                ));
+            }
+            let list: Vec<String> =
+                tables.iter().map(|t| format!("{}.{}", quote_ident(&t.namespace), quote_ident(&t.name))).collect();
+            format!("CREATE PUBLICATION {} FOR TABLE {}", quote_ident(&self.publication), list.join(", "))
+        };
+        cat.query(&sql).await?;
+        tracing::info!(publication = %self.publication, "Publication created");
+        Ok(())
+    }
+
+    /// Reads every published table in the exported snapshot; false if shut down.
+    async fn snapshot(
+        &self,
+        cat: &mut PgConnection,
+        snapshot: &str,
+        consistent: Lsn,
+        out: &mpsc::Sender<Batch>,
+        ctx: &SourceContext,
+    ) -> Result<bool, CdcError> {
+        cat.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        cat.query(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(snapshot))).await?;
+        let tables: Vec<TableId> = catalog::publication_tables(cat, &self.publication)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| self.filter.matches_id(t))
+            .collect();
+        tracing::info!(tables = tables.len(), position = %Lsn(consistent.0), "Snapshot started");
+        let mut types = TypeCache::default();
+        let ts_ms = crate::model::now_ms();
+        let database: Arc<str> = Arc::from(self.params.database.as_str());
+        let mut pending: Vec<ChangeEvent> = Vec::new();
+        let mut total = 0u64;
+        for (n, id) in tables.iter().enumerate() {
+            let cols = catalog::table_columns(cat, id).await?;
+            types.resolve(cat, &cols.iter().map(|c| c.1).collect::<Vec<_>>()).await?;
+            let schema = types.schema(id.clone(), &cols);
+            let rel = format!("{}.{}", quote_ident(&id.namespace), quote_ident(&id.name));
+            cat.query(&format!("DECLARE cdc_snapshot NO SCROLL CURSOR FOR SELECT * FROM {rel}")).await?;
+            let mut rows = 0u64;
+            loop {
+                let mut fetched = Vec::new();
+                cat.query_each("FETCH FORWARD 2000 FROM cdc_snapshot", |r| {
+                    fetched.push(r);
+                    Ok(())
+                })
+                .await?;
+                if fetched.is_empty() {
+                    break;
+                }
+                for r in fetched {
+                    let after: Row = schema
+                        .columns
+                        .iter()
+                        .zip(r)
+                        .map(|(c, v)| match v {
+                            None => Ok(Value::Null),
+                            Some(text) => parse_text(&c.kind, &text).map_err(|e| format!("{}: {e}", c.name)),
+                        })
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| CdcError::definite(format!("snapshot of {id}: {e}"), "report this value"))?;
+                    pending.push(ChangeEvent {
+                        op: Op::Read,
+                        table: schema.clone(),
+                        before: None,
+                        after: Some(after),
+                        source: SourceInfo {
+                            ts_ms,
+                            snapshot: if total == 0 { SnapshotMarker::First } else { SnapshotMarker::Yes },
+                            meta: SourceMeta::Postgres {
+                                database: database.clone(),
+                                tx_id: None,
+                                lsn: consistent.0,
+                                last_commit_lsn: None,
+                                xmin: None,
+                            },
+                        },
+                        transaction: None,
+                    });
+                    total += 1;
+                    rows += 1;
+                }
+                if ctx.shutdown.is_cancelled() {
+                    return Ok(false);
+                }
+                if pending.len() >= self.batch_events {
+                    let batch =
+                        Batch { events: std::mem::take(&mut pending), checkpoint: None, source_ts_ms: Some(ts_ms) };
+                    if out.send(batch).await.is_err() {
+                        return Ok(false);
+                    }
+                }
+            }
+            cat.query("CLOSE cdc_snapshot").await?;
+            tracing::info!(table = %id, rows, "Snapshot of table finished");
+            ctx.status.set_snapshot_progress(Some(format!("{}/{} tables, {total} rows", n + 1, tables.len())));
+        }
+        cat.query("COMMIT").await?;
+        if let Some(last) = pending.last_mut() {
+            last.source.snapshot = if total == 1 { SnapshotMarker::First } else { SnapshotMarker::Last };
+        }
+        let batch =
+            Batch { events: pending, checkpoint: Some(pg_position(consistent.0, None)), source_ts_ms: Some(ts_ms) };
+        if out.send(batch).await.is_err() {
+            return Ok(false);
+        }
+        tracing::info!(rows = total, position = %Lsn(consistent.0), "Snapshot finished");
+        ctx.status.set_snapshot_progress(None);
+        Ok(true)
+    }
+
+    async fn stream(
+        &self,
+        mut repl: PgConnection,
+        mut cat: PgConnection,
+        start_lsn: u64,
+        out: mpsc::Sender<Batch>,
+        mut ctx: SourceContext,
+    ) -> Result<(), CdcError> {
+        let proto = match repl.server_version_num {
+            v if v >= 160000 => 4,
+            v if v >= 150000 => 3,
+            v if v >= 140000 => 2,
+            _ => 1,
+        };
+        let sql = format!(
+            "START_REPLICATION SLOT {} LOGICAL {} (proto_version '{proto}', publication_names {})",
+            quote_ident(&self.slot),
+            Lsn(start_lsn),
+            quote_literal(&quote_ident(&self.publication))
+        );
+        repl.start_copy_both(&sql).await?;
+        tracing::info!(slot = %self.slot, lsn = %Lsn(start_lsn), proto_version = proto, "Streaming from the replication slot");
+        ctx.status.set_phase("streaming");
+        ctx.status.set_ready(true);
+
+        let mut state = StreamState {
+            database: Arc::from(self.params.database.as_str()),
+            filter: self.filter.clone(),
+            relations: HashMap::new(),
+            types: TypeCache::default(),
+            tx: None,
+            last_commit_lsn: None,
+            received: start_lsn,
+            checkpointed: start_lsn,
+            events: Vec::new(),
+            checkpoint: None,
+            newest_ts_ms: None,
+        };
+        let mut durable = ctx.durable.borrow().as_ref().and_then(pg_lsn).unwrap_or(start_lsn);
+        let mut last_status = Instant::now();
+        loop {
+            let msg = tokio::select! {
+                biased;
+                _ = ctx.shutdown.cancelled() => {
+                    if state.events.is_empty() && state.checkpoint.is_some() || !state.events.is_empty() {
+                        let _ = out.send(state.take_batch()).await;
+                    }
+                    return Ok(());
+                }
+                changed = ctx.durable.changed() => {
+                    if changed.is_ok() && let Some(l) = ctx.durable.borrow().as_ref().and_then(pg_lsn) {
+                        durable = durable.max(l);
+                    }
+                    send_status(&mut repl, state.received, durable, false).await?;
+                    last_status = Instant::now();
+                    continue;
+                }
+                m = tokio::time::timeout(Duration::from_secs(10), repl.read_message()) => match m {
+                    Err(_) => {
+                        send_status(&mut repl, state.received, durable, false).await?;
+                        last_status = Instant::now();
+                        continue;
+                    }
+                    Ok(m) => m?,
+                }
+            };
+            match msg.tag {
+                b'd' => {
+                    let mut body = msg.body;
+                    if body.is_empty() {
+                        continue;
+                    }
+                    match body.get_u8() {
+                        b'w' => {
+                            if body.len() < 24 {
+                                return Err(CdcError::transient("short XLogData message"));
+                            }
+                            let wal_start = body.get_u64();
+                            let _wal_end = body.get_u64();
+                            body.advance(8);
+                            state.received = state.received.max(wal_start);
+                            let message = pgoutput::decode(&body, false).map_err(|e| {
+                                CdcError::definite(
+                                    format!("cannot decode pgoutput at {}: {e}", Lsn(wal_start)),
+                                    "report this",
+                                )
+                            })?;
+                            state.handle(message, wal_start, &mut cat).await?;
+                        }
+                        b'k' => {
+                            if body.len() < 17 {
+                                return Err(CdcError::transient("short keepalive message"));
+                            }
+                            let wal_end = body.get_u64();
+                            body.advance(8);
+                            let reply = body.get_u8() == 1;
+                            state.received = state.received.max(wal_end);
+                            // Outside a transaction everything up to wal_end is processed: let the slot advance.
+                            if state.tx.is_none() && wal_end > state.checkpointed {
+                                state.checkpoint = Some(pg_position(wal_end, None));
+                                state.checkpointed = wal_end;
+                            }
+                            if reply {
+                                send_status(&mut repl, state.received, durable, false).await?;
+                                last_status = Instant::now();
+                            }
+                        }
+                        other => tracing::debug!(kind = other, "Ignoring unknown replication message"),
+                    }
+                }
+                b'E' => return Err(super::protocol::parse_error(msg.body).classify("streaming")),
+                b'c' => return Err(CdcError::transient("the server ended the replication stream")),
+                b'N' => {}
+                other => {
+                    return Err(CdcError::transient(format!("unexpected message {:?} while streaming", other as char)));
+                }
+            }
+            if last_status.elapsed() > Duration::from_secs(10) {
+                send_status(&mut repl, state.received, durable, false).await?;
+                last_status = Instant::now();
+            }
+            let full = state.events.len() >= self.batch_events;
+            let idle = !repl.has_buffered_message();
+            if (full || idle)
+                && (!state.events.is_empty() || state.checkpoint.is_some())
+                && out.send(state.take_batch()).await.is_err()
+            {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn pg_lsn(p: &Position) -> Option<u64> {
+    match p {
+        Position::Postgres(p) => Some(p.lsn.0),
+        _ => None,
+    }
+}
+
+/// Standby status update: received (write), durable (flush and apply).
+async fn send_status(repl: &mut PgConnection, received: u64, durable: u64, reply: bool) -> Result<(), CdcError> {
+    let now_us =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+            - PG_EPOCH_OFFSET_US;
+    let mut msg = Vec::with_capacity(34);
+    msg.push(b'r');
+    msg.extend_from_slice(&received.to_be_bytes());
+    msg.extend_from_slice(&durable.to_be_bytes());
+    msg.extend_from_slice(&durable.to_be_bytes());
+    msg.extend_from_slice(&now_us.to_be_bytes());
+    msg.push(reply as u8);
+    repl.send_copy_data(&msg).await
+}
+
+struct Tx {
+    xid: u32,
+    commit_ts_ms: i64,
+}
+
+struct RelationInfo {
+    relation: Relation,
+    schema: Arc<TableSchema>,
+    included: bool,
+}
+
+struct StreamState {
+    database: Arc<str>,
+    filter: TableFilter,
+    relations: HashMap<u32, RelationInfo>,
+    types: TypeCache,
+    tx: Option<Tx>,
+    last_commit_lsn: Option<u64>,
+    /// Newest LSN received (reported as written).
+    received: u64,
+    /// Newest LSN made a checkpoint.
+    checkpointed: u64,
+    events: Vec<ChangeEvent>,
+    checkpoint: Option<Position>,
+    newest_ts_ms: Option<i64>,
+}
+
+impl StreamState {
+    fn take_batch(&mut self) -> Batch {
+        Batch {
+            events: std::mem::take(&mut self.events),
+            checkpoint: self.checkpoint.take(),
+            source_ts_ms: self.newest_ts_ms.take(),
+        }
+    }
+
+    async fn handle(&mut self, message: PgMessage<'_>, lsn: u64, cat: &mut PgConnection) -> Result<(), CdcError> {
+        match message {
+            PgMessage::Begin { commit_ts_us, xid, .. } => {
+                self.tx = Some(Tx { xid, commit_ts_ms: (commit_ts_us + PG_EPOCH_OFFSET_US).div_euclid(1000) });
+            }
+            PgMessage::Commit { commit_lsn, end_lsn, .. } => {
+                self.tx = None;
+                self.last_commit_lsn = Some(commit_lsn);
+                self.checkpoint = Some(pg_position(end_lsn, Some(commit_lsn)));
+                self.checkpointed = self.checkpointed.max(end_lsn);
+            }
+            PgMessage::Relation(rel) => {
+                let oids: Vec<u32> = rel.columns.iter().map(|c| c.type_oid).collect();
+                self.types.resolve(cat, &oids).await?;
+                let id = TableId::new(rel.namespace.clone(), rel.name.clone());
+                let cols: Vec<(String, u32, i32, bool, bool)> =
+                    rel.columns.iter().map(|c| (c.name.clone(), c.type_oid, c.type_modifier, false, c.key)).collect();
+                let schema = self.types.schema(id.clone(), &cols);
+                let included = self.filter.matches_id(&id);
+                self.relations.insert(rel.oid, RelationInfo { relation: rel, schema, included });
+            }
+            PgMessage::Insert { relation, new } => {
+                let Some(info) = self.included(relation)? else { return Ok(()) };
+                let after = row(info, &new, None)?;
+                self.push(relation, Op::Create, None, Some(after), lsn);
+            }
+            PgMessage::Update { relation, old, new } => {
+                let Some(info) = self.included(relation)? else { return Ok(()) };
+                let old_full = old.as_ref().filter(|(k, _)| *k == b'O').map(|(_, t)| t.as_slice());
+                let before = match &old {
+                    Some((_, t)) => Some(row(info, t, None)?),
+                    None => None,
+                };
+                let after = row(info, &new, old_full)?;
+                self.push(relation, Op::Update, before, Some(after), lsn);
+            }
+            PgMessage::Delete { relation, old } => {
+                let Some(info) = self.included(relation)? else { return Ok(()) };
+                let before = row(info, &old.1, None)?;
+                self.push(relation, Op::Delete, Some(before), None, lsn);
+            }
+            PgMessage::Truncate { relations, .. } => {
+                for r in relations {
+                    if self.included(r)?.is_some() {
+                        self.push(r, Op::Truncate, None, None, lsn);
+                    }
+                }
+            }
+            PgMessage::Type { .. } | PgMessage::Origin | PgMessage::Message { .. } => {}
+            PgMessage::StreamStart { .. }
+            | PgMessage::StreamStop
+            | PgMessage::StreamCommit { .. }
+            | PgMessage::StreamAbort { .. } => {
+                return Err(CdcError::definite(
+                    "the server streamed an in-progress transaction, which was not requested",
+                    "report this",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn included(&self, relation: u32) -> Result<Option<&RelationInfo>, CdcError> {
+        match self.relations.get(&relation) {
+            Some(info) => Ok(info.included.then_some(info)),
+            None => Err(CdcError::definite(
+                format!("change for relation {relation} before its Relation message"),
+                "report this",
+            )),
+        }
+    }
+
+    fn push(&mut self, relation: u32, op: Op, before: Option<Row>, after: Option<Row>, lsn: u64) {
+        let Some(info) = self.relations.get(&relation) else { return };
+        let ts_ms = self.tx.as_ref().map_or(0, |t| t.commit_ts_ms);
+        self.newest_ts_ms = Some(ts_ms);
+        self.events.push(ChangeEvent {
+            op,
+            table: info.schema.clone(),
+            before,
+            after,
+            source: SourceInfo {
+                ts_ms,
+                snapshot: SnapshotMarker::No,
+                meta: SourceMeta::Postgres {
+                    database: self.database.clone(),
+                    tx_id: self.tx.as_ref().map(|t| t.xid),
+                    lsn,
+                    last_commit_lsn: self.last_commit_lsn,
+                    xmin: None,
+                },
+            },
+            transaction: None,
+        });
+    }
+}
+
+/// Converts a tuple; unchanged TOAST values come from the full old row when there is one.
+fn row(info: &RelationInfo, tuple: &[TupleValue<'_>], old_full: Option<&[TupleValue<'_>]>) -> Result<Row, CdcError> {
+    let mut out = Vec::with_capacity(tuple.len());
+    for (i, (col, v)) in info.schema.columns.iter().zip(tuple.iter()).enumerate() {
+        let v = match (v, old_full.and_then(|o| o.get(i))) {
+            (TupleValue::Unchanged, Some(old)) => old,
+            (v, _) => v,
+        };
+        out.push(match v {
+            TupleValue::Null => Value::Null,
+            TupleValue::Unchanged => Value::Unchanged,
+            TupleValue::Text(bytes) => {
+                let text = std::str::from_utf8(bytes).map_err(|_| {
+                    CdcError::definite(
+                        format!("{}.{}: value is not UTF-8", info.relation.name, col.name),
+                        "report this",
+                    )
+                })?;
+                parse_text(&col.kind, text).map_err(|e| {
+                    CdcError::definite(
+                        format!(
+                            "{}.{}.{} ({}): {e}",
+                            info.relation.namespace, info.relation.name, col.name, col.source_type
+                        ),
+                        "report this value",
+                    )
+                })?
+            }
+            TupleValue::Binary(_) => {
+                return Err(CdcError::definite("binary tuple data was not requested", "report this"));
+            }
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,461 @@
+//! PostgreSQL types: column types from OIDs and type modifiers, and text-format values (as
+//! pgoutput and the snapshot's queries deliver them) parsed into [`Value`]s.
+//!
+//! The session runs with `DateStyle=ISO, YMD`, `IntervalStyle=postgres`, `TimeZone=UTC` and
+//! `extra_float_digits=3`, so every text form below is fixed.
+
+use crate::format::debezium::days_from_civil;
+use crate::model::{ColumnType, Value};
+
+pub mod oid {
+    pub const BOOL: u32 = 16;
+    pub const BYTEA: u32 = 17;
+    pub const CHAR: u32 = 18;
+    pub const NAME: u32 = 19;
+    pub const INT8: u32 = 20;
+    pub const INT2: u32 = 21;
+    pub const INT4: u32 = 23;
+    pub const TEXT: u32 = 25;
+    pub const OID: u32 = 26;
+    pub const JSON: u32 = 114;
+    pub const FLOAT4: u32 = 700;
+    pub const FLOAT8: u32 = 701;
+    pub const MONEY: u32 = 790;
+    pub const BPCHAR: u32 = 1042;
+    pub const VARCHAR: u32 = 1043;
+    pub const DATE: u32 = 1082;
+    pub const TIME: u32 = 1083;
+    pub const TIMESTAMP: u32 = 1114;
+    pub const TIMESTAMPTZ: u32 = 1184;
+    pub const INTERVAL: u32 = 1186;
+    pub const TIMETZ: u32 = 1266;
+    pub const BIT: u32 = 1560;
+    pub const VARBIT: u32 = 1562;
+    pub const NUMERIC: u32 = 1700;
+    pub const UUID: u32 = 2950;
+    pub const JSONB: u32 = 3802;
+}
+
+/// Built-in array type → element type.
+pub fn array_element(array_oid: u32) -> Option<u32> {
+    Some(match array_oid {
+        1000 => oid::BOOL,
+        1001 => oid::BYTEA,
+        1002 => oid::CHAR,
+        1003 => oid::NAME,
+        1005 => oid::INT2,
+        1007 => oid::INT4,
+        1009 => oid::TEXT,
+        1014 => oid::BPCHAR,
+        1015 => oid::VARCHAR,
+        1016 => oid::INT8,
+        1021 => oid::FLOAT4,
+        1022 => oid::FLOAT8,
+        1028 => oid::OID,
+        791 => oid::MONEY,
+        1231 => oid::NUMERIC,
+        1115 => oid::TIMESTAMP,
+        1182 => oid::DATE,
+        1183 => oid::TIME,
+        1185 => oid::TIMESTAMPTZ,
+        1187 => oid::INTERVAL,
+        1270 => oid::TIMETZ,
+        1561 => oid::BIT,
+        1563 => oid::VARBIT,
+        2951 => oid::UUID,
+        199 => oid::JSON,
+        3807 => oid::JSONB,
+        _ => return None,
+    })
+}
+
+/// Built-in type names, for `source_type` and messages.
+pub fn builtin_name(type_oid: u32) -> Option<&'static str> {
+    Some(match type_oid {
+        oid::BOOL => "bool",
+        oid::BYTEA => "bytea",
+        oid::CHAR => "char",
+        oid::NAME => "name",
+        oid::INT8 => "int8",
+        oid::INT2 => "int2",
+        oid::INT4 => "int4",
+        oid::TEXT => "text",
+        oid::OID => "oid",
+        oid::JSON => "json",
+        oid::FLOAT4 => "float4",
+        oid::FLOAT8 => "float8",
+        oid::MONEY => "money",
+        oid::BPCHAR => "bpchar",
+        oid::VARCHAR => "varchar",
+        oid::DATE => "date",
+        oid::TIME => "time",
+        oid::TIMESTAMP => "timestamp",
+        oid::TIMESTAMPTZ => "timestamptz",
+        oid::INTERVAL => "interval",
+        oid::TIMETZ => "timetz",
+        oid::BIT => "bit",
+        oid::VARBIT => "varbit",
+        oid::NUMERIC => "numeric",
+        oid::UUID => "uuid",
+        oid::JSONB => "jsonb",
+        _ => return None,
+    })
+}
+
+/// What the catalog says about a non-built-in type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CustomType {
+    Enum {
+        name: String,
+        values: Vec<String>,
+    },
+    /// A domain over `base` (with the domain's type modifier).
+    Domain {
+        name: String,
+        base: u32,
+        typmod: i32,
+    },
+    Array {
+        name: String,
+        element: u32,
+    },
+    /// Composite, range, extension types…: carried as text.
+    Other {
+        name: String,
+    },
+}
+
+/// The column type for a type OID and modifier; `custom` resolves non-built-in OIDs.
+pub fn column_type(type_oid: u32, typmod: i32, custom: &dyn Fn(u32) -> Option<CustomType>) -> ColumnType {
+    let fsp = |m: i32| if m < 0 { 6 } else { m.min(6) as u8 };
+    match type_oid {
+        oid::BOOL => ColumnType::Bool,
+        oid::INT2 => ColumnType::Int { bytes: 2, unsigned: false },
+        oid::INT4 => ColumnType::Int { bytes: 4, unsigned: false },
+        oid::INT8 => ColumnType::Int { bytes: 8, unsigned: false },
+        oid::OID => ColumnType::Int { bytes: 4, unsigned: true },
+        oid::FLOAT4 => ColumnType::Float,
+        oid::FLOAT8 => ColumnType::Double,
+        oid::NUMERIC if typmod >= 4 => {
+            let m = typmod - 4;
+            ColumnType::Decimal { precision: Some(((m >> 16) & 0xffff) as u32), scale: Some((m & 0xffff) as u32) }
+        }
+        oid::NUMERIC => ColumnType::Decimal { precision: None, scale: None },
+        oid::MONEY => ColumnType::Decimal { precision: None, scale: Some(2) },
+        oid::TEXT | oid::VARCHAR | oid::BPCHAR | oid::NAME | oid::CHAR => {
+            ColumnType::Text { max_len: (typmod >= 4).then(|| (typmod - 4) as u32) }
+        }
+        oid::BYTEA => ColumnType::Bytes { max_len: None },
+        oid::DATE => ColumnType::Date,
+        oid::TIME => ColumnType::Time { fsp: fsp(typmod) },
+        oid::TIMETZ => ColumnType::TimeTz { fsp: fsp(typmod) },
+        oid::TIMESTAMP => ColumnType::DateTime { fsp: fsp(typmod) },
+        oid::TIMESTAMPTZ => ColumnType::Timestamp { fsp: fsp(typmod) },
+        oid::INTERVAL => ColumnType::Interval,
+        oid::UUID => ColumnType::Uuid,
+        oid::JSON | oid::JSONB => ColumnType::Json,
+        oid::BIT | oid::VARBIT => ColumnType::Bit { len: typmod.max(0) as u32 },
+        other => {
+            if let Some(element) = array_element(other) {
+                return ColumnType::Array { element: Box::new(column_type(element, -1, custom)) };
+            }
+            match custom(other) {
+                Some(CustomType::Enum { values, .. }) => ColumnType::Enum { values },
+                Some(CustomType::Domain { base, typmod, .. }) => column_type(base, typmod, custom),
+                Some(CustomType::Array { element, .. }) => {
+                    ColumnType::Array { element: Box::new(column_type(element, -1, custom)) }
+                }
+                _ => ColumnType::Other,
+            }
+        }
+    }
+}
+
+/// Parses a text-format value for a column of `kind`.
+pub fn parse_text(kind: &ColumnType, text: &str) -> Result<Value, String> {
+    let bad = |what: &str| format!("`{}` is not a valid {what}", text.chars().take(60).collect::<String>());
+    Ok(match kind {
+        ColumnType::Bool => Value::Bool(matches!(text, "t" | "true")),
+        ColumnType::Int { unsigned: true, .. } => Value::UInt(text.parse().map_err(|_| bad("integer"))?),
+        ColumnType::Int { .. } => Value::Int(text.parse().map_err(|_| bad("integer"))?),
+        ColumnType::Float => Value::Float(parse_float(text).ok_or_else(|| bad("real"))? as f32),
+        ColumnType::Double => Value::Double(parse_float(text).ok_or_else(|| bad("double"))?),
+        ColumnType::Decimal { scale: Some(2), precision: None } if text.contains('$') || text.contains(',') => {
+            // money in the C locale: -$1,234.56
+            let negative = text.starts_with('-') || text.starts_with('(');
+            let digits: String = text.chars().filter(|c| c.is_ascii_digit() || *c == '.').collect();
+            Value::Decimal(if negative { format!("-{digits}") } else { digits })
+        }
+        ColumnType::Decimal { .. } => Value::Decimal(text.to_string()),
+        ColumnType::Bytes { .. } => Value::Bytes(parse_bytea(text).ok_or_else(|| bad("bytea"))?),
+        ColumnType::Date => match text {
+            "infinity" | "-infinity" => Value::Special(text.to_string()),
+            _ => Value::Date(parse_date(text).ok_or_else(|| bad("date"))? as i32),
+        },
+        ColumnType::Time { .. } => Value::Time(parse_clock(text).ok_or_else(|| bad("time"))?),
+        ColumnType::TimeTz { .. } => {
+            let split = text.rfind(['+', '-']).ok_or_else(|| bad("timetz"))?;
+            let micros = parse_clock(&text[..split]).ok_or_else(|| bad("timetz"))?;
+            let offset_secs = parse_offset(&text[split..]).ok_or_else(|| bad("timetz"))?;
+            Value::TimeTz { micros, offset_secs }
+        }
+        ColumnType::DateTime { .. } => match text {
+            "infinity" | "-infinity" => Value::Special(text.to_string()),
+            _ => Value::DateTime(parse_timestamp(text, false).ok_or_else(|| bad("timestamp"))?),
+        },
+        ColumnType::Timestamp { .. } => match text {
+            "infinity" | "-infinity" => Value::Special(text.to_string()),
+            _ => Value::Timestamp(parse_timestamp(text, true).ok_or_else(|| bad("timestamptz"))?),
+        },
+        ColumnType::Interval => {
+            let (months, days, micros) = parse_interval(text).ok_or_else(|| bad("interval"))?;
+            Value::Interval { months, days, micros }
+        }
+        ColumnType::Uuid => Value::Uuid(parse_uuid(text).ok_or_else(|| bad("uuid"))?),
+        ColumnType::Json => Value::Json(text.to_string()),
+        ColumnType::Bit { .. } => {
+            if !text.bytes().all(|b| b == b'0' || b == b'1') {
+                return Err(bad("bit string"));
+            }
+            Value::Bit { len: text.len() as u32, bytes: bits_to_bytes(text) }
+        }
+        ColumnType::Enum { .. } => Value::Enum(text.to_string()),
+        ColumnType::Array { element } => parse_array(element, text)?,
+        _ => Value::Text(text.to_string()),
+    })
+}
+
+fn parse_float(text: &str) -> Option<f64> {
+    match text {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => text.parse().ok(),
+    }
+}
+
+fn parse_bytea(text: &str) -> Option<Vec<u8>> {
+    let hex = text.strip_prefix("\\x")?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect()
+}
+
+/// `YYYY-MM-DD[ BC]` → days since 1970-01-01 (year 1 BC is year 0).
+fn parse_date(text: &str) -> Option<i64> {
+    let (body, bc) = match text.strip_suffix(" BC") {
+        Some(b) => (b, true),
+        None => (text, false),
+    };
+    let mut it = body.splitn(3, '-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: u32 = it.next()?.parse().ok()?;
+    let d: u32 = it.next()?.parse().ok()?;
+    let y = if bc { 1 - y } else { y };
+    Some(days_from_civil(y, m, d))
+}
+
+/// `HH:MM:SS[.ffffff]` → µs (24:00:00 allowed).
+fn parse_clock(text: &str) -> Option<i64> {
+    let (hms, frac) = text.split_once('.').unwrap_or((text, ""));
+    let mut it = hms.split(':');
+    let h: i64 = it.next()?.parse().ok()?;
+    let m: i64 = it.next()?.parse().ok()?;
+    let s: i64 = it.next().unwrap_or("0").parse().ok()?;
+    let mut micros = 0i64;
+    if !frac.is_empty() {
+        if !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
+        micros = digits.parse().ok()?;
+    }
+    Some((h * 3600 + m * 60 + s) * 1_000_000 + micros)
+}
+
+/// `+HH[:MM[:SS]]` → seconds east of UTC.
+fn parse_offset(text: &str) -> Option<i32> {
+    let sign = if text.starts_with('-') { -1 } else { 1 };
+    let mut it = text[1..].split(':');
+    let h: i32 = it.next()?.parse().ok()?;
+    let m: i32 = it.next().unwrap_or("0").parse().ok()?;
+    let s: i32 = it.next().unwrap_or("0").parse().ok()?;
+    Some(sign * (h * 3600 + m * 60 + s))
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]][ BC]` → µs since the epoch (offset applied).
+fn parse_timestamp(text: &str, with_zone: bool) -> Option<i64> {
+    let (body, bc) = match text.strip_suffix(" BC") {
+        Some(b) => (b, true),
+        None => (text, false),
+    };
+    let (date, rest) = body.split_once(' ')?;
+    let days = parse_date(&if bc { format!("{date} BC") } else { date.to_string() })?;
+    let (clock, offset) = if with_zone {
+        let split = rest.rfind(['+', '-'])?;
+        (&rest[..split], parse_offset(&rest[split..])?)
+    } else {
+        (rest, 0)
+    };
+    Some(days * 86_400_000_000 + parse_clock(clock)? - offset as i64 * 1_000_000)
+}
+
+/// IntervalStyle `postgres`: `1 year 2 mons -3 days +04:05:06.5`.
+fn parse_interval(text: &str) -> Option<(i32, i32, i64)> {
+    let (mut months, mut days, mut micros) = (0i32, 0i32, 0i64);
+    let mut tokens = text.split_whitespace().peekable();
+    while let Some(tok) = tokens.next() {
+        if tok.contains(':') {
+            let (neg, clock) = match tok.strip_prefix('-') {
+                Some(c) => (true, c),
+                None => (false, tok.trim_start_matches('+')),
+            };
+            let us = parse_clock(clock)?;
+            micros += if neg { -us } else { us };
+            continue;
+        }
+        let n: i32 = tok.parse().ok()?;
+        let unit = tokens.next()?;
+        match unit.trim_end_matches('s') {
+            "year" => months += n * 12,
+            "mon" => months += n,
+            "day" => days += n,
+            _ => return None,
+        }
+    }
+    Some((months, days, micros))
+}
+
+fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let hex: Vec<u8> = text.bytes().filter(|b| *b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `0101…` → the bits as a big-endian unsigned number (the convention of [`Value::Bit`]).
+fn bits_to_bytes(bits: &str) -> Vec<u8> {
+    let n = bits.len().div_ceil(8).max(1);
+    let mut out = vec![0u8; n];
+    for (i, b) in bits.bytes().rev().enumerate() {
+        if b == b'1' {
+            out[n - 1 - i / 8] |= 1 << (i % 8);
+        }
+    }
+    out
+}
+
+/// Array literals: `{1,2,NULL}`, `{"a b","c\"d"}`, `{{1,2},{3,4}}`, `[0:1]={1,2}`.
+fn parse_array(element: &ColumnType, text: &str) -> Result<Value, String> {
+    let body = match text.find("={") {
+        Some(i) if text.starts_with('[') => &text[i + 1..],
+        _ => text,
+    };
+    let bytes = body.as_bytes();
+    let mut pos = 0;
+    let v = parse_array_level(element, bytes, &mut pos)?;
+    if pos != bytes.len() {
+        return Err(format!("trailing text in array `{text}`"));
+    }
+    Ok(v)
+}
+
+fn parse_array_level(element: &ColumnType, b: &[u8], pos: &mut usize) -> Result<Value, String> {
+    let err = || format!("malformed array literal `{}`", String::from_utf8_lossy(b));
+    if b.get(*pos) != Some(&b'{') {
+        return Err(err());
+    }
+    *pos += 1;
+    let mut items = Vec::new();
+    if b.get(*pos) == Some(&b'}') {
+        *pos += 1;
+        return Ok(Value::Array(items));
+    }
+    loop {
+        match b.get(*pos) {
+            Some(b'{') => items.push(parse_array_level(element, b, pos)?),
+            Some(b'"') => {
+                *pos += 1;
+                let mut s = Vec::new();
+                loop {
+                    match b.get(*pos) {
+                        Some(b'\\') => {
+                            s.push(*b.get(*pos + 1).ok_or_else(err)?);
+                            *pos += 2;
+                        }
+                        Some(b'"') => {
+                            *pos += 1;
+                            break;
+                        }
+                        Some(c) => {
+                            s.push(*c);
+                            *pos += 1;
+                        }
+                        None => return Err(err()),
+                    }
+                }
+                items.push(parse_text(element, &String::from_utf8_lossy(&s))?);
+            }
+            Some(_) => {
+                let start = *pos;
+                while !matches!(b.get(*pos), Some(b',') | Some(b'}') | None) {
+                    *pos += 1;
+                }
+                let raw = String::from_utf8_lossy(&b[start..*pos]);
+                let raw = raw.trim();
+                items.push(if raw.eq_ignore_ascii_case("NULL") { Value::Null } else { parse_text(element, raw)? });
+            }
+            None => return Err(err()),
+        }
+        match b.get(*pos) {
+            Some(b',') => *pos += 1,
+            Some(b'}') => {
+                *pos += 1;
+                return Ok(Value::Array(items));
+            }
+            _ => return Err(err()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporal_text_forms() {
+        assert_eq!(parse_timestamp("2024-02-29 12:34:56.789+00", true), Some(1_709_210_096_789_000));
+        assert_eq!(parse_timestamp("2024-02-29 14:34:56.789+02", true), Some(1_709_210_096_789_000));
+        assert_eq!(parse_timestamp("1970-01-01 00:00:00", false), Some(0));
+        assert_eq!(parse_date("0001-01-01 BC"), Some(days_from_civil(0, 1, 1)));
+        assert_eq!(parse_interval("1 year 2 mons -3 days +04:05:06.5"), Some((14, -3, 14_706_500_000)));
+        assert_eq!(parse_interval("-00:00:01"), Some((0, 0, -1_000_000)));
+        assert_eq!(parse_offset("-05:30"), Some(-19_800));
+    }
+
+    #[test]
+    fn arrays_bits_bytea() {
+        let int = ColumnType::Int { bytes: 4, unsigned: false };
+        assert_eq!(
+            parse_array(&int, "{{1,2},{NULL,4}}").unwrap(),
+            Value::Array(vec![
+                Value::Array(vec![Value::Int(1), Value::Int(2)]),
+                Value::Array(vec![Value::Null, Value::Int(4)])
+            ])
+        );
+        let text = ColumnType::Text { max_len: None };
+        assert_eq!(
+            parse_array(&text, r#"{"a b","c\"d",e}"#).unwrap(),
+            Value::Array(vec![Value::Text("a b".into()), Value::Text("c\"d".into()), Value::Text("e".into())])
+        );
+        assert_eq!(bits_to_bytes("1"), vec![1]);
+        assert_eq!(bits_to_bytes("100000000"), vec![1, 0]);
+        assert_eq!(parse_bytea("\\x00ff"), Some(vec![0, 255]));
+    }
+}
