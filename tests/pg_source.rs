@@ -72,3 +72,92 @@ fn pg13_and_pg17_snapshot_then_stream() {
     let pg17 = Postgres::start(17);
     basic_flow(&pg17, "basic17");
 }
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Java's BigInteger.toByteArray() of `n`, base64: Debezium's precise decimal.
+fn unscaled(n: i128) -> String {
+    let bytes = n.to_be_bytes();
+    let mut start = 0;
+    while start < 15
+        && ((bytes[start] == 0 && bytes[start + 1] & 0x80 == 0)
+            || (bytes[start] == 0xff && bytes[start + 1] & 0x80 != 0))
+    {
+        start += 1;
+    }
+    b64(&bytes[start..])
+}
+
+#[test]
+fn every_type_with_edge_values_in_debezium_encoding() {
+    let pg = shared_pg15();
+    let db = pg.create_db("pgtypes");
+    pg.sql(
+        &db,
+        "CREATE TYPE mood AS ENUM ('sad','ok','happy'); CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
+        CREATE TABLE types (id int PRIMARY KEY, i2 smallint, i4 int, i8 bigint, f4 real, f8 double precision,
+          n numeric(38,10), nv numeric, m money, b bool, t text, vc varchar(10), c char(3), nm name, by bytea,
+          d date, tm time, tm3 time(3), ttz timetz, ts timestamp, ts3 timestamp(3), tstz timestamptz, iv interval,
+          u uuid, j json, jb jsonb, ip inet, net cidr, mac macaddr, bt bit(1), bt8 bit(8), vb varbit,
+          ai int[], at text[], a2 int[][], e mood, dom posint, rng int4range, pt point)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let p = start_pipeline(&config(pg, &db, "never"), &dir.path().join("p.json"), None).await;
+        p.wait_ready().await;
+        pg.sql(&db, r#"INSERT INTO types VALUES (1, -32768, -2147483648, -9223372036854775808, 'NaN', '-Infinity',
+            '-1234567890123456789012345678.0123456789', 'NaN', '-92233720368547758.08', true, 'emoji 😀', 'abc', 'ab',
+            'name', '\x00ff', '0001-01-01 BC', '24:00:00', '12:34:56.789', '12:00:00+05:30',
+            '1970-01-01 00:00:00.000001', '2000-01-01 00:00:00.123', '2024-02-29 12:34:56.789+02',
+            '1 year 2 months 3 days 04:05:06.5', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": [1, 2]}', '{"b": 1}',
+            '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', '1', '10000001', '101', '{1,NULL,3}', '{"a b",c}',
+            '{{1,2},{3,4}}', 'happy', 5, '[1,10)', '(1,2)');
+            INSERT INTO types VALUES (2, 32767, 2147483647, 9223372036854775807, 'Infinity', 1e308, 0.0000000001, 123.456,
+            '92233720368547758.07', false, '', '', '', '', '\x', 'infinity', '00:00:00', '00:00:00', '23:59:59.999999-12',
+            'infinity', '-infinity', '-infinity', '-1 days -00:00:01', '00000000-0000-0000-0000-000000000000', 'null',
+            '[]', '::1', '::/0', 'ff:ff:ff:ff:ff:ff', '0', '00000000', '', '{}', '{}', '{}', 'sad', 1, 'empty', '(0,0)');
+            INSERT INTO types (id) VALUES (3);"#);
+        let e = p.wait_for(3).await;
+        let r = &e[0]["after"];
+        assert_eq!((r["i2"].clone(), r["i4"].clone(), r["i8"].clone()), (json!(-32768), json!(-2147483648i64), json!(i64::MIN)));
+        assert_eq!((r["f4"].clone(), r["f8"].clone()), (json!("NaN"), json!("-Infinity")));
+        assert_eq!(r["n"], unscaled(-12345678901234567890123456780123456789));
+        assert_eq!(r["nv"], Json::Null); // NaN has no precise form
+        assert_eq!(r["m"], unscaled(-9223372036854775808));
+        assert_eq!((r["b"].clone(), r["t"].clone(), r["vc"].clone(), r["c"].clone()), (json!(true), json!("emoji 😀"), json!("abc"), json!("ab ")));
+        assert_eq!(r["by"], b64(&[0, 255]));
+        assert_eq!(r["d"], -719_528); // 0001-01-01 BC is proleptic year 0
+        assert_eq!(r["tm"], 86_400_000_000i64); // time: MicroTime
+        assert_eq!(r["tm3"], 45_296_789); // time(3): Time in ms
+        assert_eq!(r["ttz"], "06:30:00Z");
+        assert_eq!(r["ts"], 1); // MicroTimestamp
+        assert_eq!(r["ts3"], 946_684_800_123i64); // timestamp(3): Timestamp in ms
+        assert_eq!(r["tstz"], "2024-02-29T10:34:56.789Z");
+        assert_eq!(r["iv"], 37_091_106_500_000i64); // MicroDuration, 365.25/12-day months
+        assert_eq!(r["u"], "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+        assert_eq!((r["j"].clone(), r["jb"].clone()), (json!(r#"{"a": [1, 2]}"#), json!(r#"{"b": 1}"#)));
+        assert_eq!((r["ip"].clone(), r["net"].clone(), r["mac"].clone()), (json!("192.168.0.1/24"), json!("10.0.0.0/8"), json!("08:00:2b:01:02:03")));
+        assert_eq!((r["bt"].clone(), r["bt8"].clone(), r["vb"].clone()), (json!(true), json!(b64(&[0x81])), json!(b64(&[0x05]))));
+        assert_eq!((r["ai"].clone(), r["at"].clone(), r["a2"].clone()), (json!([1, null, 3]), json!(["a b", "c"]), json!([[1, 2], [3, 4]])));
+        assert_eq!((r["e"].clone(), r["dom"].clone(), r["rng"].clone(), r["pt"].clone()), (json!("happy"), json!(5), json!("[1,10)"), json!("(1,2)")));
+
+        let r = &e[1]["after"];
+        assert_eq!((r["i2"].clone(), r["i8"].clone(), r["f4"].clone(), r["f8"].clone()), (json!(32767), json!(i64::MAX), json!("Infinity"), json!(1e308)));
+        assert_eq!(r["n"], unscaled(1));
+        assert_eq!(r["nv"], json!({"scale": 3, "value": unscaled(123456)}));
+        assert_eq!(r["m"], unscaled(9223372036854775807));
+        assert_eq!((r["t"].clone(), r["c"].clone(), r["by"].clone()), (json!(""), json!("   "), json!("")));
+        assert_eq!((r["d"].clone(), r["ts"].clone(), r["tstz"].clone()), (json!("infinity"), json!("infinity"), json!("-infinity")));
+        assert_eq!(r["ttz"], "11:59:59.999999Z");
+        assert_eq!(r["iv"], -86_401_000_000i64);
+        assert_eq!((r["bt"].clone(), r["bt8"].clone()), (json!(false), json!(b64(&[0]))));
+        assert_eq!((r["ai"].clone(), r["j"].clone(), r["rng"].clone()), (json!([]), json!("null"), json!("empty")));
+        let r3 = e[2]["after"].as_object().unwrap();
+        assert_eq!(r3.len(), 39);
+        assert!(r3.iter().filter(|(k, _)| *k != "id").all(|(_, v)| v.is_null()));
+        p.stop().await.0.unwrap();
+    });
+}
