@@ -161,3 +161,130 @@ fn every_type_with_edge_values_in_debezium_encoding() {
         p.stop().await.0.unwrap();
     });
 }
+
+#[test]
+fn toast_with_and_without_replica_identity_full_truncate_and_ddl() {
+    let pg = shared_pg15();
+    let db = pg.create_db("pgtoast");
+    pg.sql(&db, "CREATE TABLE plain (id int PRIMARY KEY, big text, n int);
+                 CREATE TABLE full_ri (id int PRIMARY KEY, big text, n int); ALTER TABLE full_ri REPLICA IDENTITY FULL;
+                 ALTER TABLE plain ALTER COLUMN big SET STORAGE EXTERNAL; ALTER TABLE full_ri ALTER COLUMN big SET STORAGE EXTERNAL;");
+    let big: String = "x".repeat(10_000);
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let p = start_pipeline(&config(pg, &db, "never"), &dir.path().join("p.json"), None).await;
+        p.wait_ready().await;
+        pg.sql(&db, &format!("INSERT INTO plain VALUES (1, '{big}', 0); INSERT INTO full_ri VALUES (1, '{big}', 0);"));
+        pg.sql(&db, "UPDATE plain SET n = 1; UPDATE full_ri SET n = 1;");
+        pg.sql(&db, "ALTER TABLE plain ADD COLUMN added text DEFAULT 'd'; INSERT INTO plain (id, big, n) VALUES (2, 's', 2);");
+        pg.sql(&db, "TRUNCATE plain;");
+        let e = p.wait_for(6).await;
+        let ops: Vec<&str> = e.iter().map(|x| x["op"].as_str().unwrap()).collect();
+        assert_eq!(ops, ["c", "c", "u", "u", "c", "t"]);
+        // Unchanged TOAST value without the old row: Debezium's placeholder, never an empty or wrong value.
+        assert_eq!(e[2]["after"]["big"], "__debezium_unavailable_value");
+        assert_eq!(e[2]["after"]["n"], 1);
+        // REPLICA IDENTITY FULL: taken from the old row.
+        assert_eq!(e[3]["after"]["big"].as_str().unwrap().len(), 10_000);
+        assert_eq!(e[3]["before"]["n"], 0);
+        // The column added mid-stream is in the next event.
+        assert_eq!(e[4]["after"], json!({"id": 2, "big": "s", "n": 2, "added": "d"}));
+        assert_eq!((e[5]["before"].clone(), e[5]["after"].clone()), (Json::Null, Json::Null));
+        assert_eq!(e[5]["source"]["table"], "plain");
+        p.stop().await.0.unwrap();
+    });
+}
+
+#[test]
+fn resume_from_the_stored_lsn_and_definite_errors() {
+    let pg = shared_pg15();
+    let db = pg.create_db("pgresume");
+    pg.sql(&db, "CREATE TABLE t (id int PRIMARY KEY)");
+    let dir = tempfile::tempdir().unwrap();
+    let positions = dir.path().join("p.json");
+    rt().block_on(async {
+        let p = start_pipeline(&config(pg, &db, "initial"), &positions, None).await;
+        p.wait_ready().await;
+        pg.sql(&db, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (2);");
+        p.wait_for(2).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, stored, _) = p.stop().await;
+        let stored = stored.unwrap();
+        // The slot was told exactly the stored position.
+        let confirmed = pg.sql(&db, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cdc_pgresume'");
+        assert_eq!(format!("pg:lsn={confirmed}"), stored.to_string().split(":tx_lsn").next().unwrap());
+        pg.sql(&db, "INSERT INTO t VALUES (3); INSERT INTO t VALUES (4);");
+        let p = start_pipeline(&config(pg, &db, "initial"), &positions, None).await;
+        p.wait_for(2).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, _, e) = p.stop().await;
+        let ids: Vec<i64> = e.iter().map(|x| x["after"]["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, [3, 4], "only the changes after the stored position");
+
+        // A stored position older than the slot: someone else consumed changes.
+        let err = run_error(pg, &db, &positions, Some("pg:lsn=0/10")).await;
+        assert!(err.contains("past the stored position"), "{err}");
+        // The slot dropped behind our back.
+        pg.sql(&db, "SELECT pg_drop_replication_slot('cdc_pgresume')");
+        let err = run_error(pg, &db, &positions, None).await;
+        assert!(err.contains("does not exist") && err.contains("snapshot"), "{err}");
+    });
+}
+
+async fn run_error(pg: &Postgres, db: &str, positions: &std::path::Path, from: Option<&str>) -> String {
+    let p = start_pipeline(&config(pg, db, "initial"), positions, from.map(|f| f.parse().unwrap())).await;
+    let outcome = tokio::time::timeout(Duration::from_secs(30), p.task).await.expect("fails in time").unwrap();
+    let err = outcome.expect_err("should fail");
+    assert!(!err.is_transient(), "{err}");
+    err.to_string()
+}
+
+#[test]
+fn missing_replication_privilege_and_wrong_password() {
+    let pg = shared_pg15();
+    let db = pg.create_db("pgprivs");
+    pg.sql(&db, "CREATE TABLE t (id int PRIMARY KEY); CREATE ROLE norepl LOGIN PASSWORD 'pw';
+                 CREATE PUBLICATION cdc_pgprivs FOR TABLE t; GRANT SELECT ON t TO norepl;");
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let cfg = config(pg, &db, "never").replace("postgres://postgres@", "postgres://norepl:pw@");
+        let p = start_pipeline(&cfg, &dir.path().join("p.json"), None).await;
+        let err = tokio::time::timeout(Duration::from_secs(30), p.task).await.unwrap().unwrap().unwrap_err();
+        assert!(!err.is_transient());
+        assert!(err.to_string().contains("REPLICATION"), "{err}");
+    });
+}
+
+/// With nothing to capture (changes only in unpublished tables), keepalives still move the
+/// slot forward, so WAL does not pile up.
+#[test]
+fn idle_or_filtered_database_still_advances_the_slot() {
+    let pg = Postgres::start_with(15, &[("wal_sender_timeout", "2s")]);
+    let db = pg.create_db("pgidle");
+    pg.sql(&db, "CREATE TABLE captured (id int PRIMARY KEY); CREATE TABLE other (id int PRIMARY KEY);");
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let cfg = config(&pg, &db, "never").replace("tables = [\"public.*\"]", "tables = [\"public.captured\"]");
+        let p = start_pipeline(&cfg, &dir.path().join("p.json"), None).await;
+        p.wait_ready().await;
+        let slot_lsn = || pg.sql(&db, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cdc_pgidle'");
+        let before: cdc::model::Lsn = slot_lsn().parse().unwrap();
+        pg.sql(&db, "INSERT INTO other SELECT generate_series(1, 1000)");
+        let target: cdc::model::Lsn = pg.sql(&db, "SELECT pg_current_wal_lsn()").parse().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let now: cdc::model::Lsn = slot_lsn().parse().unwrap();
+            if now >= target {
+                assert!(now > before);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "slot stuck at {now}, WAL at {target}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Still streaming after several sender timeouts, and nothing was emitted.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!p.task.is_finished());
+        assert!(p.events.lock().unwrap().is_empty());
+        p.stop().await.0.unwrap();
+    });
+}
