@@ -65,10 +65,25 @@ enum Command {
         #[arg(long, default_value = "inspect")]
         name: String,
     },
+    /// PostgreSQL replication slot management.
+    Slot {
+        #[command(subcommand)]
+        command: SlotCommand,
+    },
     /// Show or set the stored position.
     Positions {
         #[command(subcommand)]
         command: PositionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SlotCommand {
+    /// Drop the source's replication slot (cdc never drops it on its own). The stored
+    /// position becomes useless: the next run needs a new snapshot.
+    Drop {
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -125,6 +140,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run { config, from } => run(&load(&config)?, from.as_deref()).await,
         Command::Check { config } => check(&load(&config)?).await,
         Command::InspectBinlog { files, from_pos, stop_pos, name } => inspect_binlog(&files, from_pos, stop_pos, &name),
+        Command::Slot { command: SlotCommand::Drop { config } } => {
+            println!("{}", sources::drop_slot(&load(&config)?).await?);
+            Ok(())
+        }
         Command::Positions { command: PositionsCommand::Show { config } } => show_position(&load(&config)?).await,
         Command::Positions { command: PositionsCommand::Set { config, position } } => {
             let config = load(&config)?;

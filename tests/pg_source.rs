@@ -176,7 +176,10 @@ fn toast_with_and_without_replica_identity_full_truncate_and_ddl() {
         p.wait_ready().await;
         pg.sql(&db, &format!("INSERT INTO plain VALUES (1, '{big}', 0); INSERT INTO full_ri VALUES (1, '{big}', 0);"));
         pg.sql(&db, "UPDATE plain SET n = 1; UPDATE full_ri SET n = 1;");
-        pg.sql(&db, "ALTER TABLE plain ADD COLUMN added text DEFAULT 'd'; INSERT INTO plain (id, big, n) VALUES (2, 's', 2);");
+        pg.sql(
+            &db,
+            "ALTER TABLE plain ADD COLUMN added text DEFAULT 'd'; INSERT INTO plain (id, big, n) VALUES (2, 's', 2);",
+        );
         pg.sql(&db, "TRUNCATE plain;");
         let e = p.wait_for(6).await;
         let ops: Vec<&str> = e.iter().map(|x| x["op"].as_str().unwrap()).collect();
@@ -211,7 +214,8 @@ fn resume_from_the_stored_lsn_and_definite_errors() {
         let (_, stored, _) = p.stop().await;
         let stored = stored.unwrap();
         // The slot was told exactly the stored position.
-        let confirmed = pg.sql(&db, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cdc_pgresume'");
+        let confirmed =
+            pg.sql(&db, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cdc_pgresume'");
         assert_eq!(format!("pg:lsn={confirmed}"), stored.to_string().split(":tx_lsn").next().unwrap());
         pg.sql(&db, "INSERT INTO t VALUES (3); INSERT INTO t VALUES (4);");
         let p = start_pipeline(&config(pg, &db, "initial"), &positions, None).await;
@@ -243,8 +247,11 @@ async fn run_error(pg: &Postgres, db: &str, positions: &std::path::Path, from: O
 fn missing_replication_privilege_and_wrong_password() {
     let pg = shared_pg15();
     let db = pg.create_db("pgprivs");
-    pg.sql(&db, "CREATE TABLE t (id int PRIMARY KEY); CREATE ROLE norepl LOGIN PASSWORD 'pw';
-                 CREATE PUBLICATION cdc_pgprivs FOR TABLE t; GRANT SELECT ON t TO norepl;");
+    pg.sql(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); CREATE ROLE norepl LOGIN PASSWORD 'pw';
+                 CREATE PUBLICATION cdc_pgprivs FOR TABLE t; GRANT SELECT ON t TO norepl;",
+    );
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let cfg = config(pg, &db, "never").replace("postgres://postgres@", "postgres://norepl:pw@");
@@ -267,7 +274,8 @@ fn idle_or_filtered_database_still_advances_the_slot() {
         let cfg = config(&pg, &db, "never").replace("tables = [\"public.*\"]", "tables = [\"public.captured\"]");
         let p = start_pipeline(&cfg, &dir.path().join("p.json"), None).await;
         p.wait_ready().await;
-        let slot_lsn = || pg.sql(&db, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cdc_pgidle'");
+        let slot_lsn =
+            || pg.sql(&db, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cdc_pgidle'");
         let before: cdc::model::Lsn = slot_lsn().parse().unwrap();
         pg.sql(&db, "INSERT INTO other SELECT generate_series(1, 1000)");
         let target: cdc::model::Lsn = pg.sql(&db, "SELECT pg_current_wal_lsn()").parse().unwrap();

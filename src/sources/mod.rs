@@ -48,7 +48,12 @@ pub fn build(config: &Config) -> Result<Box<dyn Source>, CdcError> {
 pub async fn check(config: &Config) -> Vec<CheckItem> {
     match &config.source {
         SourceConfig::Mysql(m) => mysql::server::check(m.url.expose(), m.server_id).await,
-        SourceConfig::Postgres(_) => vec![CheckItem::Fail(not_yet("postgres").to_string())],
+        SourceConfig::Postgres(p) => {
+            let (slot, publication) = pg_names(config, p);
+            let params = postgres::protocol::ConnectParams::from_url(p.url.url());
+            let filter = filter::TableFilter::new(&p.tables, &p.exclude_tables);
+            postgres::catalog::check(&params, &slot, &publication, &filter).await
+        }
     }
 }
 
@@ -60,7 +65,33 @@ pub async fn current_position(config: &Config) -> Result<Option<Position>, CdcEr
             let facts = mysql::server::ServerFacts::read(&mut conn).await?;
             Ok(Some(Position::MySql(mysql::server::current_position(&mut conn, &facts).await?)))
         }
-        SourceConfig::Postgres(_) => Ok(None),
+        SourceConfig::Postgres(p) => {
+            let params = postgres::protocol::ConnectParams::from_url(p.url.url());
+            let lsn = postgres::catalog::current_lsn(&params).await?;
+            Ok(Some(Position::Postgres(crate::model::PgPosition { lsn, tx_lsn: None })))
+        }
+    }
+}
+
+/// Slot and publication names of a PostgreSQL source (configured, or `cdc_<name>`).
+pub fn pg_names(config: &Config, p: &crate::config::PgSourceConfig) -> (String, String) {
+    let default = config.default_pg_name();
+    (p.slot.clone().unwrap_or_else(|| default.clone()), p.publication.clone().unwrap_or(default))
+}
+
+/// `cdc slot drop`: drops the PostgreSQL replication slot.
+pub async fn drop_slot(config: &Config) -> Result<String, CdcError> {
+    match &config.source {
+        SourceConfig::Postgres(p) => {
+            let (slot, _) = pg_names(config, p);
+            let params = postgres::protocol::ConnectParams::from_url(p.url.url());
+            Ok(if postgres::catalog::drop_slot(&params, &slot).await? {
+                format!("replication slot {slot} dropped")
+            } else {
+                format!("replication slot {slot} does not exist")
+            })
+        }
+        SourceConfig::Mysql(_) => Err(CdcError::definite("MySQL sources have no replication slot", "nothing to drop")),
     }
 }
 
@@ -76,11 +107,4 @@ pub fn describe_gap(stored: &Position, current: &Position) -> String {
             Err(e) => format!("unknown: {e}"),
         },
     }
-}
-
-fn not_yet(kind: &str) -> CdcError {
-    CdcError::definite(
-        format!("the `{kind}` source is not available in this build yet"),
-        "see the project's open issues",
-    )
 }

@@ -199,3 +199,115 @@ pub async fn table_columns(
         })
         .collect())
 }
+
+/// `cdc check` for PostgreSQL: each setting with pass/warn/fail.
+pub async fn check(
+    p: &super::protocol::ConnectParams,
+    slot_name: &str,
+    publication: &str,
+    filter: &TableFilter,
+) -> Vec<crate::sources::CheckItem> {
+    use crate::sources::CheckItem::{Fail, Pass, Warn};
+    let mut conn = match PgConnection::connect(p, false).await {
+        Ok(c) => c,
+        Err(e) => return vec![Fail(format!("connect: {e}"))],
+    };
+    let mut items = vec![Pass(format!("connect: PostgreSQL {} (database {})", conn.server_version, p.database))];
+    let get = async |conn: &mut PgConnection, name: &str| setting(conn, name).await.unwrap_or_default();
+    let wal_level = get(&mut conn, "wal_level").await;
+    items.push(if wal_level == "logical" {
+        Pass("wal_level: logical".into())
+    } else {
+        Fail(format!("wal_level: {wal_level} (must be logical); remedy: set wal_level = logical and restart"))
+    });
+    for name in ["max_replication_slots", "max_wal_senders"] {
+        let v = get(&mut conn, name).await;
+        items.push(if v.parse::<u32>().unwrap_or(0) > 0 {
+            Pass(format!("{name}: {v}"))
+        } else {
+            Fail(format!("{name}: {v} (must be ≥ 1)"))
+        });
+    }
+    if conn.server_version_num >= 130000 {
+        let v = get(&mut conn, "max_slot_wal_keep_size").await;
+        items.push(if v == "-1" {
+            Warn(
+                "max_slot_wal_keep_size: unlimited — while cdc is down the slot keeps all WAL and can fill the disk"
+                    .into(),
+            )
+        } else {
+            Pass(format!("max_slot_wal_keep_size: {v} (a slot further behind is invalidated and needs a new snapshot)"))
+        });
+    }
+    let role = conn.query("SELECT (rolreplication OR rolsuper)::text FROM pg_roles WHERE rolname = current_user").await;
+    items.push(match role.ok().and_then(|r| r.into_iter().next()).and_then(|r| r.into_iter().next().flatten()) {
+        Some(v) if v == "true" => Pass("privilege: REPLICATION".into()),
+        _ => Fail("privilege: REPLICATION missing; remedy: ALTER ROLE <user> REPLICATION".into()),
+    });
+    match publication_tables(&mut conn, publication).await {
+        Ok(Some(tables)) => items.push(Pass(format!("publication {publication}: {} tables", tables.len()))),
+        Ok(None) => items.push(Warn(format!(
+            "publication {publication}: missing; cdc run creates it (needs CREATE on the database)"
+        ))),
+        Err(e) => items.push(Fail(format!("publication {publication}: {e}"))),
+    }
+    match slot(&mut conn, slot_name).await {
+        Ok(Some(s)) if s.wal_status.as_deref() == Some("lost") => items.push(Fail(format!(
+            "slot {slot_name}: invalidated (wal_status lost); remedy: drop it and take a new snapshot"
+        ))),
+        Ok(Some(s)) => items.push(Pass(format!(
+            "slot {slot_name}: exists, confirmed to {}, {}",
+            s.confirmed_flush.map(|l| l.to_string()).unwrap_or_default(),
+            if s.active { "in use" } else { "idle" }
+        ))),
+        Ok(None) => items.push(Pass(format!("slot {slot_name}: missing; cdc run creates it"))),
+        Err(e) => items.push(Fail(format!("slot {slot_name}: {e}"))),
+    }
+    let idents = conn
+        .query(
+            "SELECT n.nspname, c.relname, c.relreplident::text, \
+             EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)::text \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'",
+        )
+        .await
+        .unwrap_or_default();
+    for r in idents {
+        let get = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+        let id = TableId::new(get(0), get(1));
+        if !filter.matches_id(&id) {
+            continue;
+        }
+        items.push(match (get(2).as_str(), get(3) == "true") {
+            ("f", _) => Pass(format!("table {id}: REPLICA IDENTITY FULL")),
+            ("d", true) => Pass(format!("table {id}: keyed by its primary key")),
+            ("i", _) => Pass(format!("table {id}: keyed by its replica identity index")),
+            ("n", _) => Warn(format!("table {id}: REPLICA IDENTITY NOTHING — UPDATE and DELETE fail on the source")),
+            _ => Warn(format!(
+                "table {id}: no primary key — UPDATE/DELETE cannot be keyed; ALTER TABLE {id} REPLICA IDENTITY FULL"
+            )),
+        });
+    }
+    items
+}
+
+/// Drops the slot (deliberate cleanup; cdc never drops it on shutdown).
+pub async fn drop_slot(p: &super::protocol::ConnectParams, slot_name: &str) -> Result<bool, CdcError> {
+    let mut conn = PgConnection::connect(p, false).await?;
+    if slot(&mut conn, slot_name).await?.is_none() {
+        return Ok(false);
+    }
+    conn.query(&format!("SELECT pg_drop_replication_slot({})", quote_literal(slot_name))).await?;
+    Ok(true)
+}
+
+/// The server's current WAL position.
+pub async fn current_lsn(p: &super::protocol::ConnectParams) -> Result<Lsn, CdcError> {
+    let mut conn = PgConnection::connect(p, false).await?;
+    let rows = conn.query("SELECT pg_current_wal_lsn()::text").await?;
+    rows.into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| CdcError::transient("pg_current_wal_lsn() returned nothing"))
+}

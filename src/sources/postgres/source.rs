@@ -46,11 +46,11 @@ pub struct PgSource {
 
 impl PgSource {
     pub fn new(config: &Config, pg: &PgSourceConfig) -> PgSource {
-        let default_name = config.default_pg_name();
+        let (slot, publication) = crate::sources::pg_names(config, pg);
         PgSource {
             params: ConnectParams::from_url(pg.url.url()),
-            slot: pg.slot.clone().unwrap_or_else(|| default_name.clone()),
-            publication: pg.publication.clone().unwrap_or(default_name),
+            slot,
+            publication,
             filter: TableFilter::new(&pg.tables, &pg.exclude_tables),
             all_tables: pg.tables.iter().all(|t| t == "*.*") && pg.exclude_tables.is_empty(),
             snapshot: pg.snapshot,
