@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The demo: a throwaway MariaDB with a sample table and a background writer, and cdc
+# The demo: a throwaway database with a sample table and a background writer, and cdc
 # streaming the changes to this terminal as Debezium JSON lines (snapshot rows first, op "r",
 # then live inserts/updates/deletes). Ctrl-C stops everything and removes the database.
 #
-#   bash scripts/demo.sh                 # runs until Ctrl-C
+#   bash scripts/demo.sh                 # MariaDB, runs until Ctrl-C
+#   bash scripts/demo.sh postgres        # PostgreSQL 15 (logical replication slot)
 #   DEMO_SECONDS=10 bash scripts/demo.sh # stops by itself
 #
 # Installs what it needs first (scripts/setup.sh). CDC_BIN overrides the cdc binary.
@@ -27,6 +28,46 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
+
+SOURCE="${1:-mariadb}"
+if [ "$SOURCE" = postgres ]; then
+  echo "demo: starting PostgreSQL on 127.0.0.1:$PORT (data in $DIR)" >&2
+  start_postgres "$PORT"
+  pids+=("$POSTGRES_PID")
+  psql_run "CREATE TABLE orders (id serial PRIMARY KEY, customer text NOT NULL, amount numeric(10,2) NOT NULL,
+              status text NOT NULL DEFAULT 'new', created timestamptz NOT NULL DEFAULT now());
+            INSERT INTO orders (customer, amount) VALUES ('ada', 12.50), ('grace', 99.99);"
+  (
+    n=0
+    while true; do
+      n=$((n + 1))
+      psql_run "INSERT INTO orders (customer, amount) VALUES ('customer$n', $((n * 7 % 100)).$((n % 100)));
+                UPDATE orders SET status = 'paid' WHERE id = (SELECT min(id) FROM orders WHERE status = 'new');" || exit 0
+      [ $((n % 5)) -eq 0 ] && psql_run "DELETE FROM orders WHERE id = (SELECT min(id) FROM orders WHERE status = 'paid')" || true
+      sleep 0.5
+    done
+  ) &
+  pids+=($!)
+  cat >"$DIR/cdc.toml" <<TOML
+name = "demo"
+[source]
+kind = "postgres"
+url = "$PG_URL"
+tables = ["public.orders"]
+snapshot = "initial"
+[positions]
+path = "$DIR/positions.json"
+TOML
+  echo "demo: streaming public.orders changes (Ctrl-C to stop)" >&2
+  if [ -n "${DEMO_SECONDS:-}" ]; then
+    timeout --signal=INT "$DEMO_SECONDS" "$CDC_BIN" run --config "$DIR/cdc.toml" || true
+  else
+    "$CDC_BIN" run --config "$DIR/cdc.toml" &
+    pids+=($!)
+    wait "${pids[-1]}" || true
+  fi
+  exit 0
+fi
 
 echo "demo: starting MariaDB on 127.0.0.1:$PORT (data in $DIR)" >&2
 start_mariadb "$PORT"

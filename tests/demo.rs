@@ -3,9 +3,19 @@
 use std::process::Command;
 
 #[test]
-fn demo_streams_snapshot_then_live_changes() {
+fn mariadb_demo_streams_snapshot_then_live_changes() {
+    run_demo("mariadb");
+}
+
+#[test]
+fn postgres_demo_streams_snapshot_then_live_changes() {
+    run_demo("postgres");
+}
+
+fn run_demo(source: &str) {
     let out = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.sh"))
+        .arg(source)
         .env("CDC_BIN", env!("CARGO_BIN_EXE_cdc"))
         .env("DEMO_SECONDS", "6")
         .output()
