@@ -53,6 +53,8 @@ fn basic_flow(pg: &Postgres, db: &str) {
         assert_eq!(e[1]["source"]["schema"], "public");
         assert_eq!(e[1]["source"]["db"], db);
         assert_eq!(e[1]["source"]["txId"], e[3]["source"]["txId"]);
+        // Slot lag is reported (bytes between the server's WAL head and the slot's confirmed flush).
+        assert!(p.metrics.status().source_lag_bytes.is_some());
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (outcome, pos, _) = p.stop().await;
         outcome.unwrap();

@@ -18,6 +18,8 @@ pub struct Metrics {
     errors_transient: AtomicU64,
     errors_definite: AtomicU64,
     events_checkpointed: AtomicU64,
+    /// Bytes of source log the durable position is behind (PostgreSQL slot lag); u64::MAX = unknown.
+    source_lag_bytes: AtomicU64,
     ready: AtomicBool,
     status: Mutex<StatusState>,
 }
@@ -48,12 +50,14 @@ pub struct Status {
     pub events_checkpointed: u64,
     pub lag_events: u64,
     pub lag_seconds: Option<f64>,
+    /// PostgreSQL: WAL bytes between the server's current position and the slot's confirmed flush.
+    pub source_lag_bytes: Option<u64>,
     pub snapshot: Option<String>,
 }
 
 impl Metrics {
     pub fn new(name: impl Into<String>) -> Metrics {
-        let m = Metrics { name: name.into(), ..Default::default() };
+        let m = Metrics { name: name.into(), source_lag_bytes: AtomicU64::new(u64::MAX), ..Default::default() };
         m.set_phase("starting");
         m
     }
@@ -90,6 +94,11 @@ impl Metrics {
             s.source_ts_ms = source_ts_ms;
             s.received_at_ms = Some(now_ms());
         }
+    }
+
+    /// How far the source's own record of our progress is behind its log head (slot lag).
+    pub fn set_source_lag_bytes(&self, bytes: u64) {
+        self.source_lag_bytes.store(bytes, Relaxed);
     }
 
     pub fn bytes_written(&self, bytes: u64) {
@@ -132,6 +141,7 @@ impl Metrics {
                 (Some(src), Some(at)) => Some((at - src).max(0) as f64 / 1000.0),
                 _ => None,
             },
+            source_lag_bytes: Some(self.source_lag_bytes.load(Relaxed)).filter(|b| *b != u64::MAX),
             snapshot: s.snapshot,
         }
     }

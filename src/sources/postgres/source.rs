@@ -312,6 +312,7 @@ impl PgSource {
         );
         repl.start_copy_both(&sql).await?;
         tracing::info!(slot = %self.slot, lsn = %Lsn(start_lsn), proto_version = proto, "Streaming from the replication slot");
+        self.report_slot_lag(&mut cat, &ctx).await;
         ctx.status.set_phase("streaming");
         ctx.status.set_ready(true);
 
@@ -410,6 +411,7 @@ impl PgSource {
             if last_status.elapsed() > Duration::from_secs(10) {
                 send_status(&mut repl, state.received, durable, false).await?;
                 last_status = Instant::now();
+                self.report_slot_lag(&mut cat, &ctx).await;
             }
             let full = state.events.len() >= self.batch_events;
             let idle = !repl.has_buffered_message();
@@ -419,6 +421,22 @@ impl PgSource {
             {
                 return Ok(());
             }
+        }
+    }
+}
+
+impl PgSource {
+    /// Slot lag for /status and /metrics; a failed query only skips this report.
+    async fn report_slot_lag(&self, cat: &mut PgConnection, ctx: &SourceContext) {
+        let sql = format!(
+            "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint::text FROM pg_replication_slots WHERE slot_name = {}",
+            quote_literal(&self.slot)
+        );
+        if let Ok(rows) = cat.query(&sql).await
+            && let Some(bytes) =
+                rows.into_iter().next().and_then(|r| r.into_iter().next().flatten()).and_then(|b| b.parse().ok())
+        {
+            ctx.status.set_source_lag_bytes(bytes);
         }
     }
 }

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# PostgreSQL benchmarks, side by side in one run (the ratios are the result):
+#   1. pgoutput decode only (criterion, synthetic 12-column inserts);
+#   2. backlog drain of ROWS inserted rows from a slot: pg_recvlogical (pgoutput, to /dev/null)
+#      and cdc run (stdout to /dev/null), each from its own slot created before the load, so
+#      both read the same WAL; rows/s and cdc's peak RSS.
+#
+#   ROWS=1000000 TX_ROWS=1000 bash scripts/bench-postgres.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS="${ROWS:-1000000}"
+TX_ROWS="${TX_ROWS:-1000}"
+bash scripts/setup.sh
+cargo build --release --quiet
+DIR="$(mktemp -d /tmp/cdc-bench-XXXXXX)"
+source scripts/lib.sh
+PORT="$(free_port)"
+HTTP_PORT="$(free_port)"
+CDC_PID=""
+cleanup() {
+  [ -n "$CDC_PID" ] && kill "$CDC_PID" 2>/dev/null
+  kill "$POSTGRES_PID" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+start_postgres "$PORT"
+
+psql_run "CREATE TABLE t (id bigint PRIMARY KEY, a int, b bigint, c varchar(64), d numeric(12,2), e double precision,
+            f timestamp, g timestamptz(3), h date, i text, j bool, k smallint);
+          CREATE PUBLICATION bench FOR TABLE t;
+          SELECT pg_create_logical_replication_slot('recvlogical', 'pgoutput');
+          SELECT pg_create_logical_replication_slot('cdc_bench', 'pgoutput');"
+echo "bench: loading $ROWS rows in transactions of $TX_ROWS" >&2
+for ((s = 1; s <= ROWS; s += TX_ROWS)); do
+  e=$((s + TX_ROWS - 1)); [ $e -gt "$ROWS" ] && e=$ROWS
+  echo "INSERT INTO t SELECT g, g % 100000, g * 7, 'name-' || g || '-' || repeat('x', 40), g / 100.0, g * 1.5,
+        now(), now(), current_date, repeat('t', 60), g % 2 = 0, g % 100 FROM generate_series($s, $e) g;"
+done | psql -X -q "$PG_URL"
+END_LSN="$(psql -X -At -c 'SELECT pg_current_wal_lsn()' "$PG_URL")"
+
+echo "== 1. pgoutput decode only (criterion) ==" >&2
+cargo bench --quiet --bench pg_decode -- --noplot 2>&1 | grep -E "pgoutput/|thrpt" >&2
+
+echo "== 2a. pg_recvlogical ==" >&2
+start=$(date +%s.%N)
+pg_recvlogical -d "$PG_URL" -S recvlogical --start --endpos="$END_LSN" -o proto_version=1 \
+  -o publication_names=bench --plugin=pgoutput -f /dev/null --no-loop
+t_recv=$(echo "$(date +%s.%N) - $start" | bc)
+printf 'pg_recvlogical: %d rows in %.2f s = %.0f rows/s\n' "$ROWS" "$t_recv" "$(echo "$ROWS / $t_recv" | bc -l)" >&2
+
+echo "== 2b. cdc run -> stdout > /dev/null ==" >&2
+cat >"$DIR/cdc.toml" <<TOML
+name = "bench"
+[source]
+kind = "postgres"
+url = "$PG_URL"
+slot = "cdc_bench"
+publication = "bench"
+snapshot = "never"
+[positions]
+path = "$DIR/positions.json"
+[http]
+listen = "127.0.0.1:$HTTP_PORT"
+TOML
+start=$(date +%s.%N)
+target/release/cdc run --config "$DIR/cdc.toml" >/dev/null 2>"$DIR/cdc.log" &
+CDC_PID=$!
+until curl -sf "http://127.0.0.1:$HTTP_PORT/status" 2>/dev/null | python3 -c "
+import sys, json; s = json.load(sys.stdin); sys.exit(0 if s['events_checkpointed'] >= $ROWS else 1)"; do
+  kill -0 "$CDC_PID" || { cat "$DIR/cdc.log" >&2; exit 1; }
+  sleep 0.05
+done
+t_cdc=$(echo "$(date +%s.%N) - $start" | bc)
+rss_kb=$(grep VmHWM "/proc/$CDC_PID/status" | awk '{print $2}')
+kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID=""
+printf 'cdc: %d rows in %.2f s = %.0f rows/s (%.0f%% of pg_recvlogical), peak RSS %d MB\n' "$ROWS" "$t_cdc" \
+  "$(echo "$ROWS / $t_cdc" | bc -l)" "$(echo "100 * $t_recv / $t_cdc" | bc -l)" $((rss_kb / 1024)) >&2
