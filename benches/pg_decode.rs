@@ -18,7 +18,7 @@ fn insert_message(i: u64) -> Vec<u8> {
         "2024-02-29 12:34:56.789+00".into(),
         "2024-02-29".into(),
         "t".repeat(60),
-        if i % 2 == 0 { "t".into() } else { "f".into() },
+        if i.is_multiple_of(2) { "t".into() } else { "f".into() },
         (i % 100).to_string(),
     ];
     let mut m = vec![b'I'];
