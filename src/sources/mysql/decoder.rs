@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::rows::{RowsKind, parse_header, read_row};
+use super::rows::{PartialJson, RowsKind, parse_header, read_partial_header, read_row};
 use super::table_map::TableMap;
 use crate::model::{
     Batch, BinlogCoordinates, ChangeEvent, GtidSet, MariaDbGtid, MariaDbGtidList, MySqlGtidSet, MySqlPosition, Op,
@@ -180,11 +180,7 @@ impl BinlogDecoder {
             MARIADB_GTID => self.on_mariadb_gtid(ev)?,
             MARIADB_GTID_LIST => self.on_mariadb_gtid_list(ev.data)?,
             TRANSACTION_PAYLOAD => self.on_transaction_payload(ev)?,
-            PARTIAL_UPDATE_ROWS => {
-                return Err(malformed(
-                    "PARTIAL_UPDATE_ROWS (binlog_row_value_options=PARTIAL_JSON) is not supported yet; set binlog_row_value_options='' on the source",
-                ));
-            }
+            PARTIAL_UPDATE_ROWS => self.on_rows(ev, RowsKind::Update)?,
             MARIADB_WRITE_ROWS_COMPRESSED_V1..=MARIADB_DELETE_ROWS_COMPRESSED => {
                 return Err(malformed(
                     "compressed rows events (log_bin_compress=ON) are not supported yet; set log_bin_compress=OFF on the source",
@@ -292,7 +288,8 @@ impl BinlogDecoder {
     }
 
     fn on_rows(&mut self, ev: &RawEvent<'_>, kind: RowsKind) -> Result<(), DecodeError> {
-        let v2 = matches!(ev.type_code, WRITE_ROWS | UPDATE_ROWS | DELETE_ROWS);
+        let v2 = matches!(ev.type_code, WRITE_ROWS | UPDATE_ROWS | DELETE_ROWS | PARTIAL_UPDATE_ROWS);
+        let partial = ev.type_code == PARTIAL_UPDATE_ROWS;
         let header = parse_header(ev.data, self.table_id_len, kind, v2)?;
         let table = match self.tables.get(&header.table_id) {
             Some((_, Some(t))) => t.clone(),
@@ -311,13 +308,15 @@ impl BinlogDecoder {
         let mut r = Reader::new(header.body);
         let mut row_index = 0u32;
         while !r.is_empty() {
-            let first = read_row(&mut r, &table, header.present, header.column_count)?;
+            let first = read_row(&mut r, &table, header.present, header.column_count, None)?;
             let (op, before, after) = match kind {
                 RowsKind::Write => (Op::Create, None, Some(first)),
                 RowsKind::Delete => (Op::Delete, Some(first), None),
                 RowsKind::Update => {
                     let present = header.present_after.unwrap_or(header.present);
-                    let after = read_row(&mut r, &table, present, header.column_count)?;
+                    let bits = if partial { read_partial_header(&mut r, &table)? } else { None };
+                    let json = bits.map(|bits| PartialJson { bits, before: &first });
+                    let after = read_row(&mut r, &table, present, header.column_count, json)?;
                     (Op::Update, Some(first), Some(after))
                 }
             };

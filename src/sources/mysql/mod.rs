@@ -3,6 +3,7 @@
 pub mod charset;
 pub mod decoder;
 pub mod file;
+pub mod json_diff;
 pub mod rows;
 pub mod server;
 pub mod snapshot;

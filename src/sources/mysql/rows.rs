@@ -48,26 +48,67 @@ fn bit(bits: &[u8], i: usize) -> bool {
     bits.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
 }
 
+/// The after image of a PARTIAL_UPDATE_ROWS event: which JSON columns hold diffs, and the
+/// before image they apply to.
+pub struct PartialJson<'a> {
+    /// One bit per JSON column of the table (least significant bit first).
+    pub bits: &'a [u8],
+    pub before: &'a Row,
+}
+
+/// Reads the value options that open a partial after image; `None` when no column is partial.
+pub fn read_partial_header<'a>(r: &mut Reader<'a>, table: &TableMap) -> Result<Option<&'a [u8]>, DecodeError> {
+    let options = r.lenenc()?;
+    if options & 1 == 0 {
+        return Ok(None);
+    }
+    let json_columns = table.columns.iter().filter(|c| c.type_code == JSON).count();
+    Ok(Some(r.bytes(json_columns.div_ceil(8))?))
+}
+
 /// Decodes one row image; columns absent from the image (MINIMAL row image) are `Unchanged`.
-pub fn read_row(r: &mut Reader<'_>, table: &TableMap, present: &[u8], column_count: usize) -> Result<Row, DecodeError> {
+pub fn read_row(
+    r: &mut Reader<'_>,
+    table: &TableMap,
+    present: &[u8],
+    column_count: usize,
+    partial: Option<PartialJson<'_>>,
+) -> Result<Row, DecodeError> {
     let n = column_count.min(table.columns.len());
+    let mut json_index = 0usize;
     let present_count = (0..n).filter(|&i| bit(present, i)).count();
     let nulls = r.bytes(present_count.div_ceil(8))?;
     let mut row = Vec::with_capacity(n);
     let mut k = 0usize;
     for i in 0..n {
+        let is_json = table.columns[i].type_code == JSON;
         if !bit(present, i) {
+            json_index += is_json as usize;
             row.push(Value::Unchanged);
             continue;
         }
         let is_null = bit(nulls, k);
         k += 1;
         if is_null {
+            json_index += is_json as usize;
             row.push(Value::Null);
             continue;
         }
         let def = &table.columns[i];
         let nullable = table.schema.columns.get(i).is_some_and(|c| c.nullable);
+        if def.type_code == JSON {
+            json_index += 1;
+            if let Some(p) = &partial
+                && bit(p.bits, json_index - 1)
+            {
+                let value = read_partial_json(r, def, p.before.get(i)).map_err(|e| {
+                    let name = table.schema.columns.get(i).map_or("?", |c| c.name.as_str());
+                    malformed(format!("{}.{} column {name}: {e}", table.schema.id.namespace, table.schema.id.name))
+                })?;
+                row.push(value);
+                continue;
+            }
+        }
         let value = read_value(r, def, nullable).map_err(|e| {
             let name = table.schema.columns.get(i).map_or("?", |c| c.name.as_str());
             malformed(format!("{}.{} column {name}: {e}", table.schema.id.namespace, table.schema.id.name))
@@ -327,6 +368,27 @@ pub fn read_decimal(r: &mut Reader<'_>, precision: usize, scale: usize) -> Resul
         out.push_str(&frac_digits);
     }
     Ok(out)
+}
+
+/// A JSON column of a partial after image: diffs applied to the before image's document.
+fn read_partial_json(r: &mut Reader<'_>, def: &ColumnDef, before: Option<&Value>) -> Result<Value, DecodeError> {
+    let bytes = length_prefixed(r, blob_prefix(def)?)?;
+    let diffs = super::json_diff::read_diffs(bytes, |b| {
+        json_text(b).and_then(|t| serde_json::from_str(&t).map_err(|e| malformed(e.to_string())))
+    })?;
+    let mut doc: serde_json::Value = match before {
+        Some(Value::Json(text)) => {
+            serde_json::from_str(text).map_err(|e| malformed(format!("before image JSON: {e}")))?
+        }
+        _ => {
+            return Err(malformed(
+                "a partial JSON update whose before image lacks the document, so the new value cannot be built \
+                 (binlog_row_image is not FULL); set binlog_row_image = FULL, or binlog_row_value_options = ''",
+            ));
+        }
+    };
+    super::json_diff::apply(&mut doc, &diffs)?;
+    Ok(Value::Json(doc.to_string()))
 }
 
 /// MySQL's binary JSON to JSON text. mysql_common's parser is used; it is guarded against
