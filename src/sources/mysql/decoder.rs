@@ -45,7 +45,12 @@ pub mod event_type {
     pub const MARIADB_BINLOG_CHECKPOINT: u8 = 161;
     pub const MARIADB_GTID: u8 = 162;
     pub const MARIADB_GTID_LIST: u8 = 163;
+    pub const MARIADB_QUERY_COMPRESSED: u8 = 165;
     pub const MARIADB_WRITE_ROWS_COMPRESSED_V1: u8 = 166;
+    pub const MARIADB_UPDATE_ROWS_COMPRESSED_V1: u8 = 167;
+    pub const MARIADB_DELETE_ROWS_COMPRESSED_V1: u8 = 168;
+    pub const MARIADB_WRITE_ROWS_COMPRESSED: u8 = 169;
+    pub const MARIADB_UPDATE_ROWS_COMPRESSED: u8 = 170;
     pub const MARIADB_DELETE_ROWS_COMPRESSED: u8 = 171;
 }
 use event_type::*;
@@ -166,7 +171,7 @@ impl BinlogDecoder {
         match ev.type_code {
             FORMAT_DESCRIPTION => self.on_format_description(ev.data)?,
             ROTATE => self.on_rotate(ev.data)?,
-            QUERY => self.on_query(ev)?,
+            QUERY | MARIADB_QUERY_COMPRESSED => self.on_query(ev)?,
             XID => self.commit(ev),
             TABLE_MAP => self.on_table_map(ev.data)?,
             WRITE_ROWS_V1 | WRITE_ROWS => self.on_rows(ev, RowsKind::Write)?,
@@ -181,11 +186,9 @@ impl BinlogDecoder {
             MARIADB_GTID_LIST => self.on_mariadb_gtid_list(ev.data)?,
             TRANSACTION_PAYLOAD => self.on_transaction_payload(ev)?,
             PARTIAL_UPDATE_ROWS => self.on_rows(ev, RowsKind::Update)?,
-            MARIADB_WRITE_ROWS_COMPRESSED_V1..=MARIADB_DELETE_ROWS_COMPRESSED => {
-                return Err(malformed(
-                    "compressed rows events (log_bin_compress=ON) are not supported yet; set log_bin_compress=OFF on the source",
-                ));
-            }
+            MARIADB_WRITE_ROWS_COMPRESSED_V1 | MARIADB_WRITE_ROWS_COMPRESSED => self.on_rows(ev, RowsKind::Write)?,
+            MARIADB_UPDATE_ROWS_COMPRESSED_V1 | MARIADB_UPDATE_ROWS_COMPRESSED => self.on_rows(ev, RowsKind::Update)?,
+            MARIADB_DELETE_ROWS_COMPRESSED_V1 | MARIADB_DELETE_ROWS_COMPRESSED => self.on_rows(ev, RowsKind::Delete)?,
             STOP
             | HEARTBEAT
             | HEARTBEAT_V2
@@ -240,7 +243,11 @@ impl BinlogDecoder {
         r.bytes(status_len)?;
         r.bytes(schema_len)?;
         r.u8()?;
-        let sql = String::from_utf8_lossy(r.rest());
+        let text = match ev.type_code {
+            MARIADB_QUERY_COMPRESSED => std::borrow::Cow::Owned(mariadb_uncompress(r.rest())?),
+            _ => std::borrow::Cow::Borrowed(r.rest()),
+        };
+        let sql = String::from_utf8_lossy(&text);
         let sql = sql.trim();
         let head: String = sql.chars().take(12).collect::<String>().to_ascii_uppercase();
         if head.starts_with("BEGIN") || head.starts_with("XA START") {
@@ -288,7 +295,17 @@ impl BinlogDecoder {
     }
 
     fn on_rows(&mut self, ev: &RawEvent<'_>, kind: RowsKind) -> Result<(), DecodeError> {
-        let v2 = matches!(ev.type_code, WRITE_ROWS | UPDATE_ROWS | DELETE_ROWS | PARTIAL_UPDATE_ROWS);
+        let v2 = matches!(
+            ev.type_code,
+            WRITE_ROWS
+                | UPDATE_ROWS
+                | DELETE_ROWS
+                | PARTIAL_UPDATE_ROWS
+                | MARIADB_WRITE_ROWS_COMPRESSED
+                | MARIADB_UPDATE_ROWS_COMPRESSED
+                | MARIADB_DELETE_ROWS_COMPRESSED
+        );
+        let compressed = (MARIADB_WRITE_ROWS_COMPRESSED_V1..=MARIADB_DELETE_ROWS_COMPRESSED).contains(&ev.type_code);
         let partial = ev.type_code == PARTIAL_UPDATE_ROWS;
         let header = parse_header(ev.data, self.table_id_len, kind, v2)?;
         let table = match self.tables.get(&header.table_id) {
@@ -305,7 +322,14 @@ impl BinlogDecoder {
         };
         let ts_ms = ev.timestamp as i64 * 1000;
         self.newest_ts_ms = Some(ts_ms);
-        let mut r = Reader::new(header.body);
+        let uncompressed;
+        let body = if compressed {
+            uncompressed = mariadb_uncompress(header.body)?;
+            &uncompressed[..]
+        } else {
+            header.body
+        };
+        let mut r = Reader::new(body);
         let mut row_index = 0u32;
         while !r.is_empty() {
             let first = read_row(&mut r, &table, header.present, header.column_count, None)?;
@@ -500,6 +524,28 @@ impl BinlogDecoder {
     pub fn set_mysql_gtids(&mut self, set: MySqlGtidSet) {
         self.gtids = Some(GtidSet::MySql(set));
     }
+}
+
+/// MariaDB's compressed event payload (`log_bin_compress`): one byte `0x80 | n`, the
+/// uncompressed length in `n` big-endian bytes, then a zlib stream.
+fn mariadb_uncompress(data: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    use std::io::Read;
+    let mut r = Reader::new(data);
+    let head = r.u8()?;
+    let len_bytes = (head & 0x07) as usize;
+    if head & 0x80 == 0 || !(1..=4).contains(&len_bytes) {
+        return Err(malformed(format!("invalid compressed event header 0x{head:02x}")));
+    }
+    let len = r.uint_be(len_bytes)? as usize;
+    let mut out = Vec::with_capacity(len.min(1 << 26));
+    flate2::read::ZlibDecoder::new(r.rest())
+        .take(len as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| malformed(format!("cannot decompress a compressed event: {e}")))?;
+    if out.len() != len {
+        return Err(malformed(format!("compressed event holds {} bytes, header says {len}", out.len())));
+    }
+    Ok(out)
 }
 
 fn is_dml(head: &str) -> bool {
