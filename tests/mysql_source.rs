@@ -422,3 +422,21 @@ fn mariadb_compressed_binlog_events() {
     let events = db.sql("SHOW BINLOG EVENTS");
     assert!(events.contains("Write_rows_compressed"), "{events}");
 }
+
+/// Without binlog_row_metadata=FULL the binlog has no column names: they come from
+/// information_schema, refreshed after DDL.
+#[test]
+fn minimal_row_metadata_takes_names_from_the_catalog() {
+    let db = MariaDb::start_with(&["--binlog-row-metadata=MINIMAL"]);
+    db.sql("CREATE DATABASE minimal; USE minimal; CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(10));");
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let p = start_pipeline(&config(&db, "minimal", "never"), &dir.path().join("p.json"), None).await;
+        p.wait_ready().await;
+        db.sql("INSERT INTO minimal.t VALUES (1, 'a'); ALTER TABLE minimal.t ADD COLUMN extra INT; INSERT INTO minimal.t VALUES (2, 'b', 3);");
+        let e = p.wait_for(2).await;
+        assert_eq!(e[0]["after"], json!({"id": 1, "name": "a"}));
+        assert_eq!(e[1]["after"], json!({"id": 2, "name": "b", "extra": 3}));
+        p.stop().await.0.unwrap();
+    });
+}

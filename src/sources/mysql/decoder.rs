@@ -118,6 +118,10 @@ pub struct BinlogDecoder {
     pub skipped_unknown: u64,
     /// Events found inside the last TRANSACTION_PAYLOAD.
     pub last_payload_events: usize,
+    /// Included tables whose TABLE_MAP carried no column names (binlog_row_metadata=MINIMAL).
+    needs_names: Vec<u64>,
+    /// Counts DDL statements seen, so name caches can be invalidated.
+    pub ddl_seen: u64,
 }
 
 impl BinlogDecoder {
@@ -136,6 +140,8 @@ impl BinlogDecoder {
             refuse_statements: true,
             skipped_unknown: 0,
             last_payload_events: 0,
+            needs_names: Vec::new(),
+            ddl_seen: 0,
         }
     }
 
@@ -275,6 +281,7 @@ impl BinlogDecoder {
             }
             // Schema may have changed: forget cached table maps so the next ones are re-read.
             self.tables.clear();
+            self.ddl_seen += 1;
             self.commit(ev);
         }
         Ok(())
@@ -290,6 +297,9 @@ impl BinlogDecoder {
         }
         let map = TableMap::parse(data, self.table_id_len)?;
         let included = self.filter.matches_id(&map.schema.id);
+        if included && !map.has_names {
+            self.needs_names.push(table_id);
+        }
         self.tables.insert(table_id, (data.to_vec(), included.then(|| Arc::new(map))));
         Ok(())
     }
@@ -520,6 +530,41 @@ impl BinlogDecoder {
         }
     }
 
+    /// Tables (id and name) whose column names must be looked up before their rows are decoded.
+    pub fn take_needs_names(&mut self) -> Vec<(u64, crate::model::TableId)> {
+        let ids = std::mem::take(&mut self.needs_names);
+        ids.into_iter()
+            .filter_map(|id| match self.tables.get(&id) {
+                Some((_, Some(map))) => Some((id, map.schema.id.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Names a table map's columns (and key) from the server's catalog. The catalog is today's
+    /// schema; it is used when the event's columns are a type-compatible prefix of it (columns
+    /// added since are the common change). Returns false otherwise (the table changed in a way
+    /// only a schema history could follow): the columns keep positional names.
+    pub fn apply_names(&mut self, table_id: u64, catalog: &crate::model::TableSchema) -> bool {
+        let Some((raw, Some(map))) = self.tables.get(&table_id) else { return false };
+        let fits = catalog.columns.len() >= map.schema.columns.len()
+            && map.schema.columns.iter().zip(&catalog.columns).all(|(a, b)| compatible(&a.kind, &b.kind));
+        if !fits {
+            return false;
+        }
+        let mut schema = (*map.schema).clone();
+        for (c, named) in schema.columns.iter_mut().zip(&catalog.columns) {
+            c.name = named.name.clone();
+        }
+        if schema.key.is_empty() {
+            schema.key = catalog.key.iter().copied().filter(|&k| k < schema.columns.len()).collect();
+        }
+        let named = TableMap { table_id, columns: map.columns.clone(), schema: Arc::new(schema), has_names: true };
+        let raw = raw.clone();
+        self.tables.insert(table_id, (raw, Some(Arc::new(named))));
+        true
+    }
+
     /// Starts tracking a MySQL GTID set (from a resume position or `gtid_executed`).
     pub fn set_mysql_gtids(&mut self, set: MySqlGtidSet) {
         self.gtids = Some(GtidSet::MySql(set));
@@ -546,6 +591,17 @@ fn mariadb_uncompress(data: &[u8]) -> Result<Vec<u8>, DecodeError> {
         return Err(malformed(format!("compressed event holds {} bytes, header says {len}", out.len())));
     }
     Ok(out)
+}
+
+/// Same kind of value, ignoring lengths and precisions; text and bytes are alike (without
+/// charset metadata the binlog cannot tell TEXT from BLOB).
+fn compatible(a: &crate::model::ColumnType, b: &crate::model::ColumnType) -> bool {
+    use crate::model::ColumnType::*;
+    match (a, b) {
+        (Int { bytes: x, .. }, Int { bytes: y, .. }) => x == y,
+        (Text { .. } | Bytes { .. } | Json | Other, Text { .. } | Bytes { .. } | Json | Other) => true,
+        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
+    }
 }
 
 fn is_dml(head: &str) -> bool {

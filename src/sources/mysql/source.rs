@@ -177,6 +177,10 @@ impl MySqlSource {
         ctx.status.set_phase("streaming");
         ctx.status.set_ready(true);
 
+        // Column names for servers without binlog_row_metadata=FULL, from information_schema.
+        let mut catalog: Option<mysql_async::Conn> = None;
+        let mut names: std::collections::HashMap<crate::model::TableId, crate::model::TableSchema> = Default::default();
+        let mut names_ddl = 0u64;
         let dead_after = self.heartbeat * 3;
         let mut peeked = None;
         // Events of a TRANSACTION_PAYLOAD the client library also yields one by one; the
@@ -228,6 +232,25 @@ impl MySqlSource {
                 })?;
                 if type_code == event_type::TRANSACTION_PAYLOAD {
                     skip_inner = decoder.last_payload_events;
+                }
+                let missing = decoder.take_needs_names();
+                if !missing.is_empty() {
+                    if names_ddl != decoder.ddl_seen {
+                        names.clear();
+                        names_ddl = decoder.ddl_seen;
+                    }
+                    for (table_id, id) in missing {
+                        if !names.contains_key(&id) {
+                            if catalog.is_none() {
+                                catalog = Some(connect(&self.url).await?);
+                            }
+                            let conn = catalog.as_mut().expect("connected above");
+                            names.insert(id.clone(), super::snapshot::table_schema(conn, &id).await?);
+                        }
+                        if !decoder.apply_names(table_id, &names[&id]) {
+                            tracing::warn!(table = %id, "Table changed since this binlog event: its columns keep positional names");
+                        }
+                    }
                 }
             }
             let full = decoder.pending_events() >= self.batch_events;
