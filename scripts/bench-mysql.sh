@@ -40,7 +40,7 @@ for ((s = 1; s <= ROWS; s += TX_ROWS)); do
   echo "INSERT INTO bench.t SELECT seq, seq % 100000, seq * 7, CONCAT('name-', seq, '-', REPEAT('x', 40)),
         seq / 100, seq * 1.5, NOW(6), NOW(3), CURDATE(), REPEAT('t', 60), ELT(1 + seq % 3, 'x', 'y', 'z'),
         seq % 100 FROM seq_${s}_to_${e};"
-done | mariadb --no-defaults -uroot -S "$SOCK"
+done | mariadb --no-defaults -uroot -S "$SOCK" bench
 sql "FLUSH BINARY LOGS"
 echo "bench: loaded in $(echo "$(date +%s.%N) - $start" | bc) s; binlog $(stat -c %s "$DIR/$FILE") bytes" >&2
 
