@@ -28,9 +28,10 @@ start_postgres "$PORT"
 
 psql_run "CREATE TABLE t (id bigint PRIMARY KEY, a int, b bigint, c varchar(64), d numeric(12,2), e double precision,
             f timestamp, g timestamptz(3), h date, i text, j bool, k smallint);
-          CREATE PUBLICATION bench FOR TABLE t;
-          SELECT pg_create_logical_replication_slot('recvlogical', 'pgoutput');
-          SELECT pg_create_logical_replication_slot('cdc_bench', 'pgoutput');"
+          CREATE PUBLICATION bench FOR TABLE t;"
+# Slots are created outside the transaction that wrote (one statement per psql call).
+psql_run "SELECT pg_create_logical_replication_slot('recvlogical', 'pgoutput')" >/dev/null
+psql_run "SELECT pg_create_logical_replication_slot('cdc_bench', 'pgoutput')" >/dev/null
 echo "bench: loading $ROWS rows in transactions of $TX_ROWS" >&2
 for ((s = 1; s <= ROWS; s += TX_ROWS)); do
   e=$((s + TX_ROWS - 1)); [ $e -gt "$ROWS" ] && e=$ROWS
