@@ -93,7 +93,7 @@ fn python_mysql_replication_reads_the_same_values() {
         let from = format!("mysql:file={file}:pos={pos}").parse().unwrap();
         let p = start_pipeline(&cfg, &dir.path().join("p.json"), Some(from)).await;
         let e = p.wait_for(5).await;
-        p.stop().await;
+        p.stop().await.0.unwrap();
         e
     });
     for (py, us) in python.iter().zip(&ours) {
