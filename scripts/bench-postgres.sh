@@ -65,9 +65,9 @@ path = "$DIR/positions.json"
 listen = "127.0.0.1:$HTTP_PORT"
 TOML
 start=$(date +%s.%N)
-target/release/cdc run --config "$DIR/cdc.toml" >/dev/null 2>"$DIR/cdc.log" &
+"${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/cdc.toml" >/dev/null 2>"$DIR/cdc.log" &
 CDC_PID=$!
-until curl -sf "http://127.0.0.1:$HTTP_PORT/status" 2>/dev/null | python3 -c "
+until curl -sf "http://127.0.0.1:$HTTP_PORT/status" 2>/dev/null | python3 2>/dev/null -c "
 import sys, json; s = json.load(sys.stdin); sys.exit(0 if s['events_checkpointed'] >= $ROWS else 1)"; do
   kill -0 "$CDC_PID" || { cat "$DIR/cdc.log" >&2; exit 1; }
   sleep 0.05

@@ -46,6 +46,10 @@ impl Charset {
 
     /// Converts column bytes to a UTF-8 string.
     pub fn decode(self, bytes: &[u8]) -> String {
+        if bytes.is_ascii() && !matches!(self, Charset::Ucs2 | Charset::Utf16 | Charset::Utf16Le | Charset::Utf32) {
+            // ASCII is the same in every single-byte and UTF-8 charset: one copy, no per-char work.
+            return String::from_utf8(bytes.to_vec()).unwrap_or_default();
+        }
         match self {
             Charset::Utf8 | Charset::Ascii | Charset::Binary => match std::str::from_utf8(bytes) {
                 Ok(s) => s.to_owned(),

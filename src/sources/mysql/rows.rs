@@ -339,33 +339,44 @@ pub fn read_decimal(r: &mut Reader<'_>, precision: usize, scale: usize) -> Resul
         }
     }
     let mut d = Reader::new(&buf[..size]);
-    let mut int_digits = String::with_capacity(intg + 1);
+    // Digits of the integer part, then of the fraction, zero-padded per group.
+    let mut digits = [0u8; 72];
+    let mut n = 0usize;
+    let mut push_group = |v: u64, width: usize, n: &mut usize| -> Result<(), DecodeError> {
+        if v >= 10u64.pow(width as u32) {
+            return Err(malformed("DECIMAL digit group out of range"));
+        }
+        let mut v = v;
+        for i in (0..width).rev() {
+            digits[*n + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        *n += width;
+        Ok(())
+    };
     if intg0x > 0 {
-        let v = d.uint_be(DIG2BYTES[intg0x])?;
-        int_digits.push_str(&format!("{v:0width$}", width = intg0x));
+        push_group(d.uint_be(DIG2BYTES[intg0x])?, intg0x, &mut n)?;
     }
     for _ in 0..intg0 {
-        let v = d.uint_be(4)?;
-        int_digits.push_str(&format!("{v:09}"));
+        push_group(d.uint_be(4)?, 9, &mut n)?;
     }
-    let mut frac_digits = String::with_capacity(scale);
+    let int_end = n;
     for _ in 0..frac0 {
-        let v = d.uint_be(4)?;
-        frac_digits.push_str(&format!("{v:09}"));
+        push_group(d.uint_be(4)?, 9, &mut n)?;
     }
     if frac0x > 0 {
-        let v = d.uint_be(DIG2BYTES[frac0x])?;
-        frac_digits.push_str(&format!("{v:0width$}", width = frac0x));
+        push_group(d.uint_be(DIG2BYTES[frac0x])?, frac0x, &mut n)?;
     }
-    let trimmed = int_digits.trim_start_matches('0');
-    let mut out = String::with_capacity(precision + 2);
+    let first = digits[..int_end].iter().position(|&c| c != b'0').unwrap_or(int_end);
+    let mut out = String::with_capacity(precision + 3);
     if negative {
         out.push('-');
     }
-    out.push_str(if trimmed.is_empty() { "0" } else { trimmed });
+    // All bytes pushed are ASCII digits.
+    out.push_str(if first == int_end { "0" } else { std::str::from_utf8(&digits[first..int_end]).unwrap_or("0") });
     if scale > 0 {
         out.push('.');
-        out.push_str(&frac_digits);
+        out.push_str(std::str::from_utf8(&digits[int_end..n]).unwrap_or(""));
     }
     Ok(out)
 }
