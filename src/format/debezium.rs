@@ -159,6 +159,7 @@ fn write_source(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeContext) {
             push_int(out, *lsn);
             out.extend_from_slice(b",\"xmin\":");
             write_opt_num(out, *xmin);
+            out.extend_from_slice(b",\"origin\":null,\"origin_lsn\":null");
         }
     }
     out.push(b'}');
@@ -174,7 +175,7 @@ pub fn write_value(out: &mut Vec<u8>, column: &Column, value: &Value) {
         Value::Float(f) => write_float(out, *f as f64, Some(*f)),
         Value::Double(d) => write_float(out, *d, None),
         Value::Decimal(text) => write_decimal(out, column, text),
-        Value::Text(s) | Value::Enum(s) | Value::Json(s) | Value::Special(s) => write_str(out, s),
+        Value::Text(s) | Value::Enum(s) | Value::Json(s) => write_str(out, s),
         Value::Bytes(b) => write_base64(out, b),
         Value::Date(days) => push_int(out, *days),
         Value::Time(micros) => match column.kind {
@@ -195,9 +196,28 @@ pub fn write_value(out: &mut Vec<u8>, column: &Column, value: &Value) {
             _ => push_int(out, *micros),
         },
         Value::Timestamp(micros) => {
+            // Debezium's ZonedTimestamp prints as many fraction digits as the column has.
+            let fsp = match column.kind {
+                ColumnType::Timestamp { fsp } => fsp,
+                _ => 6,
+            };
             out.push(b'"');
-            write_iso_instant(out, *micros);
+            write_iso_instant(out, *micros, fsp);
             out.push(b'"');
+        }
+        // PostgreSQL ±infinity: the numbers Debezium's PostgreSQL connector emits for them;
+        // other special values (timestamptz ±infinity, MySQL zero dates) as their text.
+        Value::Special(s) => {
+            let positive = s == "infinity";
+            match column.kind {
+                _ if s != "infinity" && s != "-infinity" => write_str(out, s),
+                ColumnType::Date => push_int(out, if positive { -2_147_472_692i64 } else { -2_147_472_691 }),
+                ColumnType::DateTime { fsp } => {
+                    let micros: i64 = if positive { 9_223_372_036_825_200_000 } else { -9_223_372_036_832_400_000 };
+                    push_int(out, if fsp <= 3 { micros / 1000 } else { micros });
+                }
+                _ => write_str(out, s),
+            }
         }
         Value::Interval { months, days, micros } => {
             // Debezium's MicroDuration: a month is 365.25 / 12 days.
@@ -274,6 +294,19 @@ fn write_decimal(out: &mut Vec<u8>, column: &Column, text: &str) {
     let declared_scale = match column.kind {
         ColumnType::Decimal { scale, .. } => scale,
         _ => None,
+    };
+    // Without a declared scale Debezium drops trailing zeros of the fraction (1.50 → 15, scale 1).
+    let (digits, scale) = match declared_scale {
+        None => {
+            let mut d = digits;
+            let mut sc = scale;
+            while sc > 0 && d.last() == Some(&0) {
+                d.pop();
+                sc -= 1;
+            }
+            (d, sc)
+        }
+        Some(_) => (digits, scale),
     };
     let (digits, scale) = match declared_scale {
         Some(s) if s as usize >= scale => {
@@ -409,8 +442,8 @@ fn write_clock(out: &mut Vec<u8>, micros_of_day: i64) {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` for microseconds since the epoch.
-fn write_iso_instant(out: &mut Vec<u8>, micros: i64) {
+/// `YYYY-MM-DDTHH:MM:SS[.f…]Z` for microseconds since the epoch, with `fsp` fraction digits.
+fn write_iso_instant(out: &mut Vec<u8>, micros: i64, fsp: u8) {
     let days = micros.div_euclid(86_400_000_000);
     let (y, m, d) = civil_from_days(days);
     if (0..=9999).contains(&y) {
@@ -430,7 +463,19 @@ fn write_iso_instant(out: &mut Vec<u8>, micros: i64) {
     out.push(b'-');
     push_2digits(out, d);
     out.push(b'T');
-    write_clock(out, micros.rem_euclid(86_400_000_000));
+    let of_day = micros.rem_euclid(86_400_000_000);
+    write_clock(out, of_day - of_day % 1_000_000);
+    if fsp > 0 {
+        let frac = (of_day % 1_000_000) as u32;
+        let mut digits = [b'0'; 6];
+        let mut v = frac;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        out.push(b'.');
+        out.extend_from_slice(&digits[..fsp.min(6) as usize]);
+    }
     out.push(b'Z');
 }
 
@@ -529,22 +574,18 @@ mod tests {
 
     #[test]
     fn instants_print_like_java_time() {
-        let mut out = Vec::new();
-        write_iso_instant(&mut out, 1_529_501_823_120_000);
-        assert_eq!(String::from_utf8(out).unwrap(), "2018-06-20T13:37:03.12Z");
-        let mut out = Vec::new();
-        write_iso_instant(&mut out, -1);
-        assert_eq!(String::from_utf8(out).unwrap(), "1969-12-31T23:59:59.999999Z");
-        for (micros, text) in [
-            (0, "1970-01-01T00:00:00Z"),
-            (1_000, "1970-01-01T00:00:00.001Z"),
-            (10, "1970-01-01T00:00:00.00001Z"),
-            (253_402_300_799_999_999, "9999-12-31T23:59:59.999999Z"),
-            (-62_167_219_200_000_000, "0000-01-01T00:00:00Z"),
-            (-62_167_219_200_000_001, "-0001-12-31T23:59:59.999999Z"),
+        for (micros, fsp, text) in [
+            (1_529_501_823_120_000, 3, "2018-06-20T13:37:03.120Z"),
+            (1_529_501_823_120_000, 0, "2018-06-20T13:37:03Z"),
+            (-1, 6, "1969-12-31T23:59:59.999999Z"),
+            (0, 6, "1970-01-01T00:00:00.000000Z"),
+            (10, 6, "1970-01-01T00:00:00.000010Z"),
+            (253_402_300_799_999_999, 6, "9999-12-31T23:59:59.999999Z"),
+            (-62_167_219_200_000_000, 0, "0000-01-01T00:00:00Z"),
+            (-62_167_219_200_000_001, 6, "-0001-12-31T23:59:59.999999Z"),
         ] {
             let mut out = Vec::new();
-            write_iso_instant(&mut out, micros);
+            write_iso_instant(&mut out, micros, fsp);
             assert_eq!(String::from_utf8(out).unwrap(), text);
         }
         let mut out = Vec::new();

@@ -483,3 +483,29 @@ pub fn debezium_decimal(v: &serde_json::Value, scale: usize) -> String {
     let sign = if negative { "-" } else { "" };
     if scale == 0 { format!("{sign}{i}") } else { format!("{sign}{i}.{f}") }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Shared workloads
+
+/// A PostgreSQL table with every type the source handles, for the type and Debezium tests.
+pub const PG_TYPES_DDL: &str =
+    "CREATE TYPE mood AS ENUM ('sad','ok','happy'); CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
+        CREATE TABLE types (id int PRIMARY KEY, i2 smallint, i4 int, i8 bigint, f4 real, f8 double precision,
+          n numeric(38,10), nv numeric, m money, b bool, t text, vc varchar(10), c char(3), nm name, by bytea,
+          d date, tm time, tm3 time(3), ttz timetz, ts timestamp, ts3 timestamp(3), tstz timestamptz, iv interval,
+          u uuid, j json, jb jsonb, ip inet, net cidr, mac macaddr, bt bit(1), bt8 bit(8), vb varbit,
+          ai int[], at text[], a2 int[][], e mood, dom posint, rng int4range, pt point)";
+
+/// Three rows into `types`: edge values, other edge values, and all NULLs.
+pub const PG_TYPES_ROWS: &str = r#"INSERT INTO types VALUES (1, -32768, -2147483648, -9223372036854775808, 'NaN', '-Infinity',
+            '-1234567890123456789012345678.0123456789', 'NaN', '-92233720368547758.08', true, 'emoji 😀', 'abc', 'ab',
+            'name', '\x00ff', '0001-01-01 BC', '24:00:00', '12:34:56.789', '12:00:00+05:30',
+            '1970-01-01 00:00:00.000001', '2000-01-01 00:00:00.123', '2024-02-29 12:34:56.789+02',
+            '1 year 2 months 3 days 04:05:06.5', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": [1, 2]}', '{"b": 1}',
+            '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', '1', '10000001', '101', '{1,NULL,3}', '{"a b",c}',
+            '{{1,2},{3,4}}', 'happy', 5, '[1,10)', '(1,2)');
+            INSERT INTO types VALUES (2, 32767, 2147483647, 9223372036854775807, 'Infinity', 1e308, 0.0000000001, 123.456,
+            '92233720368547758.07', false, '', '', '', '', '\x', 'infinity', '00:00:00', '00:00:00', '23:59:59.999999-12',
+            'infinity', '-infinity', '-infinity', '-1 days -00:00:01', '00000000-0000-0000-0000-000000000000', 'null',
+            '[]', '::1', '::/0', 'ff:ff:ff:ff:ff:ff', '0', '00000000', '', '{}', '{}', '{}', 'sad', 1, 'empty', '(0,0)');
+            INSERT INTO types (id) VALUES (3);"#;

@@ -1,0 +1,69 @@
+// Runs Debezium's embedded engine (the oracle for encodings) against PostgreSQL and prints each
+// change event's value as JSON (JsonConverter, schemas.enable=false), one per line, until
+// EXPECTED events arrived. Prints "READY" once the engine streams.
+//
+// usage: java -cp 'libs/*:.' DbzOracle PORT DATABASE TABLE EXPECTED
+import io.debezium.engine.ChangeEvent;
+import io.debezium.engine.DebeziumEngine;
+import io.debezium.engine.format.Json;
+
+import java.util.Properties;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+public class DbzOracle {
+    public static void main(String[] args) throws Exception {
+        String port = args[0], db = args[1], table = args[2];
+        int expected = Integer.parseInt(args[3]);
+        Properties p = new Properties();
+        p.setProperty("name", "oracle");
+        p.setProperty("connector.class", "io.debezium.connector.postgresql.PostgresConnector");
+        p.setProperty("offset.storage", "org.apache.kafka.connect.storage.MemoryOffsetBackingStore");
+        p.setProperty("offset.flush.interval.ms", "60000");
+        p.setProperty("database.hostname", "127.0.0.1");
+        p.setProperty("database.port", port);
+        p.setProperty("database.user", "postgres");
+        p.setProperty("database.password", "");
+        p.setProperty("database.dbname", db);
+        p.setProperty("topic.prefix", "oracle");
+        p.setProperty("plugin.name", "pgoutput");
+        p.setProperty("slot.name", "dbz_oracle");
+        p.setProperty("publication.name", "dbz_oracle");
+        p.setProperty("publication.autocreate.mode", "filtered");
+        p.setProperty("table.include.list", table);
+        p.setProperty("snapshot.mode", "no_data");
+        p.setProperty("key.converter.schemas.enable", "false");
+        p.setProperty("value.converter.schemas.enable", "false");
+        p.setProperty("converter.schemas.enable", "false");
+        AtomicInteger seen = new AtomicInteger();
+        CountDownLatch done = new CountDownLatch(1);
+        DebeziumEngine<ChangeEvent<String, String>> engine = DebeziumEngine.create(Json.class)
+                .using(p)
+                .using(new DebeziumEngine.ConnectorCallback() {
+                    @Override
+                    public void taskStarted() {
+                        System.out.println("READY");
+                        System.out.flush();
+                    }
+                })
+                .notifying(record -> {
+                    if (record.value() == null) {
+                        return;
+                    }
+                    System.out.println(record.value());
+                    System.out.flush();
+                    if (seen.incrementAndGet() >= expected) {
+                        done.countDown();
+                    }
+                })
+                .build();
+        var executor = Executors.newSingleThreadExecutor();
+        executor.execute(engine);
+        boolean ok = done.await(120, TimeUnit.SECONDS);
+        engine.close();
+        executor.shutdown();
+        System.exit(ok ? 0 : 3);
+    }
+}
