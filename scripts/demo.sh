@@ -29,6 +29,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
+# Runs cdc on $DIR/cdc.toml until Ctrl-C, or for DEMO_SECONDS.
+run_cdc() {
+  if [ -n "${DEMO_SECONDS:-}" ]; then
+    timeout --signal=INT "$DEMO_SECONDS" "$CDC_BIN" run --config "$DIR/cdc.toml" || true
+  else
+    "$CDC_BIN" run --config "$DIR/cdc.toml" &
+    pids+=($!)
+    wait "${pids[-1]}" || true
+  fi
+}
+
 SOURCE="${1:-mariadb}"
 if [ "$SOURCE" = postgres ]; then
   echo "demo: starting PostgreSQL on 127.0.0.1:$PORT (data in $DIR)" >&2
@@ -59,13 +70,7 @@ snapshot = "initial"
 path = "$DIR/positions.json"
 TOML
   echo "demo: streaming public.orders changes (Ctrl-C to stop)" >&2
-  if [ -n "${DEMO_SECONDS:-}" ]; then
-    timeout --signal=INT "$DEMO_SECONDS" "$CDC_BIN" run --config "$DIR/cdc.toml" || true
-  else
-    "$CDC_BIN" run --config "$DIR/cdc.toml" &
-    pids+=($!)
-    wait "${pids[-1]}" || true
-  fi
+  run_cdc
   exit 0
 fi
 
@@ -108,10 +113,4 @@ TOML
 
 echo "demo: streaming shop.orders changes (Ctrl-C to stop)" >&2
 export DEMO_PASSWORD=demo
-if [ -n "${DEMO_SECONDS:-}" ]; then
-  timeout --signal=INT "$DEMO_SECONDS" "$CDC_BIN" run --config "$DIR/cdc.toml" || true
-else
-  "$CDC_BIN" run --config "$DIR/cdc.toml" &
-  pids+=($!)
-  wait "${pids[-1]}" || true
-fi
+run_cdc

@@ -120,15 +120,8 @@ pub fn decode_bytes(
 fn fde_footer(event: &[u8]) -> Result<(bool, String), DecodeError> {
     let version_bytes = event.get(19 + 2..19 + 52).ok_or_else(|| malformed("truncated FORMAT_DESCRIPTION"))?;
     let version = String::from_utf8_lossy(version_bytes.split(|b| *b == 0).next().unwrap_or(&[])).into_owned();
-    let nums: Vec<u32> = version
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .take(3)
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    let v = (nums.first().copied().unwrap_or(0), nums.get(1).copied().unwrap_or(0), nums.get(2).copied().unwrap_or(0));
     let mariadb = version.contains("MariaDB");
-    let has_alg = if mariadb { v >= (5, 3, 0) } else { v >= (5, 6, 1) };
+    let has_alg = super::server::version_at_least(&version, if mariadb { (5, 3, 0) } else { (5, 6, 1) });
     Ok((has_alg, version))
 }
 
