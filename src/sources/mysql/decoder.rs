@@ -342,7 +342,16 @@ impl BinlogDecoder {
         let mut r = Reader::new(body);
         let mut row_index = 0u32;
         while !r.is_empty() {
+            let left = r.remaining();
             let first = read_row(&mut r, &table, header.present, header.column_count, None)?;
+            if r.remaining() == left {
+                // Only a corrupt event has a row image of no bytes; it would never end.
+                return Err(malformed(format!(
+                    "rows event at {}:{} has an empty row image",
+                    self.file,
+                    ev.start_pos()
+                )));
+            }
             let (op, before, after) = match kind {
                 RowsKind::Write => (Op::Create, None, Some(first)),
                 RowsKind::Delete => (Op::Delete, Some(first), None),

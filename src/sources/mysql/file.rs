@@ -90,6 +90,9 @@ pub fn decode_bytes(
             verify_crc(event, name, pos)?;
             body_end -= 4;
         }
+        if body_end < 19 {
+            return Err(malformed(format!("{name}: event at offset {pos} is shorter than its header and footer")));
+        }
         // Pre-4.x style positions are absolute offsets in the file; use the real one.
         let log_pos = if log_pos == 0 { 0 } else { (pos + size_us) as u64 };
         let raw = RawEvent { type_code, timestamp, server_id, size, log_pos, flags, data: &event[19..body_end] };

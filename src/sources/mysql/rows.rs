@@ -173,7 +173,11 @@ pub fn read_value(r: &mut Reader<'_>, def: &ColumnDef, nullable: bool) -> Result
         DATE | NEWDATE => {
             let v = r.uint_le(3)?;
             let (d, m, y) = ((v & 31) as u32, ((v >> 5) & 15) as u32, (v >> 9) as i64);
-            if m == 0 || d == 0 { zero_date() } else { Value::Date(days_from_civil(y, m, d) as i32) }
+            if m == 0 || d == 0 {
+                zero_date()
+            } else {
+                Value::Date((civil_micros(y, m, d, 0, 0)? / 86_400_000_000) as i32)
+            }
         }
         TIME => {
             let v = r.uint_le(3)?;
@@ -213,7 +217,7 @@ pub fn read_value(r: &mut Reader<'_>, def: &ColumnDef, nullable: bool) -> Result
                 zero_date()
             } else {
                 let secs = (time / 10000) * 3600 + (time / 100 % 100) * 60 + time % 100;
-                Value::DateTime(days_from_civil(y, m, d) * 86_400_000_000 + secs as i64 * 1_000_000)
+                Value::DateTime(civil_micros(y, m, d, secs as i64, 0)?)
             }
         }
         DATETIME2 => {
@@ -222,12 +226,15 @@ pub fn read_value(r: &mut Reader<'_>, def: &ColumnDef, nullable: bool) -> Result
             let ymd = intpart >> 17;
             let ym = ymd >> 5;
             let hms = intpart % (1 << 17);
+            if intpart < 0 {
+                return Err(malformed("negative DATETIME2 value"));
+            }
             let (y, m, d) = (ym / 13, (ym % 13) as u32, (ymd % (1 << 5)) as u32);
             if m == 0 || d == 0 {
                 zero_date()
             } else {
                 let secs = (hms >> 12) * 3600 + ((hms >> 6) % 64) * 60 + hms % 64;
-                Value::DateTime(days_from_civil(y, m, d) * 86_400_000_000 + secs * 1_000_000 + frac)
+                Value::DateTime(civil_micros(y, m, d, secs, frac)?)
             }
         }
         TIMESTAMP => {
@@ -297,6 +304,19 @@ pub fn read_value(r: &mut Reader<'_>, def: &ColumnDef, nullable: bool) -> Result
             return Err(malformed(format!("unsupported column type {other} in a row image")));
         }
     })
+}
+
+/// Microseconds since the epoch of a calendar date and time of day, checking the ranges MySQL
+/// allows so a corrupt value is an error rather than an overflow.
+fn civil_micros(y: i64, m: u32, d: u32, secs_of_day: i64, frac: i64) -> Result<i64, DecodeError> {
+    if !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+        || !(0..86_400).contains(&secs_of_day)
+    {
+        return Err(malformed(format!("invalid date/time {y:04}-{m:02}-{d:02} +{secs_of_day}s")));
+    }
+    Ok(days_from_civil(y, m, d) * 86_400_000_000 + secs_of_day * 1_000_000 + frac)
 }
 
 fn blob_prefix(def: &ColumnDef) -> Result<usize, DecodeError> {

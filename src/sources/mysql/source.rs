@@ -241,13 +241,13 @@ impl MySqlSource {
                     }
                     for (table_id, id) in missing {
                         if !names.contains_key(&id) {
-                            if catalog.is_none() {
-                                catalog = Some(connect(&self.url).await?);
-                            }
-                            let conn = catalog.as_mut().expect("connected above");
+                            let conn = match catalog.as_mut() {
+                                Some(c) => c,
+                                None => catalog.insert(connect(&self.url).await?),
+                            };
                             names.insert(id.clone(), super::snapshot::table_schema(conn, &id).await?);
                         }
-                        if !decoder.apply_names(table_id, &names[&id]) {
+                        if !names.get(&id).is_some_and(|schema| decoder.apply_names(table_id, schema)) {
                             tracing::warn!(table = %id, "Table changed since this binlog event: its columns keep positional names");
                         }
                     }

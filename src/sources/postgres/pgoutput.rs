@@ -234,3 +234,29 @@ pub fn decode(data: &[u8], in_stream: bool) -> Result<PgMessage<'_>, DecodeError
         other => return Err(malformed(format!("unknown pgoutput message {:?}", other as char))),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Arbitrary bytes are an error or a message, never a panic.
+    #[test]
+    fn garbage_never_panics() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let tags = b"BCORYIUDTMSEcA";
+        for _ in 0..20_000 {
+            let len = (next() % 64) as usize;
+            let mut msg: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Some(first) = msg.first_mut() {
+                *first = tags[(next() % tags.len() as u64) as usize];
+            }
+            let _ = decode(&msg, next() % 2 == 0);
+        }
+    }
+}

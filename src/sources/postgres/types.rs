@@ -457,6 +457,59 @@ mod tests {
         assert_eq!(parse_offset("-05:30"), Some(-19_800));
     }
 
+    /// Malformed text never panics, for any column type.
+    #[test]
+    fn malformed_text_never_panics() {
+        let kinds = [
+            ColumnType::Bool,
+            ColumnType::Int { bytes: 4, unsigned: false },
+            ColumnType::Double,
+            ColumnType::Decimal { precision: None, scale: Some(2) },
+            ColumnType::Bytes { max_len: None },
+            ColumnType::Date,
+            ColumnType::Time { fsp: 6 },
+            ColumnType::TimeTz { fsp: 6 },
+            ColumnType::DateTime { fsp: 6 },
+            ColumnType::Timestamp { fsp: 6 },
+            ColumnType::Interval,
+            ColumnType::Uuid,
+            ColumnType::Bit { len: 8 },
+            ColumnType::Geometry,
+            ColumnType::Array { element: Box::new(ColumnType::Int { bytes: 4, unsigned: false }) },
+        ];
+        let inputs = [
+            "",
+            "-",
+            "+",
+            ":",
+            "{",
+            "}",
+            "{{",
+            "{\"",
+            "(",
+            "(1",
+            "\\x",
+            "\\x0",
+            "99999-99-99",
+            "1-1-1 BC",
+            "25:61:61",
+            "1 year",
+            "year 1",
+            "x",
+            "1e400",
+            "--1",
+            "12:00+",
+            "2024-01-01 00:00",
+            "[1:2]={1}",
+            "{1,2}}",
+        ];
+        for k in &kinds {
+            for i in inputs {
+                let _ = parse_text(k, i);
+            }
+        }
+    }
+
     #[test]
     fn arrays_bits_bytea() {
         let int = ColumnType::Int { bytes: 4, unsigned: false };
