@@ -401,6 +401,80 @@ pub fn read_decimal(r: &mut Reader<'_>, precision: usize, scale: usize) -> Resul
     Ok(out)
 }
 
+/// Checks a MySQL binary JSON value (`t`: its type, `data`: from the value on) without
+/// allocating: every count, offset and length must lie inside the bytes.
+fn check_jsonb(t: u8, data: &[u8], depth: u32) -> Result<(), DecodeError> {
+    let bad = || malformed("corrupt binary JSON");
+    let le = |at: usize, w: usize| -> Result<usize, DecodeError> {
+        let b = data.get(at..at + w).ok_or_else(bad)?;
+        Ok(b.iter().rev().fold(0usize, |v, x| (v << 8) | *x as usize))
+    };
+    if depth > 100 {
+        return Err(malformed("binary JSON nested more than 100 levels"));
+    }
+    match t {
+        0..=3 => {
+            let (large, object) = (t & 1 == 1, t < 2);
+            let w = if large { 4 } else { 2 };
+            let (count, size) = (le(0, w)?, le(w, w)?);
+            if size > data.len() || size < 2 * w {
+                return Err(bad());
+            }
+            let (key_entry, value_entry) = (if object { w + 2 } else { 0 }, 1 + w);
+            let header =
+                count.checked_mul(key_entry + value_entry).and_then(|n| n.checked_add(2 * w)).ok_or_else(bad)?;
+            if header > size {
+                return Err(bad());
+            }
+            for i in 0..count {
+                if object {
+                    let (off, len) = (le(2 * w + i * key_entry, w)?, le(2 * w + i * key_entry + w, 2)?);
+                    if off.checked_add(len).is_none_or(|end| end > size) {
+                        return Err(bad());
+                    }
+                }
+                let entry = 2 * w + count * key_entry + i * value_entry;
+                let vt = *data.get(entry).ok_or_else(bad)?;
+                let inline = matches!(vt, 4..=6) || (large && matches!(vt, 7 | 8));
+                if !inline {
+                    let off = le(entry + 1, w)?;
+                    if off >= size {
+                        return Err(bad());
+                    }
+                    check_jsonb(vt, &data[off..size], depth + 1)?;
+                }
+            }
+            Ok(())
+        }
+        4 => data.first().map(|_| ()).ok_or_else(bad),
+        5 | 6 => data.get(..2).map(|_| ()).ok_or_else(bad),
+        7 | 8 => data.get(..4).map(|_| ()).ok_or_else(bad),
+        9..=11 => data.get(..8).map(|_| ()).ok_or_else(bad),
+        12 | 15 => {
+            let start = if t == 15 { 1 } else { 0 };
+            // Variable-length size: 7 bits a byte, high bit set on all but the last (≤ 5 bytes).
+            let mut len = 0usize;
+            let mut i = start;
+            loop {
+                let b = *data.get(i).ok_or_else(bad)?;
+                len |= ((b & 0x7f) as usize) << (7 * (i - start));
+                i += 1;
+                if b & 0x80 == 0 {
+                    break;
+                }
+                if i - start >= 5 {
+                    return Err(bad());
+                }
+            }
+            if i.checked_add(len).is_none_or(|end| end > data.len()) {
+                return Err(bad());
+            }
+            Ok(())
+        }
+        _ => Err(bad()),
+    }
+}
+
 /// A JSON column of a partial after image: diffs applied to the before image's document.
 fn read_partial_json(r: &mut Reader<'_>, def: &ColumnDef, before: Option<&Value>) -> Result<Value, DecodeError> {
     let bytes = length_prefixed(r, blob_prefix(def)?)?;
@@ -427,6 +501,11 @@ fn read_partial_json(r: &mut Reader<'_>, def: &ColumnDef, before: Option<&Value>
 fn json_text(bytes: &[u8]) -> Result<String, DecodeError> {
     use mysql_common::binlog::jsonb;
     use mysql_common::io::ParseBuf;
+    // Walk the structure first: counts and offsets must fit the bytes, so the parser never
+    // allocates for a corrupt element count.
+    if let Some((&t, value)) = bytes.split_first() {
+        check_jsonb(t, value, 0)?;
+    }
     let owned = bytes.to_vec();
     let parsed = std::panic::catch_unwind(move || -> std::io::Result<serde_json::Value> {
         let value: jsonb::Value<'_> = ParseBuf(&owned).parse(())?;
@@ -454,6 +533,19 @@ mod tests {
         // Its negative: every byte complemented.
         assert_eq!(dec(&[0x7E, 0xF2, 0x04, 0xC7, 0x2D, 0xFB, 0x2D], 14, 4), "-1234567890.1234");
         assert_eq!(dec(&[0x80, 0x00, 0x00], 3, 1), "0.0");
+    }
+
+    #[test]
+    fn corrupt_binary_json_is_an_error() {
+        // A large array claiming 4 billion elements in 8 bytes.
+        let huge = [0x03, 0xff, 0xff, 0xff, 0xff, 0x08, 0, 0, 0];
+        assert!(json_text(&huge).is_err());
+        // An object whose value offset points past its end.
+        let past = [0x00, 1, 0, 12, 0, 11, 0, 1, 0, 0x0c, 0x20, 0, b'k'];
+        assert!(json_text(&past).is_err());
+        // Valid: small array [1] (int16 inline) and the string "ab".
+        assert_eq!(json_text(&[0x02, 1, 0, 7, 0, 0x05, 1, 0]).unwrap(), "[1]");
+        assert_eq!(json_text(&[0x0c, 2, b'a', b'b']).unwrap(), "\"ab\"");
     }
 
     #[test]
