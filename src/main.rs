@@ -292,7 +292,7 @@ async fn show_position(config: &Config) -> anyhow::Result<()> {
 
 fn inspect_binlog(files: &[PathBuf], from_pos: Option<u64>, stop_pos: Option<u64>, name: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    let ctx = cdc::format::debezium::EnvelopeContext { name: name.to_string(), now_us: now_us() };
+    let ctx = cdc::format::debezium::EnvelopeContext { name: name.to_string(), now_us: cdc::model::now_us() };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut buf = Vec::with_capacity(1 << 16);
@@ -321,8 +321,4 @@ fn inspect_binlog(files: &[PathBuf], from_pos: Option<u64>, stop_pos: Option<u64
     }
     out.flush()?;
     Ok(())
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }

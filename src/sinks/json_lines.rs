@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::error::CdcError;
 use crate::format::debezium::{EnvelopeContext, write_envelope};
-use crate::model::Batch;
+use crate::model::{Batch, now_us};
 use crate::pipeline::{Ack, Sink};
 
 enum Target {
@@ -52,10 +52,6 @@ impl JsonLinesSink {
             buf: Vec::with_capacity(1 << 16),
         }
     }
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 #[async_trait]

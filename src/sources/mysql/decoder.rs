@@ -69,6 +69,18 @@ pub struct RawEvent<'a> {
 }
 
 impl RawEvent<'_> {
+    /// The 19-byte common header as the server wrote it (for checksums).
+    pub fn header_bytes(&self) -> [u8; 19] {
+        let mut head = [0u8; 19];
+        head[0..4].copy_from_slice(&self.timestamp.to_le_bytes());
+        head[4] = self.type_code;
+        head[5..9].copy_from_slice(&self.server_id.to_le_bytes());
+        head[9..13].copy_from_slice(&self.size.to_le_bytes());
+        head[13..17].copy_from_slice(&(self.log_pos as u32).to_le_bytes());
+        head[17..19].copy_from_slice(&self.flags.to_le_bytes());
+        head
+    }
+
     /// Offset where this event starts.
     pub fn start_pos(&self) -> u64 {
         self.log_pos.saturating_sub(self.size as u64)
@@ -264,21 +276,13 @@ impl BinlogDecoder {
         } else if head.starts_with("ROLLBACK") && !head.starts_with("ROLLBACK TO") {
             // A rolled-back transaction that reached the binlog (non-transactional tables) ends here.
             self.commit(ev);
-        } else if self.tx.open && !self.tx.standalone {
-            if self.refuse_statements && is_dml(&head) {
-                return Err(malformed(format!(
-                    "a row change was logged as a statement (binlog_format is not ROW): `{}`",
-                    sql.chars().take(120).collect::<String>()
-                )));
-            }
-        } else {
+        } else if self.refuse_statements && is_dml(&head) {
+            return Err(malformed(format!(
+                "a row change was logged as a statement (binlog_format is not ROW): `{}`",
+                sql.chars().take(120).collect::<String>()
+            )));
+        } else if !self.tx.open || self.tx.standalone {
             // DDL or another standalone statement: its own transaction.
-            if self.refuse_statements && is_dml(&head) {
-                return Err(malformed(format!(
-                    "a row change was logged as a statement (binlog_format is not ROW): `{}`",
-                    sql.chars().take(120).collect::<String>()
-                )));
-            }
             // Schema may have changed: forget cached table maps so the next ones are re-read.
             self.tables.clear();
             self.ddl_seen += 1;

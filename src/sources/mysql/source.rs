@@ -211,7 +211,6 @@ impl MySqlSource {
             } else {
                 let header = event.header();
                 let type_code = header.event_type_raw();
-                verify_checksum(&event, decoder.file())?;
                 let mut raw = RawEvent {
                     type_code,
                     timestamp: header.timestamp(),
@@ -221,6 +220,7 @@ impl MySqlSource {
                     flags: header.flags_raw(),
                     data: event.data(),
                 };
+                verify_checksum(&event, &raw, decoder.file())?;
                 if type_code == event_type::ROTATE && event.checksum().is_none() {
                     raw.data = strip_unannounced_checksum(&raw);
                 }
@@ -278,7 +278,11 @@ impl MySqlSource {
 }
 
 /// A corrupt event is never decoded: CRC32 mismatch is a definite error.
-fn verify_checksum(event: &mysql_common::binlog::events::Event, file: &str) -> Result<(), CdcError> {
+fn verify_checksum(
+    event: &mysql_common::binlog::events::Event,
+    raw: &RawEvent<'_>,
+    file: &str,
+) -> Result<(), CdcError> {
     use mysql_common::binlog::consts::BinlogChecksumAlg;
     let Some(stored) = event.checksum() else {
         return Ok(());
@@ -286,29 +290,21 @@ fn verify_checksum(event: &mysql_common::binlog::events::Event, file: &str) -> R
     let Ok(Some(alg @ BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32)) = event.footer().get_checksum_alg() else {
         return Ok(());
     };
-    let header = event.header();
+    let fde = raw.type_code == event_type::FORMAT_DESCRIPTION;
+    let mut head = raw.header_bytes();
+    if fde {
+        // Computed with LOG_EVENT_BINLOG_IN_USE_F cleared, which the server clears on close.
+        head[17] &= !1;
+    }
     let mut h = crc32fast::Hasher::new();
-    let mut head = [0u8; 19];
-    head[0..4].copy_from_slice(&header.timestamp().to_le_bytes());
-    head[4] = header.event_type_raw();
-    head[5..9].copy_from_slice(&header.server_id().to_le_bytes());
-    head[9..13].copy_from_slice(&header.event_size().to_le_bytes());
-    head[13..17].copy_from_slice(&header.log_pos().to_le_bytes());
-    let flags = if head[4] == event_type::FORMAT_DESCRIPTION { header.flags_raw() & !1 } else { header.flags_raw() };
-    head[17..19].copy_from_slice(&flags.to_le_bytes());
     h.update(&head);
-    h.update(event.data());
-    if head[4] == event_type::FORMAT_DESCRIPTION {
+    h.update(raw.data);
+    if fde {
         h.update(&[alg as u8]);
     }
-    let computed = h.finalize();
-    if computed != u32::from_le_bytes(stored) {
+    if h.finalize() != u32::from_le_bytes(stored) {
         return Err(CdcError::definite(
-            format!(
-                "CRC32 mismatch in the binlog event at {file}:{} (type {})",
-                header.log_pos().saturating_sub(header.event_size()),
-                head[4]
-            ),
+            format!("CRC32 mismatch in the binlog event at {file}:{} (type {})", raw.start_pos(), raw.type_code),
             "the binlog or the network path is corrupting data; check the server's binlog with mysqlbinlog --verify-binlog-checksum",
         ));
     }
@@ -324,15 +320,8 @@ fn strip_unannounced_checksum<'a>(raw: &RawEvent<'a>) -> &'a [u8] {
         return data;
     }
     let (body, crc) = data.split_at(data.len() - 4);
-    let mut head = [0u8; 19];
-    head[0..4].copy_from_slice(&raw.timestamp.to_le_bytes());
-    head[4] = raw.type_code;
-    head[5..9].copy_from_slice(&raw.server_id.to_le_bytes());
-    head[9..13].copy_from_slice(&raw.size.to_le_bytes());
-    head[13..17].copy_from_slice(&(raw.log_pos as u32).to_le_bytes());
-    head[17..19].copy_from_slice(&raw.flags.to_le_bytes());
     let mut h = crc32fast::Hasher::new();
-    h.update(&head);
+    h.update(&raw.header_bytes());
     h.update(body);
     if h.finalize() == u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) { body } else { data }
 }

@@ -335,7 +335,7 @@ impl PgSource {
             let msg = tokio::select! {
                 biased;
                 _ = ctx.shutdown.cancelled() => {
-                    if state.events.is_empty() && state.checkpoint.is_some() || !state.events.is_empty() {
+                    if !state.events.is_empty() || state.checkpoint.is_some() {
                         let _ = out.send(state.take_batch()).await;
                     }
                     return Ok(());
@@ -450,9 +450,7 @@ fn pg_lsn(p: &Position) -> Option<u64> {
 
 /// Standby status update: received (write), durable (flush and apply).
 async fn send_status(repl: &mut PgConnection, received: u64, durable: u64, reply: bool) -> Result<(), CdcError> {
-    let now_us =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
-            - PG_EPOCH_OFFSET_US;
+    let now_us = crate::model::now_us() - PG_EPOCH_OFFSET_US;
     let mut msg = Vec::with_capacity(34);
     msg.push(b'r');
     msg.extend_from_slice(&received.to_be_bytes());
