@@ -115,6 +115,15 @@ impl RunningPipeline {
         }
     }
 
+    /// Waits for the pipeline to fail (60 s at most) and returns its error, which must be definite.
+    pub async fn definite_error(self) -> String {
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(60), self.task).await.expect("fails within 60 s").unwrap();
+        let err = outcome.expect_err("the pipeline should fail");
+        assert!(!err.is_transient(), "{err}");
+        err.to_string()
+    }
+
     /// Graceful stop: returns the outcome and the stored position.
     pub async fn stop(self) -> (Result<PipelineOutcome, CdcError>, Option<Position>, Vec<Json>) {
         self.shutdown.cancel();
