@@ -21,6 +21,12 @@ command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server)
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v bc >/dev/null 2>&1 || need_apt+=(bc)
+# Building the bundled librdkafka (rdkafka's cmake-build): cmake, a C compiler, ssl/zlib/curl headers.
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+for pkg in libssl-dev zlib1g-dev libcurl4-openssl-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   $SUDO apt-get update -qq

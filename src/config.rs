@@ -130,12 +130,34 @@ pub struct FileSinkConfig {
     pub fsync: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
+    /// Bootstrap servers, `host:port[,host:port…]`.
     pub brokers: String,
-    /// Topic prefix (default: `name`).
+    /// Topic prefix (default: `name`): topics are `<prefix>.<db or schema>.<table>`.
     pub topic_prefix: Option<String>,
+    /// One topic for every table (overrides the prefix scheme).
+    pub topic: Option<String>,
+    /// Per-table topic, keyed by `db.table` / `schema.table`.
+    #[serde(default)]
+    pub topics: BTreeMap<String, String>,
+    /// A tombstone (key, null value) after each delete, for log compaction.
+    #[serde(default = "yes")]
+    pub tombstones_on_delete: bool,
+    /// Create missing topics through the admin API; `false` requires them to exist.
+    #[serde(default = "yes")]
+    pub create_topics: bool,
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i32,
+    /// Transactional producer: each checkpoint's messages and its position record are
+    /// committed in one Kafka transaction (requires `positions.store = "kafka"`).
+    #[serde(default)]
+    pub exactly_once: bool,
+    /// Transactional id for `exactly_once` (default `cdc-<name>`): instances sharing it fence each other.
+    pub transactional_id: Option<String>,
     /// Passed through to librdkafka as is; values of keys containing `password` are secret.
     #[serde(default)]
     pub properties: BTreeMap<String, Secretish>,
@@ -163,11 +185,14 @@ pub struct PositionsConfig {
     pub store: StoreKind,
     #[serde(default = "default_positions_path")]
     pub path: PathBuf,
+    /// Compacted topic for `store = "kafka"` (default `<name>.positions`); uses the Kafka
+    /// sink's brokers and properties.
+    pub topic: Option<String>,
 }
 
 impl Default for PositionsConfig {
     fn default() -> Self {
-        PositionsConfig { store: StoreKind::File, path: default_positions_path() }
+        PositionsConfig { store: StoreKind::File, path: default_positions_path(), topic: None }
     }
 }
 
@@ -207,6 +232,12 @@ impl Default for PipelineConfig {
 
 fn all_tables() -> Vec<String> {
     vec!["*.*".to_string()]
+}
+fn default_partitions() -> i32 {
+    1
+}
+fn default_replication_factor() -> i32 {
+    1
 }
 fn default_heartbeat_secs() -> u32 {
     10
@@ -357,8 +388,34 @@ impl Config {
         match &self.sink {
             SinkConfig::Postgres(d) => check_scheme(&d.url, &["postgres", "postgresql"], "sink.url")?,
             SinkConfig::Mysql(d) => check_scheme(&d.url, &["mysql", "mariadb"], "sink.url")?,
-            SinkConfig::Kafka(k) if k.brokers.trim().is_empty() => {
-                return Err(("sink.brokers", "must list at least one host:port".into()));
+            SinkConfig::Kafka(k) => {
+                if k.brokers.trim().is_empty() {
+                    return Err(("sink.brokers", "must list at least one host:port".into()));
+                }
+                if k.partitions < 1 {
+                    return Err(("sink.partitions", "must be at least 1".into()));
+                }
+                if k.replication_factor < 1 && k.replication_factor != -1 {
+                    return Err(("sink.replication_factor", "must be at least 1 (or -1: the broker's default)".into()));
+                }
+                if k.exactly_once && self.positions.store != StoreKind::Kafka {
+                    return Err((
+                        "sink.exactly_once",
+                        "needs positions.store = \"kafka\": the position is committed in the same Kafka transaction"
+                            .into(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        match (self.positions.store, &self.sink) {
+            (StoreKind::Kafka, SinkConfig::Kafka(_)) => {}
+            (StoreKind::Kafka, _) => {
+                return Err(("positions.store", "\"kafka\" needs sink.kind = \"kafka\" (it uses its brokers)".into()));
+            }
+            (StoreKind::Sink, SinkConfig::Postgres(_) | SinkConfig::Mysql(_)) => {}
+            (StoreKind::Sink, _) => {
+                return Err(("positions.store", "\"sink\" needs a database sink (kind postgres or mysql)".into()));
             }
             _ => {}
         }
@@ -372,6 +429,11 @@ impl Config {
             return Err(("pipeline.batch_events", "must be at least 1".into()));
         }
         Ok(())
+    }
+
+    /// Kafka topic of `positions.store = "kafka"`: configured, or `<name>.positions`.
+    pub fn positions_topic(&self) -> String {
+        self.positions.topic.clone().unwrap_or_else(|| format!("{}.positions", self.name))
     }
 
     /// Slot name: configured, or `cdc_<name>` made into a valid identifier.

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
@@ -12,7 +13,7 @@ use cdc::config::Config;
 use cdc::error::CdcError;
 use cdc::model::Position;
 use cdc::pipeline::{Pipeline, PipelineOutcome};
-use cdc::positions::{FilePositionStore, PositionStore};
+use cdc::positions::{FilePositionStore, KafkaPositionStore, PositionStore};
 use cdc::{sinks, sources};
 
 #[derive(Parser)]
@@ -171,6 +172,12 @@ fn parse_position(text: &str) -> Result<Position, CdcError> {
 fn position_store(config: &Config) -> Result<Arc<dyn PositionStore>, CdcError> {
     match config.positions.store {
         cdc::config::StoreKind::File => Ok(Arc::new(FilePositionStore::new(&config.positions.path, &config.name))),
+        cdc::config::StoreKind::Kafka => match &config.sink {
+            cdc::config::SinkConfig::Kafka(k) => {
+                Ok(Arc::new(KafkaPositionStore::new(k, &config.positions_topic(), &config.name)?))
+            }
+            _ => Err(CdcError::definite("positions.store = \"kafka\" needs a Kafka sink", "set sink.kind = \"kafka\"")),
+        },
         other => Err(CdcError::definite(
             format!("positions.store = {other:?} is not available in this build yet"),
             "use positions.store = \"file\"",
@@ -183,6 +190,10 @@ async fn run(config: &Config, from: Option<&str>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
 
+    // The sink opens first: one that keeps positions itself fences older instances before
+    // the position is read.
+    let mut sink = sinks::build(config)?;
+    open_sink(sink.as_mut(), &shutdown, config.pipeline.retry_initial_ms).await?;
     let store = position_store(config)?;
     let start = match from {
         Some(text) => {
@@ -207,7 +218,6 @@ async fn run(config: &Config, from: Option<&str>) -> anyhow::Result<()> {
         None => None,
     };
     let source = sources::build(config)?;
-    let sink = sinks::build(config)?;
     tracing::info!(sink = config.sink.kind(), "Pipeline starting");
     let pipeline = Pipeline {
         source,
@@ -228,6 +238,25 @@ async fn run(config: &Config, from: Option<&str>) -> anyhow::Result<()> {
         PipelineOutcome::SourceEnded => tracing::info!("Source has no more changes; stopped"),
     }
     Ok(())
+}
+
+/// Opens the sink, waiting with backoff while it is unreachable.
+async fn open_sink(sink: &mut dyn cdc::pipeline::Sink, shutdown: &CancellationToken, retry_ms: u64) -> Result<(), CdcError> {
+    let mut wait = Duration::from_millis(retry_ms.max(1));
+    loop {
+        match sink.open().await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Cannot open the sink; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => return Err(e),
+                }
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) {

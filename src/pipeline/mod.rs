@@ -93,6 +93,12 @@ impl Ack {
 /// * `flush` returns only when everything accepted so far is durable and acknowledged.
 #[async_trait]
 pub trait Sink: Send {
+    /// Called once before the stored position is read: a sink that keeps the position
+    /// itself (Kafka transactions, database sink) fences older instances here.
+    async fn open(&mut self) -> Result<(), CdcError> {
+        Ok(())
+    }
+
     /// Returns the number of bytes written (for metrics).
     async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError>;
     async fn flush(&mut self) -> Result<(), CdcError>;

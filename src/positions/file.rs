@@ -3,29 +3,14 @@
 //! Each save writes `<path>.tmp`, fsyncs it, renames it over `<path>` and fsyncs the
 //! directory, so a kill -9 at any instant leaves either the old or the new file, whole.
 
-use std::cmp::Ordering;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
-use super::PositionStore;
+use super::{PositionRecord, PositionStore, needs_write};
 use crate::error::CdcError;
-use crate::model::{Position, now_ms};
-
-/// On-disk format, version 1. Golden-tested: do not change field meanings.
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredPosition {
-    format: u32,
-    /// Logical server name of the pipeline that wrote the file.
-    name: String,
-    /// Everything before this point is durable in the sink.
-    position: Position,
-    /// Wall-clock time of the write, ms since the Unix epoch.
-    saved_at_ms: i64,
-}
+use crate::model::Position;
 
 pub struct FilePositionStore {
     path: PathBuf,
@@ -51,18 +36,7 @@ impl FilePositionStore {
                 ));
             }
         };
-        let stored: StoredPosition = serde_json::from_str(&text).map_err(|e| {
-            CdcError::definite(
-                format!("position file {} is not valid: {e}", path.display()),
-                "restore it from a backup, or remove it and start from a snapshot or --from POSITION",
-            )
-        })?;
-        if stored.format != 1 {
-            return Err(CdcError::definite(
-                format!("position file {} has format {}, this cdc reads format 1", path.display(), stored.format),
-                "run the cdc version that wrote it",
-            ));
-        }
+        let stored = PositionRecord::decode(text.as_bytes(), &format!("position file {}", path.display()))?;
         Ok(Some((stored.position, stored.saved_at_ms, stored.name)))
     }
 
@@ -70,10 +44,7 @@ impl FilePositionStore {
         let io_err = |what: &str, e: std::io::Error| {
             CdcError::transient(format!("cannot {what} position file {}: {e}", self.path.display()))
         };
-        let stored =
-            StoredPosition { format: 1, name: self.name.clone(), position: position.clone(), saved_at_ms: now_ms() };
-        let mut bytes = serde_json::to_vec_pretty(&stored).map_err(|e| CdcError::transient(e.to_string()))?;
-        bytes.push(b'\n');
+        let bytes = PositionRecord::encode(&self.name, position);
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -115,21 +86,15 @@ impl PositionStore for FilePositionStore {
     }
 
     async fn save(&self, position: &Position) -> Result<bool, CdcError> {
-        if let Some(stored) = self.current()? {
-            match position.compare(&stored) {
-                Ok(Ordering::Less) => return Ok(false),
-                Ok(Ordering::Equal) if *position == stored => return Ok(true),
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(CdcError::definite(
-                        format!("cannot save {position} over stored {stored}: {e}"),
-                        format!(
-                            "the position file {} belongs to another source; point positions.path elsewhere or reset it with --from",
-                            self.path.display()
-                        ),
-                    ));
-                }
-            }
+        let stored = self.current()?;
+        let remedy = || {
+            format!(
+                "the position file {} belongs to another source; point positions.path elsewhere or reset it with --from",
+                self.path.display()
+            )
+        };
+        if let Some(written) = needs_write(stored.as_ref(), position, remedy)? {
+            return Ok(written);
         }
         // A small write and two fsyncs, once per checkpoint interval: cheap enough inline.
         self.write(position)?;

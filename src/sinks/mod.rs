@@ -1,8 +1,10 @@
 //! Sinks: where change events go.
 
 mod json_lines;
+pub mod kafka;
 
 pub use json_lines::JsonLinesSink;
+pub use kafka::KafkaSink;
 
 use crate::config::{Config, SinkConfig};
 use crate::error::CdcError;
@@ -13,6 +15,7 @@ pub fn build(config: &Config) -> Result<Box<dyn Sink>, CdcError> {
     match &config.sink {
         SinkConfig::Stdout(_) => Ok(Box::new(JsonLinesSink::stdout(&config.name))),
         SinkConfig::File(f) => Ok(Box::new(JsonLinesSink::file(&config.name, &f.path, f.fsync)?)),
+        SinkConfig::Kafka(k) => Ok(Box::new(KafkaSink::new(&config.name, k, &config.positions_topic())?)),
         other => Err(CdcError::definite(
             format!("the `{}` sink is not available in this build yet", other.kind()),
             "use sink kind `stdout` or `file` for now",

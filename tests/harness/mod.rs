@@ -12,6 +12,7 @@
 //! hence short dirs under /tmp. Install locations come from `scripts/setup.sh`.
 #![allow(dead_code)]
 
+pub mod kafka;
 pub mod pipeline;
 
 use std::net::{TcpListener, TcpStream};

@@ -1,0 +1,247 @@
+//! librdkafka set-up shared by the Kafka sink and the Kafka position store: client
+//! properties, logging into `tracing`, and the classification of Kafka errors.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
+
+use crate::config::KafkaSinkConfig;
+use crate::error::CdcError;
+use crate::pipeline::Ack;
+
+/// Properties for every client: the brokers, then the user's pass-through properties.
+pub fn base_config(kafka: &KafkaSinkConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.brokers);
+    c.set("client.id", "cdc");
+    for (key, value) in &kafka.properties {
+        c.set(key, &value.0);
+    }
+    c
+}
+
+/// Producer defaults chosen for lossless, ordered delivery; the user's properties win.
+pub fn producer_config(kafka: &KafkaSinkConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.brokers);
+    c.set("client.id", "cdc");
+    c.set("enable.idempotence", "true");
+    c.set("acks", "all");
+    // 0 = wait for the broker forever: an outage pauses the pipeline instead of failing messages.
+    c.set("message.timeout.ms", "0");
+    c.set("linger.ms", "5");
+    c.set("compression.type", "lz4");
+    // The Java client's partitioner, so keys land where Kafka Streams/Connect expect them.
+    c.set("partitioner", "murmur2_random");
+    // Bounded local queue: when full, writes wait (backpressure) instead of growing memory.
+    c.set("queue.buffering.max.messages", "100000");
+    c.set("queue.buffering.max.kbytes", "32768");
+    for (key, value) in &kafka.properties {
+        c.set(key, &value.0);
+    }
+    c
+}
+
+/// Client context: logs through `tracing` and keeps the first error that must stop the
+/// pipeline, reported by the sink on its next call.
+#[derive(Default)]
+pub struct KafkaContext {
+    failure: Mutex<Option<CdcError>>,
+    last_outage_warning: Mutex<Option<Instant>>,
+}
+
+impl KafkaContext {
+    pub fn failure(&self) -> Option<CdcError> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn fail(&self, error: CdcError) {
+        let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            tracing::error!(error = %error, "Kafka sink failed");
+            *slot = Some(error);
+        }
+    }
+}
+
+impl ClientContext for KafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication) => self.fail(CdcError::definite(
+                format!("Kafka authentication failed: {reason}"),
+                "check the sasl.* and ssl.* settings in sink.properties and the broker's listeners",
+            )),
+            Some(RDKafkaErrorCode::Fatal) => {
+                let fenced = reason.to_ascii_lowercase().contains("fenc");
+                self.fail(CdcError::definite(
+                    format!("fatal Kafka producer error: {reason}"),
+                    if fenced {
+                        "another cdc instance with the same transactional id took over; this one stops"
+                    } else {
+                        "restart cdc: it resumes from the last checkpoint"
+                    },
+                ))
+            }
+            _ => {
+                // Brokers down or unreachable: messages wait in the queue (message.timeout.ms = 0),
+                // the pipeline pauses by backpressure. Say so, but not on every reconnect attempt.
+                let mut last = self.last_outage_warning.lock().unwrap_or_else(|p| p.into_inner());
+                if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    *last = Some(Instant::now());
+                    tracing::warn!(error = %error, reason, "Kafka unreachable; changes wait until the broker is back");
+                }
+            }
+        }
+    }
+}
+
+/// Messages of one pipeline batch still waiting for their delivery report. The batch is
+/// acknowledged when the last one is delivered; a failed delivery leaves it unacknowledged.
+pub struct PendingBatch {
+    /// Messages not yet delivered, plus one until the whole batch has been handed over.
+    remaining: std::sync::atomic::AtomicUsize,
+    ack: Mutex<Option<Ack>>,
+}
+
+impl PendingBatch {
+    pub fn new(ack: Ack) -> Arc<PendingBatch> {
+        Arc::new(PendingBatch { remaining: 1.into(), ack: Mutex::new(Some(ack)) })
+    }
+
+    /// For messages whose durability is decided by a transaction commit, not delivery.
+    pub fn untracked() -> Arc<PendingBatch> {
+        Arc::new(PendingBatch { remaining: 1.into(), ack: Mutex::new(None) })
+    }
+
+    /// Counts one more message produced for this batch.
+    pub fn add(&self) {
+        self.remaining.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// One message delivered (or, once, the whole batch handed over).
+    pub fn settle(&self) {
+        if self.remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1
+            && let Some(ack) = self.ack.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
+            ack.done();
+        }
+    }
+}
+
+impl ProducerContext for KafkaContext {
+    type DeliveryOpaque = Arc<PendingBatch>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, pending: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => pending.settle(),
+            Err((error, message)) => {
+                let key = message.key().map(|k| String::from_utf8_lossy(&k[..k.len().min(200)]).into_owned());
+                self.fail(delivery_error(error, message.topic(), key.as_deref(), message.payload_len()));
+            }
+        }
+    }
+}
+
+/// A message the broker did not take. Always definite: later messages may already be
+/// delivered, so the only lossless continuation is a restart from the last checkpoint.
+pub fn delivery_error(error: &KafkaError, topic: &str, key: Option<&str>, bytes: usize) -> CdcError {
+    let what = format!("message for topic `{topic}` with key {} ({bytes} bytes)", key.unwrap_or("null"));
+    let code = error.rdkafka_error_code();
+    let remedy = match code {
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::MessageBatchTooLarge,
+        ) => format!(
+            "raise the topic's max.message.bytes on the broker and `message.max.bytes` in sink.properties above {bytes}, then restart"
+        ),
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+        ) => format!("grant this principal WRITE on topic `{topic}`, then restart"),
+        Some(RDKafkaErrorCode::MessageTimedOut) => {
+            "the broker was away longer than message.timeout.ms; leave it at 0 (wait forever) and restart: cdc resumes from the last checkpoint".to_string()
+        }
+        _ => "restart cdc: it resumes from the last checkpoint".to_string(),
+    };
+    CdcError::definite(format!("Kafka refused the {what}: {error}"), remedy)
+}
+
+/// Creates `topic` if it does not exist. A topic that exists is accepted as it is.
+pub async fn ensure_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+    settings: &[(&str, &str)],
+) -> Result<(), CdcError> {
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication_factor));
+    for (k, v) in settings {
+        new_topic = new_topic.set(k, v);
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.create_topics([&new_topic], &options).await.map_err(|e| {
+        CdcError::transient(format!("cannot create Kafka topic `{topic}` (broker unreachable?): {e}"))
+    })?;
+    for result in results {
+        match result {
+            Ok(_) => tracing::info!(topic, partitions, replication_factor, "Created Kafka topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code @ (RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed))) => {
+                return Err(CdcError::definite(
+                    format!("not allowed to create Kafka topic `{topic}`: {code}"),
+                    "create the topic beforehand or grant CREATE; with sink.create_topics = false cdc only checks it exists",
+                ));
+            }
+            Err((_, code @ (RDKafkaErrorCode::InvalidReplicationFactor | RDKafkaErrorCode::InvalidPartitions))) => {
+                return Err(CdcError::definite(
+                    format!("cannot create Kafka topic `{topic}` with {partitions} partitions × {replication_factor} replicas: {code}"),
+                    "set sink.partitions / sink.replication_factor to what the cluster allows",
+                ));
+            }
+            Err((_, code)) => {
+                return Err(CdcError::transient(format!("cannot create Kafka topic `{topic}`: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `topic` exists, from the cluster's metadata.
+pub async fn topic_exists(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &str) -> Result<bool, CdcError> {
+    let (admin, name) = (admin.clone(), topic.to_string());
+    // librdkafka's metadata call blocks.
+    let metadata = tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(Some(&name), Duration::from_secs(30)))
+        .await
+        .map_err(|e| CdcError::transient(format!("metadata task failed: {e}")))?
+        .map_err(|e| CdcError::transient(format!("cannot read Kafka metadata for `{topic}`: {e}")))?;
+    Ok(metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+}
+
+/// Replaces characters Kafka does not allow in topic names by `_` (as Debezium does).
+pub fn sanitize_topic(name: &str) -> String {
+    let clean: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+    clean.chars().take(249).collect()
+}

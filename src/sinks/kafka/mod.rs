@@ -1,0 +1,429 @@
+//! Kafka sink: one message per change, with Debezium's topic names, keys, envelopes and
+//! tombstones, so that consumers written for Debezium read it unchanged.
+//!
+//! At-least-once (default): a batch is acknowledged when the broker has acknowledged
+//! (`acks=all`, idempotent producer) every message of it; the delivery reports drive the acks.
+//! Exactly-once (`exactly_once = true`): messages go out in Kafka transactions; each
+//! transaction ends on a source checkpoint and carries the position record for it, so the
+//! data and the resume point become visible to `read_committed` consumers together.
+
+pub mod client;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::util::Timeout;
+
+use self::client::{KafkaContext, PendingBatch};
+use crate::config::KafkaSinkConfig;
+use crate::error::CdcError;
+use crate::format::debezium::{EnvelopeContext, write_envelope, write_key};
+use crate::model::{Batch, ChangeEvent, Lsn, Op, Position, SourceMeta, TableId, now_us};
+use crate::pipeline::{Ack, Sink};
+use crate::positions::PositionRecord;
+
+/// How topics are named and created.
+struct Topics {
+    prefix: String,
+    single: Option<String>,
+    per_table: HashMap<String, String>,
+    create: bool,
+    partitions: i32,
+    replication_factor: i32,
+}
+
+impl Topics {
+    fn name_for(&self, table: &TableId) -> String {
+        let qualified = format!("{}.{}", table.namespace, table.name);
+        if let Some(t) = self.per_table.get(&qualified) {
+            return t.clone();
+        }
+        if let Some(t) = &self.single {
+            return t.clone();
+        }
+        client::sanitize_topic(&format!("{}.{qualified}", self.prefix))
+    }
+}
+
+/// Exactly-once state: the open Kafka transaction and the batches it holds.
+struct Transactions {
+    positions_topic: String,
+    /// Batches in the open transaction, acknowledged when it commits.
+    open: Option<Vec<Ack>>,
+}
+
+pub struct KafkaSink {
+    producer: ThreadedProducer<KafkaContext>,
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    topics: Topics,
+    tombstones: bool,
+    /// Topic of each table seen, and the topics known to exist.
+    routes: HashMap<TableId, Arc<str>>,
+    ready: HashSet<Arc<str>>,
+    envelope: EnvelopeContext,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    header: String,
+    transactions: Option<Transactions>,
+}
+
+impl KafkaSink {
+    /// `positions_topic` is where the exactly-once mode writes its position records.
+    pub fn new(name: &str, kafka: &KafkaSinkConfig, positions_topic: &str) -> Result<KafkaSink, CdcError> {
+        let bad_property = |e: KafkaError| {
+            CdcError::definite(format!("Kafka client rejected the settings: {e}"), "fix sink.properties")
+        };
+        let mut producer_config = client::producer_config(kafka);
+        if kafka.exactly_once {
+            let id = kafka.transactional_id.clone().unwrap_or_else(|| format!("cdc-{name}"));
+            producer_config.set("transactional.id", id);
+        }
+        let producer = ThreadedProducer::from_config_and_context(&producer_config, KafkaContext::default())
+            .map_err(bad_property)?;
+        let admin: AdminClient<DefaultClientContext> =
+            client::base_config(kafka).create().map_err(bad_property)?;
+        let topics = Topics {
+            prefix: kafka.topic_prefix.clone().unwrap_or_else(|| name.to_string()),
+            single: kafka.topic.clone(),
+            per_table: kafka.topics.clone().into_iter().collect(),
+            create: kafka.create_topics,
+            partitions: kafka.partitions,
+            replication_factor: kafka.replication_factor,
+        };
+        Ok(KafkaSink {
+            producer,
+            admin: Arc::new(admin),
+            topics,
+            tombstones: kafka.tombstones_on_delete,
+            routes: HashMap::new(),
+            ready: HashSet::new(),
+            envelope: EnvelopeContext { name: name.to_string(), now_us: 0 },
+            key: Vec::with_capacity(256),
+            value: Vec::with_capacity(4096),
+            header: String::with_capacity(128),
+            transactions: kafka
+                .exactly_once
+                .then(|| Transactions { positions_topic: positions_topic.to_string(), open: None }),
+        })
+    }
+
+    fn check_failure(&self) -> Result<(), CdcError> {
+        match self.producer.context().failure() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Routes every table of the batch to its topic and makes sure the topics exist, before
+    /// anything of the batch is produced (so a retry of the batch starts clean).
+    async fn prepare_topics(&mut self, batch: &Batch) -> Result<(), CdcError> {
+        for event in &batch.events {
+            if self.routes.contains_key(&event.table.id) {
+                continue;
+            }
+            let topic = self.topics.name_for(&event.table.id);
+            let name: Arc<str> = self.ready.get(topic.as_str()).cloned().unwrap_or_else(|| Arc::from(topic));
+            if !self.ready.contains(&name) {
+                self.ensure_topic(&name).await?;
+                self.ready.insert(name.clone());
+            }
+            self.routes.insert(event.table.id.clone(), name);
+        }
+        Ok(())
+    }
+
+    async fn ensure_topic(&self, topic: &str) -> Result<(), CdcError> {
+        if self.topics.create {
+            client::ensure_topic(&self.admin, topic, self.topics.partitions, self.topics.replication_factor, &[]).await
+        } else if client::topic_exists(&self.admin, topic).await? {
+            Ok(())
+        } else {
+            Err(CdcError::definite(
+                format!("Kafka topic `{topic}` does not exist and sink.create_topics = false"),
+                "create the topic, or set sink.create_topics = true",
+            ))
+        }
+    }
+
+    /// Produces the messages of one change: the event, and after a delete its tombstone. An
+    /// update that changes the key becomes a delete of the old key (and its tombstone) and a
+    /// create of the new one, as Debezium does, so compaction keeps only the new key.
+    async fn produce_event(&mut self, event: &ChangeEvent, pending: &Arc<PendingBatch>) -> Result<(), CdcError> {
+        let Some(topic) = self.routes.get(&event.table.id).cloned() else {
+            return Err(CdcError::definite("event for a table without a topic", "report this as a bug"));
+        };
+        self.header.clear();
+        write_position_header(&mut self.header, &event.source.meta);
+        if event.op == Op::Update && key_changed(event) {
+            let delete = ChangeEvent { op: Op::Delete, after: None, ..event.clone() };
+            let create = ChangeEvent { op: Op::Create, before: None, ..event.clone() };
+            let (mut old_key, mut new_key) = (Vec::new(), Vec::new());
+            write_key(&mut old_key, &delete);
+            write_key(&mut new_key, &create);
+            self.produce_one(&topic, &delete, Some(("__debezium.newkey", &new_key)), pending).await?;
+            return self.produce_one(&topic, &create, Some(("__debezium.oldkey", &old_key)), pending).await;
+        }
+        self.produce_one(&topic, event, None, pending).await
+    }
+
+    async fn produce_one(
+        &mut self,
+        topic: &str,
+        event: &ChangeEvent,
+        extra_header: Option<(&str, &[u8])>,
+        pending: &Arc<PendingBatch>,
+    ) -> Result<(), CdcError> {
+        let keyed = !event.table.key.is_empty() && event.key_row().is_some();
+        self.key.clear();
+        if keyed {
+            write_key(&mut self.key, event);
+        }
+        self.value.clear();
+        write_envelope(&mut self.value, event, &self.envelope);
+        let tx_id = tx_id(event);
+        let headers = || {
+            let mut h = OwnedHeaders::new_with_capacity(3)
+                .insert(Header { key: "cdc.position", value: Some(self.header.as_bytes()) });
+            if let Some(id) = &tx_id {
+                h = h.insert(Header { key: "cdc.tx_id", value: Some(id.as_bytes()) });
+            }
+            if let Some((key, value)) = extra_header {
+                h = h.insert(Header { key, value: Some(value) });
+            }
+            h
+        };
+        let key = keyed.then_some(self.key.as_slice());
+        send(&self.producer, topic, key, Some(&self.value), &headers, pending, event).await?;
+        if event.op == Op::Delete && self.tombstones && keyed {
+            send(&self.producer, topic, key, None, &headers, pending, event).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the position record into the open transaction and commits it.
+    async fn commit(&mut self, checkpoint: &Position) -> Result<(), CdcError> {
+        let Some(tx) = &mut self.transactions else { return Ok(()) };
+        let record = PositionRecord::encode(&self.envelope.name, checkpoint);
+        let topic = tx.positions_topic.clone();
+        let name = self.envelope.name.clone();
+        let no_headers = || OwnedHeaders::new();
+        send_raw(&self.producer, &topic, Some(name.as_bytes()), Some(&record), &no_headers, &PendingBatch::untracked(), || {
+            format!("position record for {name}")
+        })
+        .await?;
+        let producer = self.producer.clone();
+        let committed = tokio::task::spawn_blocking(move || producer.commit_transaction(Timeout::Never))
+            .await
+            .map_err(|e| CdcError::definite(format!("Kafka commit task failed: {e}"), "report this as a bug"))?;
+        let acks = self.transactions.as_mut().and_then(|t| t.open.take()).unwrap_or_default();
+        match committed {
+            Ok(()) => {
+                acks.into_iter().for_each(Ack::done);
+                Ok(())
+            }
+            Err(e) => {
+                self.check_failure()?;
+                Err(CdcError::definite(
+                    format!("Kafka transaction commit failed: {e}"),
+                    "restart cdc: the transaction was not committed and is replayed from the last committed position",
+                ))
+            }
+        }
+    }
+
+    async fn wait_delivered(&self) -> Result<(), CdcError> {
+        let mut last_log = Instant::now();
+        loop {
+            self.check_failure()?;
+            let in_flight = self.producer.in_flight_count();
+            if in_flight == 0 {
+                return Ok(());
+            }
+            if last_log.elapsed() > Duration::from_secs(10) {
+                last_log = Instant::now();
+                tracing::warn!(in_flight, "Waiting for Kafka to acknowledge messages");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn open(&mut self) -> Result<(), CdcError> {
+        if self.transactions.is_none() {
+            return Ok(());
+        }
+        // Fences any older instance with the same transactional id and aborts what it left open.
+        let producer = self.producer.clone();
+        let result = tokio::task::spawn_blocking(move || producer.init_transactions(Duration::from_secs(30)))
+            .await
+            .map_err(|e| CdcError::definite(format!("Kafka init task failed: {e}"), "report this as a bug"))?;
+        result.map_err(|e| match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::TransactionalIdAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed) => {
+                CdcError::definite(
+                    format!("not allowed to use Kafka transactions: {e}"),
+                    "grant WRITE on the transactional id (sink.transactional_id)",
+                )
+            }
+            Some(RDKafkaErrorCode::UnsupportedVersion | RDKafkaErrorCode::InvalidTransactionTimeout) => {
+                CdcError::definite(
+                    format!("the Kafka cluster cannot run this transactional producer: {e}"),
+                    "use a broker with transactions, or set sink.exactly_once = false",
+                )
+            }
+            _ => CdcError::transient(format!("cannot initialise Kafka transactions (broker unreachable?): {e}")),
+        })
+    }
+
+    async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
+        self.check_failure()?;
+        self.prepare_topics(batch).await?;
+        self.envelope.now_us = now_us();
+        let mut bytes = 0u64;
+        if let Some(tx) = &mut self.transactions {
+            if tx.open.is_none() {
+                self.producer.begin_transaction().map_err(|e| {
+                    CdcError::definite(format!("cannot begin a Kafka transaction: {e}"), "restart cdc")
+                })?;
+                tx.open = Some(Vec::new());
+            }
+            let untracked = PendingBatch::untracked();
+            for event in &batch.events {
+                self.produce_event(event, &untracked).await?;
+                bytes += (self.key.len() + self.value.len()) as u64;
+            }
+            if let Some(acks) = self.transactions.as_mut().and_then(|t| t.open.as_mut()) {
+                acks.push(ack);
+            }
+            if let Some(checkpoint) = &batch.checkpoint {
+                self.commit(checkpoint).await?;
+            }
+            return Ok(bytes);
+        }
+        let pending = PendingBatch::new(ack);
+        for event in &batch.events {
+            self.produce_event(event, &pending).await?;
+            bytes += (self.key.len() + self.value.len()) as u64;
+        }
+        // The whole batch is handed over: the last delivery report acknowledges it.
+        pending.settle();
+        Ok(bytes)
+    }
+
+    async fn flush(&mut self) -> Result<(), CdcError> {
+        if let Some(tx) = &mut self.transactions
+            && tx.open.take().is_some()
+        {
+            // Ends inside a source transaction: committing would expose half of it. Its
+            // batches stay unacknowledged and are replayed on restart.
+            let producer = self.producer.clone();
+            let aborted = tokio::task::spawn_blocking(move || producer.abort_transaction(Duration::from_secs(30))).await;
+            if let Ok(Err(e)) = aborted {
+                tracing::warn!(error = %e, "Could not abort the open Kafka transaction; the broker aborts it on timeout");
+            }
+            return self.check_failure();
+        }
+        self.wait_delivered().await
+    }
+}
+
+/// Did this update change the record's key? (Then Kafka must see a delete and a create.)
+fn key_changed(event: &ChangeEvent) -> bool {
+    let (Some(before), Some(after)) = (&event.before, &event.after) else { return false };
+    event.table.key.iter().any(|&i| before.get(i) != after.get(i))
+}
+
+/// The change's location in the source log, in the position text form (`cdc.position` header).
+fn write_position_header(out: &mut String, meta: &SourceMeta) {
+    let _ = match meta {
+        SourceMeta::MySql { file, pos, .. } => write!(out, "mysql:file={file}:pos={pos}"),
+        SourceMeta::Postgres { lsn, .. } => write!(out, "pg:lsn={}", Lsn(*lsn)),
+    };
+}
+
+fn tx_id(event: &ChangeEvent) -> Option<String> {
+    match &event.source.meta {
+        SourceMeta::MySql { gtid, .. } => gtid.as_deref().map(str::to_string),
+        SourceMeta::Postgres { tx_id, .. } => tx_id.map(|x| x.to_string()),
+    }
+}
+
+async fn send(
+    producer: &ThreadedProducer<KafkaContext>,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &(dyn Fn() -> OwnedHeaders + Sync),
+    pending: &Arc<PendingBatch>,
+    event: &ChangeEvent,
+) -> Result<(), CdcError> {
+    send_raw(producer, topic, key, value, headers, pending, || {
+        format!("change to {}.{}", event.table.id.namespace, event.table.id.name)
+    })
+    .await
+}
+
+/// Hands one message to librdkafka, waiting while its queue is full (backpressure).
+async fn send_raw(
+    producer: &ThreadedProducer<KafkaContext>,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &(dyn Fn() -> OwnedHeaders + Sync),
+    pending: &Arc<PendingBatch>,
+    what: impl Fn() -> String,
+) -> Result<(), CdcError> {
+    let mut waiting_since: Option<Instant> = None;
+    let mut last_log = Instant::now();
+    loop {
+        let mut record = BaseRecord::with_opaque_to(topic, pending.clone()).headers(headers());
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        // Counted before the send: its delivery report may arrive before `send` returns.
+        pending.add();
+        let error = match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((error, _record)) => error,
+        };
+        // Not sent: uncount it (the batch's hand-over count keeps this from acknowledging).
+        pending.settle();
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::QueueFull) => {
+                if let Some(e) = producer.context().failure() {
+                    return Err(e);
+                }
+                let since = *waiting_since.get_or_insert_with(Instant::now);
+                if last_log.elapsed() > Duration::from_secs(10) {
+                    last_log = Instant::now();
+                    tracing::warn!(
+                        waiting_s = since.elapsed().as_secs(),
+                        in_flight = producer.in_flight_count(),
+                        "Kafka producer queue full: waiting for the broker to acknowledge"
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            _ => {
+                let key_text = key.map(|k| String::from_utf8_lossy(&k[..k.len().min(200)]).into_owned());
+                let len = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+                let mut e = client::delivery_error(&error, topic, key_text.as_deref(), len);
+                e.cause = format!("{} ({})", e.cause, what());
+                return Err(e);
+            }
+        }
+    }
+}

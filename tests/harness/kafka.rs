@@ -1,0 +1,86 @@
+//! Reading back what cdc wrote to Kafka, with a real consumer (librdkafka through `rdkafka`).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value as Json;
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Json>,
+    /// `None` for a tombstone.
+    pub value: Option<Json>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Record {
+    pub fn op(&self) -> Option<&str> {
+        self.value.as_ref().and_then(|v| v["op"].as_str())
+    }
+}
+
+/// Reads every partition of `topic` from the beginning until `want` records arrived and no
+/// more came for `settle` (so duplicates would show), or panics after 90 s.
+pub fn read_topic(bootstrap: &str, topic: &str, want: usize, read_committed: bool, settle: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "cdc-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", if read_committed { "read_committed" } else { "read_uncommitted" })
+        .create()
+        .expect("consumer");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let partitions = loop {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+        let ids: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if !ids.is_empty() {
+            break ids;
+        }
+        assert!(Instant::now() < deadline, "topic {topic} never appeared");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut last_new = Instant::now();
+    loop {
+        if out.len() >= want && last_new.elapsed() >= settle {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "only {} of {want} records in {topic} after 90 s", out.len());
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let m = m.expect("consume");
+        let json = |b: Option<&[u8]>| b.map(|b| serde_json::from_slice(b).expect("JSON"));
+        let mut headers = BTreeMap::new();
+        if let Some(h) = m.headers() {
+            for header in h.iter() {
+                headers.insert(
+                    header.key.to_string(),
+                    String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                );
+            }
+        }
+        out.push(Record {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: json(m.key()),
+            value: json(m.payload()),
+            headers,
+        });
+        last_new = Instant::now();
+    }
+}
