@@ -153,3 +153,134 @@ fn postgres_to_kafka_with_routing_and_no_tombstones() {
         "one source transaction, one id"
     );
 }
+
+/// Inserts rows `ids` into `db.t (id INT PRIMARY KEY)`, one transaction each, pausing now and then.
+fn insert_rows(port: u16, db: &str, ids: std::ops::RangeInclusive<i64>) -> std::thread::JoinHandle<()> {
+    let url = format!("mysql://root@127.0.0.1:{port}/{db}");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            use mysql_async::prelude::Queryable;
+            let mut c = mysql_async::Conn::from_url(url).await.unwrap();
+            for i in ids {
+                c.query_drop(format!("INSERT INTO t VALUES ({i})")).await.unwrap();
+                if i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+            }
+        });
+    })
+}
+
+fn ids_of(records: &[Record]) -> Vec<i64> {
+    records.iter().filter(|r| r.value.is_some()).filter_map(|r| r.value.as_ref().unwrap()["after"]["id"].as_i64()).collect()
+}
+
+fn mysql_source(db: &harness::MariaDb, database: &str, server_id: u32) -> String {
+    format!(
+        "kind = \"mysql\"\nurl = \"{}\"\nserver_id = {server_id}\ntables = [\"{database}.*\"]\nheartbeat_secs = 1",
+        db.url("")
+    )
+}
+
+/// The broker stops answering for 30 s (SIGSTOP: a memory broker would lose its data on a
+/// restart). cdc keeps running, its checkpoint does not pass what the broker has not
+/// acknowledged, and once the broker is back every change arrives, once, in order.
+#[test]
+fn broker_paused_30s_mid_stream_then_everything_arrives_once() {
+    let db = shared_mariadb();
+    let broker = harness::KafkaBroker::start();
+    db.sql("CREATE DATABASE kpause; CREATE TABLE kpause.t (id INT PRIMARY KEY);");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "kpause", &mysql_source(db, "kpause", 7102), &broker.bootstrap(), "");
+    let mut cdc = spawn_cdc(&config);
+    insert_rows(db.port(), "kpause", 1..=50).join().unwrap();
+    read_topic(&broker.bootstrap(), "kpause.kpause.t", 50, false, Duration::ZERO);
+    let before_pause: cdc::model::Position = {
+        let status = db.sql("SHOW MASTER STATUS");
+        let mut f = status.split_whitespace();
+        format!("mysql:file={}:pos={}", f.next().unwrap(), f.next().unwrap()).parse().unwrap()
+    };
+    broker.pause();
+    insert_rows(db.port(), "kpause", 51..=100).join().unwrap();
+    std::thread::sleep(Duration::from_secs(30));
+    assert!(cdc.0.try_wait().unwrap().is_none(), "cdc must wait for the broker, not exit");
+    let (stored, _, _) = cdc::positions::FilePositionStore::read(&dir.path().join("positions.json")).unwrap().unwrap();
+    let cdc::model::Position::MySql(stored_my) = &stored else { panic!("{stored}") };
+    let cdc::model::Position::MySql(before_my) = &before_pause else { panic!() };
+    assert_ne!(
+        stored_my.binlog.as_ref().unwrap().compare(before_my.binlog.as_ref().unwrap()).unwrap(),
+        std::cmp::Ordering::Greater,
+        "checkpoint {stored} passed changes the broker never acknowledged ({before_pause})"
+    );
+    broker.resume();
+    let got = read_topic(&broker.bootstrap(), "kpause.kpause.t", 100, false, Duration::from_secs(1));
+    assert_eq!(ids_of(&got), (1..=100).collect::<Vec<_>>());
+}
+
+/// No broker at all when cdc starts: it says what it waits for, then delivers everything once
+/// a broker listens on the configured address (a fresh topic: nothing was acknowledged before).
+#[test]
+fn broker_unreachable_at_start_then_delivers_when_it_appears() {
+    let db = shared_mariadb();
+    db.sql("CREATE DATABASE kdown; CREATE TABLE kdown.t (id INT PRIMARY KEY); INSERT INTO kdown.t VALUES (1),(2);");
+    let port = harness::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = format!("127.0.0.1:{port}");
+    let config = write_config(dir.path(), "kdown", &mysql_source(db, "kdown", 7103), &bootstrap, "");
+    let mut cdc = spawn_cdc(&config);
+    insert_rows(db.port(), "kdown", 3..=20).join().unwrap();
+    let log = config.with_extension("log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("Kafka unreachable") {
+        assert!(std::time::Instant::now() < deadline, "no warning about the broker");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(cdc.0.try_wait().unwrap().is_none(), "cdc must wait for the broker, not exit");
+    assert!(!dir.path().join("positions.json").exists(), "nothing may be checkpointed yet");
+    let broker = harness::KafkaBroker::start_on(port);
+    let got = read_topic(&broker.bootstrap(), "kdown.kdown.t", 20, false, Duration::from_secs(1));
+    assert_eq!(ids_of(&got), (1..=20).collect::<Vec<_>>());
+}
+
+/// kill -9 at random instants during a steady stream, positions kept in Kafka: after the
+/// restarts every row is in the topic at least once (at-least-once mode).
+#[test]
+fn kill_9_with_positions_in_kafka_loses_nothing() {
+    let db = shared_mariadb();
+    let kafka = shared_kafka();
+    db.sql("CREATE DATABASE kcrash; CREATE TABLE kcrash.t (id INT PRIMARY KEY);");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "kcrash", &mysql_source(db, "kcrash", 7104), &kafka.bootstrap(), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("[positions]\n", "[positions]\nstore = \"kafka\"\n");
+    std::fs::write(&config, text).unwrap();
+    const ROWS: i64 = 600;
+    let writer = insert_rows(db.port(), "kcrash", 1..=ROWS);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut resumed = 0;
+    for _ in 0..6 {
+        let mut cdc = spawn_cdc(&config);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(300 + seed % 700));
+        cdc.0.kill().unwrap();
+        cdc.0.wait().unwrap();
+        let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
+        resumed += log.contains("Resuming from stored position") as u32;
+    }
+    assert!(resumed >= 3, "restarts must resume from the position in Kafka ({resumed} of 6 did)");
+    writer.join().unwrap();
+    assert!(!dir.path().join("positions.json").exists(), "positions live in Kafka, not on disk");
+    let _cdc = spawn_cdc(&config);
+    let got = harness::kafka::read_topic_until(&kafka.bootstrap(), "kcrash.kcrash.t", false, Duration::ZERO, |r| {
+        ids_of(r).into_iter().collect::<std::collections::BTreeSet<_>>().len() == ROWS as usize
+    });
+    let ids = ids_of(&got);
+    assert!(ids.len() >= ROWS as usize);
+    let positions = read_topic(&kafka.bootstrap(), "kcrash.positions", 1, false, Duration::ZERO);
+    let last = positions.last().unwrap();
+    assert_eq!(last.key, Some(json!("kcrash")));
+    assert_eq!(last.value.as_ref().unwrap()["name"], "kcrash");
+    assert!(last.value.as_ref().unwrap()["position"].as_str().unwrap().starts_with("mysql:"));
+}

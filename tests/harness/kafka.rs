@@ -28,6 +28,18 @@ impl Record {
 /// Reads every partition of `topic` from the beginning until `want` records arrived and no
 /// more came for `settle` (so duplicates would show), or panics after 90 s.
 pub fn read_topic(bootstrap: &str, topic: &str, want: usize, read_committed: bool, settle: Duration) -> Vec<Record> {
+    read_topic_until(bootstrap, topic, read_committed, settle, |got| got.len() >= want)
+}
+
+/// Reads `topic` from the beginning until `done(records so far)` holds and no more records
+/// came for `settle`, or panics after 90 s.
+pub fn read_topic_until(
+    bootstrap: &str,
+    topic: &str,
+    read_committed: bool,
+    settle: Duration,
+    done: impl Fn(&[Record]) -> bool,
+) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "cdc-test-reader")
@@ -58,13 +70,16 @@ pub fn read_topic(bootstrap: &str, topic: &str, want: usize, read_committed: boo
     let mut out = Vec::new();
     let mut last_new = Instant::now();
     loop {
-        if out.len() >= want && last_new.elapsed() >= settle {
+        if last_new.elapsed() >= settle && done(&out) {
             return out;
         }
-        assert!(Instant::now() < deadline, "only {} of {want} records in {topic} after 90 s", out.len());
+        assert!(Instant::now() < deadline, "not done after 90 s with {} records in {topic}", out.len());
         let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
         let m = m.expect("consume");
-        let json = |b: Option<&[u8]>| b.map(|b| serde_json::from_slice(b).expect("JSON"));
+        // JSON where it is JSON; other bytes (the position topic's keys) as a string.
+        let json = |b: Option<&[u8]>| {
+            b.map(|b| serde_json::from_slice(b).unwrap_or_else(|_| Json::String(String::from_utf8_lossy(b).into())))
+        };
         let mut headers = BTreeMap::new();
         if let Some(h) = m.headers() {
             for header in h.iter() {

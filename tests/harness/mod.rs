@@ -408,11 +408,15 @@ pub struct KafkaBroker {
 
 impl KafkaBroker {
     pub fn start() -> KafkaBroker {
+        KafkaBroker::start_on(free_port())
+    }
+
+    /// Starts a broker on a given port (e.g. one a pipeline already points at).
+    pub fn start_on(port: u16) -> KafkaBroker {
         let bin = test_prefix().join("tansu/bin/tansu");
         assert!(bin.exists(), "tansu is not installed at {}: run scripts/setup.sh", bin.display());
         let dir = short_tempdir("cdc-kafka-");
         let log = dir.join("broker.log");
-        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let mut child = Command::new(&bin)
             .arg("broker")
@@ -434,6 +438,15 @@ impl KafkaBroker {
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.process.port)
+    }
+
+    /// SIGSTOP: the broker keeps its connections and data but answers nothing.
+    pub fn pause(&self) {
+        Command::new("kill").args(["-STOP", &self.process.child.id().to_string()]).status().unwrap();
+    }
+
+    pub fn resume(&self) {
+        Command::new("kill").args(["-CONT", &self.process.child.id().to_string()]).status().unwrap();
     }
 }
 
