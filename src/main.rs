@@ -129,7 +129,12 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
         Some(l) => EnvFilter::new(l),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    // Colours only for a terminal: log files and collectors get plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -241,7 +246,11 @@ async fn run(config: &Config, from: Option<&str>) -> anyhow::Result<()> {
 }
 
 /// Opens the sink, waiting with backoff while it is unreachable.
-async fn open_sink(sink: &mut dyn cdc::pipeline::Sink, shutdown: &CancellationToken, retry_ms: u64) -> Result<(), CdcError> {
+async fn open_sink(
+    sink: &mut dyn cdc::pipeline::Sink,
+    shutdown: &CancellationToken,
+    retry_ms: u64,
+) -> Result<(), CdcError> {
     let mut wait = Duration::from_millis(retry_ms.max(1));
     loop {
         match sink.open().await {

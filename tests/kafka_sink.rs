@@ -173,7 +173,11 @@ fn insert_rows(port: u16, db: &str, ids: std::ops::RangeInclusive<i64>) -> std::
 }
 
 fn ids_of(records: &[Record]) -> Vec<i64> {
-    records.iter().filter(|r| r.value.is_some()).filter_map(|r| r.value.as_ref().unwrap()["after"]["id"].as_i64()).collect()
+    records
+        .iter()
+        .filter(|r| r.value.is_some())
+        .filter_map(|r| r.value.as_ref().unwrap()["after"]["id"].as_i64())
+        .collect()
 }
 
 fn mysql_source(db: &harness::MariaDb, database: &str, server_id: u32) -> String {
@@ -283,4 +287,191 @@ fn kill_9_with_positions_in_kafka_loses_nothing() {
     assert_eq!(last.key, Some(json!("kcrash")));
     assert_eq!(last.value.as_ref().unwrap()["name"], "kcrash");
     assert!(last.value.as_ref().unwrap()["position"].as_str().unwrap().starts_with("mysql:"));
+}
+
+/// Exactly-once mode: kill -9 at random instants while large source transactions stream,
+/// until a kill has cut off an open Kafka transaction with messages on the broker; after the
+/// restarts the committed transactions hold every row exactly once, in order.
+///
+/// tansu serves aborted transactions to `read_committed` consumers (measured), so the test
+/// decides what Kafka would have committed itself: a transaction is committed when its
+/// position record (matched by the `cdc.kafka_txn` header) exists and the next instance, which
+/// fenced it before reading positions, resumed at or after that position.
+#[test]
+fn exactly_once_kill_9_committed_transactions_hold_each_change_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    let db = shared_mariadb();
+    let kafka = shared_kafka();
+    db.sql("CREATE DATABASE keos; CREATE TABLE keos.t (id INT PRIMARY KEY);");
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        write_config(dir.path(), "keos", &mysql_source(db, "keos", 7105), &kafka.bootstrap(), "exactly_once = true");
+    // Small batches, large source transactions: one Kafka transaction spans many batches.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[positions]\n", "[positions]\nstore = \"kafka\"\n")
+        .replace("[pipeline]\n", "[pipeline]\nbatch_events = 10\n");
+    std::fs::write(&config, text).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicI64::new(0));
+    let writer = {
+        let url = format!("mysql://root@127.0.0.1:{}/keos", db.port());
+        let (stop, written) = (stop.clone(), written.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                use mysql_async::prelude::Queryable;
+                let mut c = mysql_async::Conn::from_url(url).await.unwrap();
+                while !stop.load(Ordering::SeqCst) {
+                    let start = written.load(Ordering::SeqCst) + 1;
+                    let values: Vec<String> = (start..start + 3000).map(|i| format!("({i})")).collect();
+                    c.query_drop(format!("INSERT INTO t VALUES {}", values.join(","))).await.unwrap();
+                    written.store(start + 2999, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                }
+            });
+        })
+    };
+    // Per instance, in order: its `cdc.kafka_txn` prefix and the position it resumed from.
+    let mut instances: Vec<(Option<String>, Option<cdc::model::Position>)> = Vec::new();
+    let mut note = |log: &str| {
+        instances.push((field_of(log, "kafka_txn_prefix"), field_of(log, "position").and_then(|p| p.parse().ok())));
+    };
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let mut kills = 0;
+    let cut_off = loop {
+        let mut cdc = spawn_cdc(&config);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(500 + seed % 700));
+        cdc.0.kill().unwrap();
+        cdc.0.wait().unwrap();
+        note(&std::fs::read_to_string(config.with_extension("log")).unwrap());
+        kills += 1;
+        let cut_off = without_position_record(&kafka.bootstrap(), "keos");
+        if cut_off > 0 || kills == 40 {
+            break cut_off;
+        }
+    };
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let rows = written.load(Ordering::SeqCst);
+    assert!(cut_off > 0, "no kill of {kills} cut off a Kafka transaction; the test proved nothing");
+    let mut last = spawn_cdc(&config);
+    let got = harness::kafka::read_topic_until(&kafka.bootstrap(), "keos.keos.t", true, Duration::from_secs(2), |r| {
+        ids_of(r).into_iter().collect::<std::collections::BTreeSet<_>>().len() == rows as usize
+    });
+    last.0.kill().unwrap();
+    last.0.wait().unwrap();
+    note(&std::fs::read_to_string(config.with_extension("log")).unwrap());
+    // Position of each transaction's record, by label.
+    let positions = read_topic(&kafka.bootstrap(), "keos.positions", 0, false, Duration::from_millis(300));
+    let record_position: std::collections::HashMap<String, cdc::model::Position> = positions
+        .iter()
+        .filter_map(|r| {
+            let p = r.value.as_ref()?["position"].as_str()?.parse().ok()?;
+            Some((r.headers.get("cdc.kafka_txn")?.clone(), p))
+        })
+        .collect();
+    let committed = |label: &str| {
+        let Some(p) = record_position.get(label) else { return false };
+        let prefix = label.rsplit_once('-').map(|(run, _)| run).unwrap_or_default();
+        let i = instances.iter().position(|(run, _)| run.as_deref() == Some(prefix)).expect("instance of a label");
+        match instances.get(i + 1).map(|(_, resumed)| resumed) {
+            None => true, // the last instance: it was stopped after everything arrived
+            Some(Some(resumed)) => p.compare(resumed).unwrap() != std::cmp::Ordering::Greater,
+            Some(None) => false,
+        }
+    };
+    let kept: Vec<Record> = got.iter().filter(|r| committed(&r.headers["cdc.kafka_txn"])).cloned().collect();
+    eprintln!(
+        "rows {rows}, {kills} kills, {} messages on the broker, {} in committed transactions",
+        got.len(),
+        kept.len()
+    );
+    assert!(got.len() > kept.len(), "cut-off transactions left messages on the broker");
+    assert_eq!(ids_of(&kept), (1..=rows).collect::<Vec<_>>(), "committed transactions: each row once, in order");
+}
+
+/// Messages in `<name>.<name>.t` of transactions without a position record in
+/// `<name>.positions`: transactions that were cut off before their commit.
+fn without_position_record(bootstrap: &str, name: &str) -> usize {
+    let label = |r: &Record| r.headers.get("cdc.kafka_txn").cloned();
+    let positions = read_topic(bootstrap, &format!("{name}.positions"), 0, false, Duration::from_millis(300));
+    let committed: std::collections::HashSet<String> = positions.iter().filter_map(label).collect();
+    let data = read_topic(bootstrap, &format!("{name}.{name}.t"), 0, false, Duration::from_millis(300));
+    data.iter().filter_map(label).filter(|l| !committed.contains(l)).count()
+}
+
+/// Two instances with the same transactional id: the newer one fences the older, which
+/// stops with an error saying so and commits nothing after the fence (this is what makes a
+/// standby instance safe).
+#[test]
+fn exactly_once_second_instance_fences_the_first() {
+    let db = shared_mariadb();
+    let kafka = shared_kafka();
+    db.sql("CREATE DATABASE kfence; CREATE TABLE kfence.t (id INT PRIMARY KEY);");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "kfence",
+        &mysql_source(db, "kfence", 7106),
+        &kafka.bootstrap(),
+        "exactly_once = true",
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace("[positions]\n", "[positions]\nstore = \"kafka\"\n");
+    std::fs::write(&config, text).unwrap();
+    let mut first = spawn_cdc(&config);
+    insert_rows(db.port(), "kfence", 1..=10).join().unwrap();
+    read_topic(&kafka.bootstrap(), "kfence.kfence.t", 10, true, Duration::ZERO);
+    let second_dir = tempfile::tempdir().unwrap();
+    let second_config = second_dir.path().join("cdc.toml");
+    // Same name and transactional id; its own replica server id (MariaDB drops a replica
+    // connection when another one with the same id arrives).
+    std::fs::write(&second_config, std::fs::read_to_string(&config).unwrap().replace("7106", "7107")).unwrap();
+    let _second = spawn_cdc(&second_config);
+    let second_log = second_config.with_extension("log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&second_log).unwrap_or_default().contains("Streaming binlog") {
+        assert!(std::time::Instant::now() < deadline, "second instance never streamed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    insert_rows(db.port(), "kfence", 11..=20).join().unwrap();
+    // Both instances read rows 11..20; only the second may commit them.
+    let first_log = config.with_extension("log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(&first_log).unwrap();
+        if let Some(status) = first.0.try_wait().unwrap() {
+            assert!(!status.success());
+            assert!(log.contains("another cdc instance with the same transactional id took over"), "{log}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the fenced instance did not stop:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first_prefix = field_of(&std::fs::read_to_string(&first_log).unwrap(), "kafka_txn_prefix").unwrap();
+    let positions = read_topic(&kafka.bootstrap(), "kfence.positions", 1, false, Duration::from_millis(300));
+    let committed: std::collections::HashSet<String> =
+        positions.iter().filter_map(|r| r.headers.get("cdc.kafka_txn").cloned()).collect();
+    let got = read_topic(&kafka.bootstrap(), "kfence.kfence.t", 20, true, Duration::from_millis(500));
+    let kept: Vec<Record> = got.iter().filter(|r| committed.contains(&r.headers["cdc.kafka_txn"])).cloned().collect();
+    assert_eq!(ids_of(&kept), (1..=20).collect::<Vec<_>>(), "each row committed once");
+    assert!(
+        kept.iter()
+            .filter(|r| r.headers["cdc.kafka_txn"].starts_with(&format!("{first_prefix}-")))
+            .all(|r| { r.value.as_ref().unwrap()["after"]["id"].as_i64().unwrap() <= 10 }),
+        "the fenced instance committed nothing after the fence"
+    );
+}
+
+/// The first value of `name=` in a log.
+fn field_of(log: &str, name: &str) -> Option<String> {
+    log.lines()
+        .filter_map(|l| l.split(&format!("{name}=")).nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(|v| v.trim_matches('"').to_string())
+        .next()
 }

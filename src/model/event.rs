@@ -123,3 +123,25 @@ pub struct Batch {
     /// Source time of the newest change in the batch (ms since epoch), for lag reporting.
     pub source_ts_ms: Option<i64>,
 }
+
+impl Batch {
+    /// Cuts a batch from a source's accumulated `events`. `checkpoint` is the newest
+    /// transaction boundary with the number of events before it: events after the boundary
+    /// stay in `events` for the next batch, so a checkpoint always ends its batch (a sink
+    /// committing "up to the checkpoint" commits exactly the batch).
+    pub fn cut(
+        events: &mut Vec<ChangeEvent>,
+        checkpoint: Option<(Position, usize)>,
+        source_ts_ms: Option<i64>,
+    ) -> Batch {
+        match checkpoint {
+            Some((position, at)) if at < events.len() => {
+                let rest = events.split_off(at);
+                Batch { events: std::mem::replace(events, rest), checkpoint: Some(position), source_ts_ms }
+            }
+            checkpoint => {
+                Batch { events: std::mem::take(events), checkpoint: checkpoint.map(|(p, _)| p), source_ts_ms }
+            }
+        }
+    }
+}

@@ -40,8 +40,9 @@ pub struct SourceContext {
 /// Contract:
 /// * `run` sends batches in source commit order, starting strictly after `start` (or from the
 ///   source's own default: snapshot or current position, when `start` is `None`).
-/// * A batch's `checkpoint` is set only at a transaction boundary: resuming from it neither
-///   skips nor repeats a change of any transaction after it.
+/// * A batch's `checkpoint`, when set, is the transaction boundary right after the batch's
+///   last event (use [`Batch::cut`]): resuming from it neither skips nor repeats a change of
+///   any transaction after it, and a sink may commit "the batch with its position" as a unit.
 /// * The channel is bounded: `send` waiting is the backpressure; never buffer around it.
 /// * Returns `Ok(())` when shut down or when a finite input ends. A transient error makes the
 ///   runtime call `run` again, from the last checkpoint it handed over; a definite error stops.

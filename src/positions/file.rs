@@ -7,10 +7,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use async_trait::async_trait;
 use super::{PositionRecord, PositionStore, needs_write};
 use crate::error::CdcError;
 use crate::model::Position;
+use async_trait::async_trait;
 
 pub struct FilePositionStore {
     path: PathBuf,

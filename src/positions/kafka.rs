@@ -72,31 +72,39 @@ impl KafkaPositionStore {
         config
             .set("group.id", format!("cdc-positions-{name}"))
             .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true");
+            .set("isolation.level", "read_committed");
         let consumer: BaseConsumer = config.create().map_err(unreachable)?;
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(unreachable)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic)
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+        let mut ends = Vec::new();
         let mut assignment = TopicPartitionList::new();
-        for &p in &partitions {
-            assignment.add_partition_offset(topic, p, Offset::Beginning).map_err(unreachable)?;
+        for p in metadata.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions()) {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(30)).map_err(unreachable)?;
+            if high > low {
+                ends.push((p.id(), high));
+                assignment.add_partition_offset(topic, p.id(), Offset::Beginning).map_err(unreachable)?;
+            }
+        }
+        if ends.is_empty() {
+            return Ok(None);
         }
         consumer.assign(&assignment).map_err(unreachable)?;
         let mut newest: Option<(i64, Option<Position>)> = None;
-        let mut at_end = 0;
         let deadline = Instant::now() + Duration::from_secs(60);
-        while at_end < partitions.len() {
+        // Done when the consumer's position passed each partition's end as it was at the start
+        // (positions also move past transaction markers, which are never returned as messages).
+        let at_end = |consumer: &BaseConsumer| {
+            consumer.position().is_ok_and(|tpl| {
+                ends.iter().all(|&(p, high)| {
+                    matches!(tpl.find_partition(topic, p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= high)
+                })
+            })
+        };
+        while !at_end(&consumer) {
             if Instant::now() > deadline {
                 return Err(CdcError::transient(format!("timed out reading positions from Kafka topic `{topic}`")));
             }
-            match consumer.poll(Duration::from_millis(500)) {
+            match consumer.poll(Duration::from_millis(100)) {
                 None => {}
-                Some(Err(KafkaError::PartitionEOF(_))) => at_end += 1,
                 Some(Err(e)) => return Err(unreachable(e)),
                 Some(Ok(m)) => {
                     if m.key() != Some(name.as_bytes()) {

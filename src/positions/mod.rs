@@ -51,7 +51,8 @@ pub struct PositionRecord {
 impl PositionRecord {
     /// Pretty JSON with a trailing newline, stamped with the current time.
     pub fn encode(name: &str, position: &Position) -> Vec<u8> {
-        let record = PositionRecord { format: 1, name: name.to_string(), position: position.clone(), saved_at_ms: now_ms() };
+        let record =
+            PositionRecord { format: 1, name: name.to_string(), position: position.clone(), saved_at_ms: now_ms() };
         // Serializing plain strings and numbers cannot fail.
         let mut bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
         bytes.push(b'\n');

@@ -91,8 +91,8 @@ impl ClientContext for KafkaContext {
                 format!("Kafka authentication failed: {reason}"),
                 "check the sasl.* and ssl.* settings in sink.properties and the broker's listeners",
             )),
-            Some(RDKafkaErrorCode::Fatal) => {
-                let fenced = reason.to_ascii_lowercase().contains("fenc");
+            Some(code @ (RDKafkaErrorCode::Fatal | RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)) => {
+                let fenced = code != RDKafkaErrorCode::Fatal || reason.to_ascii_lowercase().contains("fenced");
                 self.fail(CdcError::definite(
                     format!("fatal Kafka producer error: {reason}"),
                     if fenced {
@@ -154,6 +154,10 @@ impl ProducerContext for KafkaContext {
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Self::DeliveryOpaque) {
         match result {
             Ok(_) => pending.settle(),
+            // Purged by an abort or by a fatal error, which is reported on its own.
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight), _)) => {
+                tracing::debug!("Message purged from the producer queue");
+            }
             Err((error, message)) => {
                 let key = message.key().map(|k| String::from_utf8_lossy(&k[..k.len().min(200)]).into_owned());
                 self.fail(delivery_error(error, message.topic(), key.as_deref(), message.payload_len()));
@@ -201,14 +205,18 @@ pub async fn ensure_topic(
         new_topic = new_topic.set(k, v);
     }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin.create_topics([&new_topic], &options).await.map_err(|e| {
-        CdcError::transient(format!("cannot create Kafka topic `{topic}` (broker unreachable?): {e}"))
-    })?;
+    let results = admin
+        .create_topics([&new_topic], &options)
+        .await
+        .map_err(|e| CdcError::transient(format!("cannot create Kafka topic `{topic}` (broker unreachable?): {e}")))?;
     for result in results {
         match result {
             Ok(_) => tracing::info!(topic, partitions, replication_factor, "Created Kafka topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code @ (RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed))) => {
+            Err((
+                _,
+                code @ (RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed),
+            )) => {
                 return Err(CdcError::definite(
                     format!("not allowed to create Kafka topic `{topic}`: {code}"),
                     "create the topic beforehand or grant CREATE; with sink.create_topics = false cdc only checks it exists",
@@ -216,7 +224,9 @@ pub async fn ensure_topic(
             }
             Err((_, code @ (RDKafkaErrorCode::InvalidReplicationFactor | RDKafkaErrorCode::InvalidPartitions))) => {
                 return Err(CdcError::definite(
-                    format!("cannot create Kafka topic `{topic}` with {partitions} partitions × {replication_factor} replicas: {code}"),
+                    format!(
+                        "cannot create Kafka topic `{topic}` with {partitions} partitions × {replication_factor} replicas: {code}"
+                    ),
                     "set sink.partitions / sink.replication_factor to what the cluster allows",
                 ));
             }
@@ -232,10 +242,11 @@ pub async fn ensure_topic(
 pub async fn topic_exists(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &str) -> Result<bool, CdcError> {
     let (admin, name) = (admin.clone(), topic.to_string());
     // librdkafka's metadata call blocks.
-    let metadata = tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(Some(&name), Duration::from_secs(30)))
-        .await
-        .map_err(|e| CdcError::transient(format!("metadata task failed: {e}")))?
-        .map_err(|e| CdcError::transient(format!("cannot read Kafka metadata for `{topic}`: {e}")))?;
+    let metadata =
+        tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(Some(&name), Duration::from_secs(30)))
+            .await
+            .map_err(|e| CdcError::transient(format!("metadata task failed: {e}")))?
+            .map_err(|e| CdcError::transient(format!("cannot read Kafka metadata for `{topic}`: {e}")))?;
     Ok(metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
 }
 

@@ -21,7 +21,6 @@ use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::util::Timeout;
 
 use self::client::{KafkaContext, PendingBatch};
 use crate::config::KafkaSinkConfig;
@@ -59,6 +58,13 @@ struct Transactions {
     positions_topic: String,
     /// Batches in the open transaction, acknowledged when it commits.
     open: Option<Vec<Ack>>,
+    /// Process-unique prefix and counter of the `cdc.kafka_txn` header.
+    run: i64,
+    count: u64,
+    /// `cdc.kafka_txn` of the open transaction: on every message of it and on its position
+    /// record, so an audit can tell which messages a commit covered (even on a broker that
+    /// serves aborted records to `read_committed` consumers).
+    label: String,
 }
 
 pub struct KafkaSink {
@@ -89,8 +95,7 @@ impl KafkaSink {
         }
         let producer = ThreadedProducer::from_config_and_context(&producer_config, KafkaContext::default())
             .map_err(bad_property)?;
-        let admin: AdminClient<DefaultClientContext> =
-            client::base_config(kafka).create().map_err(bad_property)?;
+        let admin: AdminClient<DefaultClientContext> = client::base_config(kafka).create().map_err(bad_property)?;
         let topics = Topics {
             prefix: kafka.topic_prefix.clone().unwrap_or_else(|| name.to_string()),
             single: kafka.topic.clone(),
@@ -110,9 +115,13 @@ impl KafkaSink {
             key: Vec::with_capacity(256),
             value: Vec::with_capacity(4096),
             header: String::with_capacity(128),
-            transactions: kafka
-                .exactly_once
-                .then(|| Transactions { positions_topic: positions_topic.to_string(), open: None }),
+            transactions: kafka.exactly_once.then(|| Transactions {
+                positions_topic: positions_topic.to_string(),
+                open: None,
+                run: now_us(),
+                count: 0,
+                label: String::new(),
+            }),
         })
     }
 
@@ -190,11 +199,15 @@ impl KafkaSink {
         self.value.clear();
         write_envelope(&mut self.value, event, &self.envelope);
         let tx_id = tx_id(event);
+        let kafka_txn = self.transactions.as_ref().map(|t| t.label.as_bytes());
         let headers = || {
-            let mut h = OwnedHeaders::new_with_capacity(3)
+            let mut h = OwnedHeaders::new_with_capacity(4)
                 .insert(Header { key: "cdc.position", value: Some(self.header.as_bytes()) });
             if let Some(id) = &tx_id {
                 h = h.insert(Header { key: "cdc.tx_id", value: Some(id.as_bytes()) });
+            }
+            if let Some(label) = kafka_txn {
+                h = h.insert(Header { key: "cdc.kafka_txn", value: Some(label) });
             }
             if let Some((key, value)) = extra_header {
                 h = h.insert(Header { key, value: Some(value) });
@@ -215,15 +228,19 @@ impl KafkaSink {
         let record = PositionRecord::encode(&self.envelope.name, checkpoint);
         let topic = tx.positions_topic.clone();
         let name = self.envelope.name.clone();
-        let no_headers = || OwnedHeaders::new();
-        send_raw(&self.producer, &topic, Some(name.as_bytes()), Some(&record), &no_headers, &PendingBatch::untracked(), || {
-            format!("position record for {name}")
-        })
+        let label = tx.label.clone();
+        let headers = || OwnedHeaders::new().insert(Header { key: "cdc.kafka_txn", value: Some(label.as_bytes()) });
+        send_raw(
+            &self.producer,
+            &topic,
+            Some(name.as_bytes()),
+            Some(&record),
+            &headers,
+            &PendingBatch::untracked(),
+            || format!("position record for {name}"),
+        )
         .await?;
-        let producer = self.producer.clone();
-        let committed = tokio::task::spawn_blocking(move || producer.commit_transaction(Timeout::Never))
-            .await
-            .map_err(|e| CdcError::definite(format!("Kafka commit task failed: {e}"), "report this as a bug"))?;
+        let committed = self.commit_waiting().await;
         let acks = self.transactions.as_mut().and_then(|t| t.open.take()).unwrap_or_default();
         match committed {
             Ok(()) => {
@@ -236,6 +253,29 @@ impl KafkaSink {
                     format!("Kafka transaction commit failed: {e}"),
                     "restart cdc: the transaction was not committed and is replayed from the last committed position",
                 ))
+            }
+        }
+    }
+
+    /// Commits the open transaction, waiting (and saying so) while the broker does not answer.
+    async fn commit_waiting(&self) -> Result<(), KafkaError> {
+        let started = Instant::now();
+        loop {
+            let producer = self.producer.clone();
+            let result = tokio::task::spawn_blocking(move || producer.commit_transaction(Duration::from_secs(10)))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(KafkaError::Canceled).inspect_err(|_| tracing::error!(error = %e, "commit task"))
+                });
+            match result {
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && self.producer.context().failure().is_none() => {
+                    tracing::warn!(
+                        waiting_s = started.elapsed().as_secs(),
+                        error = %e,
+                        "Waiting for Kafka to commit the transaction"
+                    );
+                }
+                other => return other,
             }
         }
     }
@@ -268,13 +308,21 @@ impl Sink for KafkaSink {
         let result = tokio::task::spawn_blocking(move || producer.init_transactions(Duration::from_secs(30)))
             .await
             .map_err(|e| CdcError::definite(format!("Kafka init task failed: {e}"), "report this as a bug"))?;
+        if result.is_ok()
+            && let Some(tx) = &self.transactions
+        {
+            tracing::info!(
+                kafka_txn_prefix = tx.run,
+                "Kafka transactions ready; older instances with this transactional id are fenced"
+            );
+        }
         result.map_err(|e| match e.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::TransactionalIdAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed) => {
-                CdcError::definite(
-                    format!("not allowed to use Kafka transactions: {e}"),
-                    "grant WRITE on the transactional id (sink.transactional_id)",
-                )
-            }
+            Some(
+                RDKafkaErrorCode::TransactionalIdAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed,
+            ) => CdcError::definite(
+                format!("not allowed to use Kafka transactions: {e}"),
+                "grant WRITE on the transactional id (sink.transactional_id)",
+            ),
             Some(RDKafkaErrorCode::UnsupportedVersion | RDKafkaErrorCode::InvalidTransactionTimeout) => {
                 CdcError::definite(
                     format!("the Kafka cluster cannot run this transactional producer: {e}"),
@@ -292,10 +340,12 @@ impl Sink for KafkaSink {
         let mut bytes = 0u64;
         if let Some(tx) = &mut self.transactions {
             if tx.open.is_none() {
-                self.producer.begin_transaction().map_err(|e| {
-                    CdcError::definite(format!("cannot begin a Kafka transaction: {e}"), "restart cdc")
-                })?;
+                self.producer
+                    .begin_transaction()
+                    .map_err(|e| CdcError::definite(format!("cannot begin a Kafka transaction: {e}"), "restart cdc"))?;
                 tx.open = Some(Vec::new());
+                tx.count += 1;
+                tx.label = format!("{}-{}", tx.run, tx.count);
             }
             let untracked = PendingBatch::untracked();
             for event in &batch.events {
@@ -327,7 +377,8 @@ impl Sink for KafkaSink {
             // Ends inside a source transaction: committing would expose half of it. Its
             // batches stay unacknowledged and are replayed on restart.
             let producer = self.producer.clone();
-            let aborted = tokio::task::spawn_blocking(move || producer.abort_transaction(Duration::from_secs(30))).await;
+            let aborted =
+                tokio::task::spawn_blocking(move || producer.abort_transaction(Duration::from_secs(30))).await;
             if let Ok(Err(e)) = aborted {
                 tracing::warn!(error = %e, "Could not abort the open Kafka transaction; the broker aborts it on timeout");
             }

@@ -122,7 +122,8 @@ pub struct BinlogDecoder {
     /// Executed GTIDs up to the last commit, when known.
     gtids: Option<GtidSet>,
     events: Vec<ChangeEvent>,
-    checkpoint: Option<Position>,
+    /// Newest transaction boundary, with the number of events before it.
+    checkpoint: Option<(Position, usize)>,
     newest_ts_ms: Option<i64>,
     /// Statements that changed rows without rows events (binlog_format ≠ ROW).
     pub refuse_statements: bool,
@@ -170,13 +171,10 @@ impl BinlogDecoder {
         self.checkpoint.is_some()
     }
 
-    /// Takes the accumulated events and the newest boundary among them.
+    /// Takes the accumulated events up to the newest boundary among them (all of them when
+    /// none follows it).
     pub fn take_batch(&mut self) -> Batch {
-        Batch {
-            events: std::mem::take(&mut self.events),
-            checkpoint: self.checkpoint.take(),
-            source_ts_ms: self.newest_ts_ms.take(),
-        }
+        Batch::cut(&mut self.events, self.checkpoint.take(), self.newest_ts_ms.take())
     }
 
     pub fn in_transaction(&self) -> bool {
@@ -536,10 +534,11 @@ impl BinlogDecoder {
         }
         self.tx = TxState::default();
         if ev.log_pos > 0 {
-            self.checkpoint = Some(Position::MySql(MySqlPosition {
+            let position = Position::MySql(MySqlPosition {
                 gtid_set: self.gtids.clone(),
                 binlog: Some(BinlogCoordinates { file: self.file.to_string(), pos: ev.log_pos }),
-            }));
+            });
+            self.checkpoint = Some((position, self.events.len()));
         }
     }
 

@@ -104,8 +104,10 @@ pub fn decode_bytes(
         }
         if !in_range {
             decoder.take_batch(); // keep only events in range
-        } else if decoder.pending_events() > 0 || decoder.has_checkpoint() {
-            on_batch(decoder.take_batch());
+        } else {
+            while decoder.pending_events() > 0 || decoder.has_checkpoint() {
+                on_batch(decoder.take_batch());
+            }
         }
         summary.events += 1;
         pos += size_us;

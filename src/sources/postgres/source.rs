@@ -390,7 +390,7 @@ impl PgSource {
                             state.received = state.received.max(wal_end);
                             // Outside a transaction everything up to wal_end is processed: let the slot advance.
                             if state.tx.is_none() && wal_end > state.checkpointed {
-                                state.checkpoint = Some(pg_position(wal_end, None));
+                                state.checkpoint = Some((pg_position(wal_end, None), state.events.len()));
                                 state.checkpointed = wal_end;
                             }
                             if reply {
@@ -484,17 +484,14 @@ struct StreamState {
     /// Newest LSN made a checkpoint.
     checkpointed: u64,
     events: Vec<ChangeEvent>,
-    checkpoint: Option<Position>,
+    /// Newest transaction boundary, with the number of events before it.
+    checkpoint: Option<(Position, usize)>,
     newest_ts_ms: Option<i64>,
 }
 
 impl StreamState {
     fn take_batch(&mut self) -> Batch {
-        Batch {
-            events: std::mem::take(&mut self.events),
-            checkpoint: self.checkpoint.take(),
-            source_ts_ms: self.newest_ts_ms.take(),
-        }
+        Batch::cut(&mut self.events, self.checkpoint.take(), self.newest_ts_ms.take())
     }
 
     async fn handle(&mut self, message: PgMessage<'_>, lsn: u64, cat: &mut PgConnection) -> Result<(), CdcError> {
@@ -505,7 +502,7 @@ impl StreamState {
             PgMessage::Commit { commit_lsn, end_lsn, .. } => {
                 self.tx = None;
                 self.last_commit_lsn = Some(commit_lsn);
-                self.checkpoint = Some(pg_position(end_lsn, Some(commit_lsn)));
+                self.checkpoint = Some((pg_position(end_lsn, Some(commit_lsn)), self.events.len()));
                 self.checkpointed = self.checkpointed.max(end_lsn);
             }
             PgMessage::Relation(rel) => {
