@@ -150,6 +150,63 @@ fn mysql_to_file_connector_delivers_changes() {
     let _ = SinkConfig::default();
 }
 
+/// The Kafka connectors (the one compose runs, and the exactly-once PostgreSQL one), run as a
+/// user would, against real databases and a real broker.
+#[test]
+fn kafka_connectors_deliver_changes() {
+    use harness::kafka::read_topic;
+    use std::time::Duration;
+    let kafka = harness::shared_kafka();
+    let db = harness::shared_mariadb();
+    db.sql(
+        "CREATE DATABASE kconn; CREATE TABLE kconn.orders (id INT PRIMARY KEY); INSERT INTO kconn.orders VALUES (1);",
+    );
+    let pg = harness::shared_pg15();
+    let pgdb = pg.create_db("kconn_pg");
+    pg.sql(&pgdb, "CREATE TABLE public.orders (id INT PRIMARY KEY); INSERT INTO public.orders VALUES (1);");
+    let state = tempfile::tempdir().unwrap();
+    let spawn = |file: &str, env: &[(&str, String)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cdc"));
+        cmd.args(["run", "--config"])
+            .arg(root().join("connectors").join(file))
+            .env("KAFKA_BROKERS", kafka.bootstrap())
+            .env("CDC_STATE_DIR", state.path())
+            .env("CDC_HTTP_LISTEN", format!("127.0.0.1:{}", harness::free_port()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        harness::ChildGuard(cmd.spawn().unwrap())
+    };
+    let _mysql = spawn(
+        "mysql-to-kafka.toml",
+        &[("CDC_NAME", "kconn".into()), ("CDC_MYSQL_URL", db.url("")), ("CDC_MYSQL_DB", "kconn".into())],
+    );
+    let _pg = spawn(
+        "postgres-to-kafka.toml",
+        &[
+            ("CDC_NAME", "kconnpg".into()),
+            ("CDC_PG_URL", pg.url(&pgdb)),
+            ("CDC_PG_SLOT", "kconn_slot".into()),
+            ("CDC_PG_PUBLICATION", "kconn_pub".into()),
+        ],
+    );
+    read_topic(&kafka.bootstrap(), "kconn.kconn.orders", 1, false, Duration::ZERO);
+    read_topic(&kafka.bootstrap(), "kconnpg.public.orders", 1, true, Duration::ZERO);
+    db.sql("INSERT INTO kconn.orders VALUES (2)");
+    pg.sql(&pgdb, "INSERT INTO public.orders VALUES (2)");
+    for (topic, committed) in [("kconn.kconn.orders", false), ("kconnpg.public.orders", true)] {
+        let got = read_topic(&kafka.bootstrap(), topic, 2, committed, Duration::from_millis(300));
+        let ops: Vec<_> =
+            got.iter().map(|r| (r.op().unwrap().to_string(), r.key.clone().unwrap()["id"].clone())).collect();
+        assert_eq!(ops, [("r".to_string(), 1.into()), ("c".to_string(), 2.into())], "{topic}");
+    }
+    // The exactly-once connector keeps its position in Kafka, not on disk.
+    let positions = read_topic(&kafka.bootstrap(), "kconnpg.positions", 1, true, Duration::ZERO);
+    assert!(positions[0].value.as_ref().unwrap()["position"].as_str().unwrap().starts_with("pg:lsn="));
+}
+
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;

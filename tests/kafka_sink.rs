@@ -475,3 +475,34 @@ fn field_of(log: &str, name: &str) -> Option<String> {
         .map(|v| v.trim_matches('"').to_string())
         .next()
 }
+
+/// A change bigger than the producer may send stops the pipeline with one line naming the
+/// table, the key and the setting to change; nothing after it is checkpointed.
+#[test]
+fn oversized_message_is_a_definite_error_naming_table_key_and_setting() {
+    let db = shared_mariadb();
+    let kafka = shared_kafka();
+    db.sql("CREATE DATABASE kbig; CREATE TABLE kbig.t (id INT PRIMARY KEY, body LONGTEXT); INSERT INTO kbig.t VALUES (1, 'small');");
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[sink.properties]\n\"message.max.bytes\" = \"20000\"";
+    let config = write_config(dir.path(), "kbig", &mysql_source(db, "kbig", 7108), &kafka.bootstrap(), extra);
+    let mut cdc = spawn_cdc(&config);
+    read_topic(&kafka.bootstrap(), "kbig.kbig.t", 1, false, Duration::ZERO);
+    db.sql("INSERT INTO kbig.t VALUES (2, REPEAT('x', 50000)); INSERT INTO kbig.t VALUES (3, 'after');");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = cdc.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "cdc kept running");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
+    let line = log.lines().find(|l| l.contains("Kafka refused")).unwrap_or_else(|| panic!("{log}"));
+    for part in ["kbig.kbig.t", r#"{"id":2}"#, "kbig.t", "message.max.bytes"] {
+        assert!(line.contains(part), "`{part}` missing from: {line}");
+    }
+    let got = read_topic(&kafka.bootstrap(), "kbig.kbig.t", 1, false, Duration::from_millis(500));
+    assert_eq!(ids_of(&got), [1], "nothing after the refused change is delivered");
+}

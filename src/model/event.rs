@@ -145,3 +145,63 @@ impl Batch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Lsn, PgPosition, TableId};
+
+    fn event(lsn: u64) -> ChangeEvent {
+        let table = Arc::new(TableSchema { id: TableId::new("s", "t"), columns: vec![], key: vec![], version: 0 });
+        ChangeEvent {
+            op: Op::Create,
+            table,
+            before: None,
+            after: Some(vec![]),
+            source: SourceInfo {
+                ts_ms: 0,
+                snapshot: SnapshotMarker::No,
+                meta: SourceMeta::Postgres {
+                    database: "d".into(),
+                    tx_id: None,
+                    lsn,
+                    last_commit_lsn: None,
+                    xmin: None,
+                },
+            },
+            transaction: None,
+        }
+    }
+
+    fn lsns(events: &[ChangeEvent]) -> Vec<u64> {
+        events
+            .iter()
+            .map(|e| match e.source.meta {
+                SourceMeta::Postgres { lsn, .. } => lsn,
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    fn at(lsn: u64) -> Position {
+        Position::Postgres(PgPosition { lsn: Lsn(lsn), tx_lsn: None })
+    }
+
+    #[test]
+    fn a_checkpoint_ends_its_batch() {
+        // Two events of a committed transaction, then two of one still open.
+        let mut pending: Vec<ChangeEvent> = [1, 2, 3, 4].map(event).to_vec();
+        let batch = Batch::cut(&mut pending, Some((at(2), 2)), Some(7));
+        assert_eq!(lsns(&batch.events), [1, 2]);
+        assert_eq!(batch.checkpoint, Some(at(2)));
+        assert_eq!(lsns(&pending), [3, 4], "the open transaction waits for the next batch");
+        // No boundary: everything goes, without a checkpoint.
+        let batch = Batch::cut(&mut pending, None, None);
+        assert_eq!((lsns(&batch.events), batch.checkpoint), (vec![3, 4], None));
+        assert!(pending.is_empty());
+        // A boundary after the last event: everything goes, with it.
+        let mut pending: Vec<ChangeEvent> = [5].map(event).to_vec();
+        let batch = Batch::cut(&mut pending, Some((at(5), 1)), None);
+        assert_eq!((lsns(&batch.events), batch.checkpoint), (vec![5], Some(at(5))));
+    }
+}
