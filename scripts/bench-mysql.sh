@@ -27,20 +27,12 @@ cleanup() {
 trap cleanup EXIT
 start_mariadb "$PORT"
 
-# 12 mixed columns, ~200 bytes a row.
-sql "CREATE DATABASE bench; CREATE TABLE bench.t (
-  id BIGINT PRIMARY KEY, a INT, b BIGINT UNSIGNED, c VARCHAR(64), d DECIMAL(12,2), e DOUBLE,
-  f DATETIME(6), g TIMESTAMP(3), h DATE, i TEXT, j ENUM('x','y','z'), k TINYINT)"
+sql "CREATE DATABASE bench"
 sql "FLUSH BINARY LOGS"
 FILE="$(sql "SHOW MASTER STATUS" | cut -f1)"
 echo "bench: loading $ROWS rows in transactions of $TX_ROWS into $FILE" >&2
 start=$(date +%s.%N)
-for ((s = 1; s <= ROWS; s += TX_ROWS)); do
-  e=$((s + TX_ROWS - 1)); [ $e -gt "$ROWS" ] && e=$ROWS
-  echo "INSERT INTO bench.t SELECT seq, seq % 100000, seq * 7, CONCAT('name-', seq, '-', REPEAT('x', 40)),
-        seq / 100, seq * 1.5, NOW(6), NOW(3), CURDATE(), REPEAT('t', 60), ELT(1 + seq % 3, 'x', 'y', 'z'),
-        seq % 100 FROM seq_${s}_to_${e};"
-done | mariadb --no-defaults -uroot -S "$SOCK" bench
+load_mariadb_rows "$ROWS" "$TX_ROWS"
 sql "FLUSH BINARY LOGS"
 echo "bench: loaded in $(echo "$(date +%s.%N) - $start" | bc) s; binlog $(stat -c %s "$DIR/$FILE") bytes" >&2
 
@@ -87,13 +79,9 @@ TOML
 start=$(date +%s.%N)
 "${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/cdc.toml" --from "mysql:file=$FILE:pos=4" >/dev/null 2>"$DIR/cdc.log" &
 CDC_PID=$!
-until curl -sf "http://127.0.0.1:$HTTP_PORT/status" 2>/dev/null | python3 2>/dev/null -c "
-import sys, json; s = json.load(sys.stdin); sys.exit(0 if s['events_checkpointed'] >= $ROWS else 1)"; do
-  kill -0 "$CDC_PID" || { cat "$DIR/cdc.log" >&2; exit 1; }
-  sleep 0.05
-done
+wait_checkpointed "$HTTP_PORT" "$ROWS" "$CDC_PID" "$DIR/cdc.log"
 elapsed=$(echo "$(date +%s.%N) - $start" | bc)
-rss_kb=$(grep VmHWM "/proc/$CDC_PID/status" | awk '{print $2}')
+rss_mb=$(peak_rss_mb "$CDC_PID")
 kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID=""
 printf 'cdc end to end: %d rows in %.2f s = %.0f rows/s, peak RSS %d MB\n' "$ROWS" "$elapsed" \
-  "$(echo "$ROWS / $elapsed" | bc -l)" $((rss_kb / 1024)) | tee "$DIR/e2e.txt" >&2
+  "$(echo "$ROWS / $elapsed" | bc -l)" "$rss_mb" | tee "$DIR/e2e.txt" >&2

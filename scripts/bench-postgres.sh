@@ -26,18 +26,12 @@ cleanup() {
 trap cleanup EXIT
 start_postgres "$PORT"
 
-psql_run "CREATE TABLE t (id bigint PRIMARY KEY, a int, b bigint, c varchar(64), d numeric(12,2), e double precision,
-            f timestamp, g timestamptz(3), h date, i text, j bool, k smallint);
-          CREATE PUBLICATION bench FOR TABLE t;"
+psql_run "$POSTGRES_BENCH_TABLE; CREATE PUBLICATION bench FOR TABLE t;"
 # Slots are created outside the transaction that wrote (one statement per psql call).
 psql_run "SELECT pg_create_logical_replication_slot('recvlogical', 'pgoutput')" >/dev/null
 psql_run "SELECT pg_create_logical_replication_slot('cdc_bench', 'pgoutput')" >/dev/null
 echo "bench: loading $ROWS rows in transactions of $TX_ROWS" >&2
-for ((s = 1; s <= ROWS; s += TX_ROWS)); do
-  e=$((s + TX_ROWS - 1)); [ $e -gt "$ROWS" ] && e=$ROWS
-  echo "INSERT INTO t SELECT g, g % 100000, g * 7, 'name-' || g || '-' || repeat('x', 40), g / 100.0, g * 1.5,
-        now(), now(), current_date, repeat('t', 60), g % 2 = 0, g % 100 FROM generate_series($s, $e) g;"
-done | psql -X -q "$PG_URL"
+load_postgres_rows "$ROWS" "$TX_ROWS"
 END_LSN="$(psql -X -At -c 'SELECT pg_current_wal_lsn()' "$PG_URL")"
 
 echo "== 1. pgoutput decode only (criterion) ==" >&2
@@ -67,13 +61,9 @@ TOML
 start=$(date +%s.%N)
 "${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/cdc.toml" >/dev/null 2>"$DIR/cdc.log" &
 CDC_PID=$!
-until curl -sf "http://127.0.0.1:$HTTP_PORT/status" 2>/dev/null | python3 2>/dev/null -c "
-import sys, json; s = json.load(sys.stdin); sys.exit(0 if s['events_checkpointed'] >= $ROWS else 1)"; do
-  kill -0 "$CDC_PID" || { cat "$DIR/cdc.log" >&2; exit 1; }
-  sleep 0.05
-done
+wait_checkpointed "$HTTP_PORT" "$ROWS" "$CDC_PID" "$DIR/cdc.log"
 t_cdc=$(echo "$(date +%s.%N) - $start" | bc)
-rss_kb=$(grep VmHWM "/proc/$CDC_PID/status" | awk '{print $2}')
+rss_mb=$(peak_rss_mb "$CDC_PID")
 kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID=""
 printf 'cdc: %d rows in %.2f s = %.0f rows/s (%.0f%% of pg_recvlogical), peak RSS %d MB\n' "$ROWS" "$t_cdc" \
-  "$(echo "$ROWS / $t_cdc" | bc -l)" "$(echo "100 * $t_recv / $t_cdc" | bc -l)" $((rss_kb / 1024)) >&2
+  "$(echo "$ROWS / $t_cdc" | bc -l)" "$(echo "100 * $t_recv / $t_cdc" | bc -l)" "$rss_mb" >&2

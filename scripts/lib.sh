@@ -49,3 +49,59 @@ start_postgres() {
 }
 
 psql_run() { psql -X -q -v ON_ERROR_STOP=1 -c "$1" "$PG_URL"; }
+
+# start_tansu PORT: the Kafka-protocol broker the tests use (memory storage). Sets TANSU_PID.
+start_tansu() {
+  local port="$1" bin="${CDC_TEST_PREFIX:-/opt/cdc-test}/tansu/bin/tansu"
+  "$bin" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine memory://tansu/ >"$DIR/tansu.log" 2>&1 &
+  TANSU_PID=$!
+  for _ in $(seq 1 100); do
+    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "tansu did not start; see $DIR/tansu.log" >&2
+  return 1
+}
+
+# load_mariadb_rows ROWS TX_ROWS: bench.t, 12 mixed columns, ~200 bytes a row.
+load_mariadb_rows() {
+  local rows="$1" tx="$2"
+  sql "CREATE DATABASE IF NOT EXISTS bench; CREATE TABLE bench.t (
+    id BIGINT PRIMARY KEY, a INT, b BIGINT UNSIGNED, c VARCHAR(64), d DECIMAL(12,2), e DOUBLE,
+    f DATETIME(6), g TIMESTAMP(3), h DATE, i TEXT, j ENUM('x','y','z'), k TINYINT)"
+  for ((s = 1; s <= rows; s += tx)); do
+    e=$((s + tx - 1)); [ $e -gt "$rows" ] && e=$rows
+    echo "INSERT INTO bench.t SELECT seq, seq % 100000, seq * 7, CONCAT('name-', seq, '-', REPEAT('x', 40)),
+          seq / 100, seq * 1.5, NOW(6), NOW(3), CURDATE(), REPEAT('t', 60), ELT(1 + seq % 3, 'x', 'y', 'z'),
+          seq % 100 FROM seq_${s}_to_${e};"
+  done | mariadb --no-defaults -uroot -S "$SOCK" bench
+}
+
+# load_postgres_rows ROWS TX_ROWS: table t, the same 12 mixed columns.
+load_postgres_rows() {
+  local rows="$1" tx="$2"
+  for ((s = 1; s <= rows; s += tx)); do
+    e=$((s + tx - 1)); [ $e -gt "$rows" ] && e=$rows
+    echo "INSERT INTO t SELECT g, g % 100000, g * 7, 'name-' || g || '-' || repeat('x', 40), g / 100.0, g * 1.5,
+          now(), now(), current_date, repeat('t', 60), g % 2 = 0, g % 100 FROM generate_series($s, $e) g;"
+  done | psql -X -q "$PG_URL"
+}
+
+POSTGRES_BENCH_TABLE="CREATE TABLE t (id bigint PRIMARY KEY, a int, b bigint, c varchar(64), d numeric(12,2),
+  e double precision, f timestamp, g timestamptz(3), h date, i text, j bool, k smallint)"
+
+# wait_checkpointed HTTP_PORT ROWS PID LOG: until cdc's /status counts ROWS checkpointed events.
+wait_checkpointed() {
+  until curl -sf "http://127.0.0.1:$1/status" 2>/dev/null | python3 2>/dev/null -c "
+import sys, json; s = json.load(sys.stdin); sys.exit(0 if s['events_checkpointed'] >= $2 else 1)"; do
+    kill -0 "$3" || { cat "$4" >&2; return 1; }
+    sleep 0.05
+  done
+}
+
+# peak_rss_mb PID
+peak_rss_mb() { echo $(($(grep VmHWM "/proc/$1/status" | awk '{print $2}') / 1024)); }
+
+# cpu_seconds PID: user + system CPU time the process has used so far.
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
