@@ -2,6 +2,7 @@
 # Kafka sink benchmarks, side by side in one run (absolute numbers on a shared machine are
 # noise; the ratios are the result). Database, broker (tansu, memory storage) and cdc share
 # this machine.
+#   0. the broker's ceiling: one producer with cdc's settings (examples/kafka_produce_ceiling.rs);
 #   1. MariaDB → cdc → Kafka: backlog drain of ROWS rows (~200 bytes, 12 mixed columns),
 #      rows/s and peak RSS;
 #   2. PostgreSQL → Kafka: the same backlog drained by pg_recvlogical (to /dev/null, its own
@@ -19,7 +20,7 @@ RATE="${RATE:-10000}"
 LAT_SECONDS="${LAT_SECONDS:-10}"
 bash scripts/setup.sh
 cargo build --release --quiet
-cargo build --release --quiet --example kafka_latency
+cargo build --release --quiet --example kafka_latency --example kafka_produce_ceiling
 BIN="${CARGO_TARGET_DIR:-target}/release"
 DIR="$(mktemp -d /tmp/cdc-bench-XXXXXX)"
 source scripts/lib.sh
@@ -68,6 +69,9 @@ drain() {
   echo "  CPU: cdc $(cpu_seconds "$CDC_PID") s, broker $(echo "$(cpu_seconds "$TANSU_PID") - $broker_cpu" | bc) s" >&2
   kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID=""
 }
+
+echo "== 0. broker ceiling: one producer, cdc's settings, 1000-byte messages ==" >&2
+"$BIN/examples/kafka_produce_ceiling" "$BROKERS" ceiling "$ROWS" 1000 >&2
 
 echo "== 1. MariaDB -> cdc -> Kafka ==" >&2
 sql "CREATE DATABASE bench"

@@ -79,6 +79,7 @@ pub struct KafkaSink {
     key: Vec<u8>,
     value: Vec<u8>,
     header: String,
+    tx_id: String,
     transactions: Option<Transactions>,
 }
 
@@ -115,6 +116,7 @@ impl KafkaSink {
             key: Vec::with_capacity(256),
             value: Vec::with_capacity(4096),
             header: String::with_capacity(128),
+            tx_id: String::with_capacity(64),
             transactions: kafka.exactly_once.then(|| Transactions {
                 positions_topic: positions_topic.to_string(),
                 open: None,
@@ -198,13 +200,14 @@ impl KafkaSink {
         }
         self.value.clear();
         write_envelope(&mut self.value, event, &self.envelope);
-        let tx_id = tx_id(event);
+        self.tx_id.clear();
+        let has_tx_id = write_tx_id(&mut self.tx_id, &event.source.meta);
         let kafka_txn = self.transactions.as_ref().map(|t| t.label.as_bytes());
         let headers = || {
             let mut h = OwnedHeaders::new_with_capacity(4)
                 .insert(Header { key: "cdc.position", value: Some(self.header.as_bytes()) });
-            if let Some(id) = &tx_id {
-                h = h.insert(Header { key: "cdc.tx_id", value: Some(id.as_bytes()) });
+            if has_tx_id {
+                h = h.insert(Header { key: "cdc.tx_id", value: Some(self.tx_id.as_bytes()) });
             }
             if let Some(label) = kafka_txn {
                 h = h.insert(Header { key: "cdc.kafka_txn", value: Some(label) });
@@ -402,11 +405,16 @@ fn write_position_header(out: &mut String, meta: &SourceMeta) {
     };
 }
 
-fn tx_id(event: &ChangeEvent) -> Option<String> {
-    match &event.source.meta {
-        SourceMeta::MySql { gtid, .. } => gtid.as_deref().map(str::to_string),
-        SourceMeta::Postgres { tx_id, .. } => tx_id.map(|x| x.to_string()),
+/// The change's transaction id (GTID or xid) for the `cdc.tx_id` header; false when unknown.
+fn write_tx_id(out: &mut String, meta: &SourceMeta) -> bool {
+    match meta {
+        SourceMeta::MySql { gtid: Some(gtid), .. } => out.push_str(gtid),
+        SourceMeta::Postgres { tx_id: Some(xid), .. } => {
+            let _ = write!(out, "{xid}");
+        }
+        _ => return false,
     }
+    true
 }
 
 async fn send(
@@ -434,8 +442,9 @@ async fn send_raw(
     pending: &Arc<PendingBatch>,
     what: impl Fn() -> String,
 ) -> Result<(), CdcError> {
+    // Clocks are read only once the queue is full: this is the per-message hot path.
     let mut waiting_since: Option<Instant> = None;
-    let mut last_log = Instant::now();
+    let mut last_log: Option<Instant> = None;
     loop {
         let mut record = BaseRecord::with_opaque_to(topic, pending.clone()).headers(headers());
         if let Some(k) = key {
@@ -458,8 +467,8 @@ async fn send_raw(
                     return Err(e);
                 }
                 let since = *waiting_since.get_or_insert_with(Instant::now);
-                if last_log.elapsed() > Duration::from_secs(10) {
-                    last_log = Instant::now();
+                if last_log.get_or_insert(since).elapsed() > Duration::from_secs(10) {
+                    last_log = Some(Instant::now());
                     tracing::warn!(
                         waiting_s = since.elapsed().as_secs(),
                         in_flight = producer.in_flight_count(),
