@@ -308,22 +308,31 @@ async fn check(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn show_position(config: &Config) -> anyhow::Result<()> {
-    let cdc::config::StoreKind::File = config.positions.store else {
-        anyhow::bail!("positions.store {:?} is not available in this build yet", config.positions.store);
-    };
-    match FilePositionStore::read(&config.positions.path)? {
-        None => println!("no stored position in {}", config.positions.path.display()),
-        Some((position, saved_at_ms, name)) => {
-            let age = (cdc::model::now_ms() - saved_at_ms).max(0) as f64 / 1000.0;
-            println!("position: {position}\nsaved by: {name}\nsaved: {age:.1} s ago");
-            match sources::current_position(config).await {
-                Ok(Some(current)) => {
-                    println!("source now: {current}\nbehind: {}", sources::describe_gap(&position, &current))
-                }
-                Ok(None) => {}
-                Err(e) => println!("source now: unknown ({e})"),
+    let store = position_store(config)?;
+    let position = if let cdc::config::StoreKind::File = config.positions.store {
+        match FilePositionStore::read(&config.positions.path)? {
+            None => None,
+            Some((position, saved_at_ms, name)) => {
+                let age = (cdc::model::now_ms() - saved_at_ms).max(0) as f64 / 1000.0;
+                println!("position: {position}\nsaved by: {name}\nsaved: {age:.1} s ago");
+                Some(position)
             }
         }
+    } else {
+        let position = store.load().await?;
+        if let Some(p) = &position {
+            println!("position: {p}\nstored in: {}", store.describe());
+        }
+        position
+    };
+    let Some(position) = position else {
+        println!("no stored position in {}", store.describe());
+        return Ok(());
+    };
+    match sources::current_position(config).await {
+        Ok(Some(current)) => println!("source now: {current}\nbehind: {}", sources::describe_gap(&position, &current)),
+        Ok(None) => {}
+        Err(e) => println!("source now: unknown ({e})"),
     }
     Ok(())
 }

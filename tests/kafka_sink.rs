@@ -282,6 +282,10 @@ fn kill_9_with_positions_in_kafka_loses_nothing() {
     });
     let ids = ids_of(&got);
     assert!(ids.len() >= ROWS as usize);
+    let shown =
+        Command::new(env!("CARGO_BIN_EXE_cdc")).args(["positions", "show", "--config"]).arg(&config).output().unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("position: mysql:") && shown.contains("Kafka topic kcrash.positions"), "{shown}");
     let positions = read_topic(&kafka.bootstrap(), "kcrash.positions", 1, false, Duration::ZERO);
     let last = positions.last().unwrap();
     assert_eq!(last.key, Some(json!("kcrash")));
