@@ -158,6 +158,10 @@ pub struct KafkaSinkConfig {
     pub exactly_once: bool,
     /// Transactional id for `exactly_once` (default `cdc-<name>`): instances sharing it fence each other.
     pub transactional_id: Option<String>,
+    /// BEGIN/END records on `<prefix>.transaction` and the `transaction` block in each event
+    /// (Debezium's `provide.transaction.metadata`).
+    #[serde(default)]
+    pub transaction_metadata: bool,
     /// Passed through to librdkafka as is; values of keys containing `password` are secret.
     #[serde(default)]
     pub properties: BTreeMap<String, Secretish>,

@@ -510,3 +510,61 @@ fn oversized_message_is_a_definite_error_naming_table_key_and_setting() {
     let got = read_topic(&kafka.bootstrap(), "kbig.kbig.t", 1, false, Duration::from_millis(500));
     assert_eq!(ids_of(&got), [1], "nothing after the refused change is delivered");
 }
+
+/// Transaction metadata: BEGIN and END (with per-table counts) on `<name>.transaction`, and
+/// each event numbered in its transaction — also when a transaction spans several batches.
+#[test]
+fn transaction_metadata_begin_end_and_event_order() {
+    let db = shared_mariadb();
+    let kafka = shared_kafka();
+    db.sql("CREATE DATABASE ktx; CREATE TABLE ktx.a (id INT PRIMARY KEY); CREATE TABLE ktx.b (id INT PRIMARY KEY);");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "ktx",
+        &mysql_source(db, "ktx", 7109),
+        &kafka.bootstrap(),
+        "transaction_metadata = true",
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace("[pipeline]\n", "[pipeline]\nbatch_events = 2\n");
+    std::fs::write(&config, text).unwrap();
+    let _cdc = spawn_cdc(&config);
+    let log = config.with_extension("log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("Streaming binlog") {
+        assert!(std::time::Instant::now() < deadline, "never streamed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    db.sql(
+        "BEGIN; INSERT INTO ktx.a VALUES (1); INSERT INTO ktx.b VALUES (1); INSERT INTO ktx.a VALUES (2); COMMIT;
+         INSERT INTO ktx.b VALUES (2);",
+    );
+    let tx = read_topic(&kafka.bootstrap(), "ktx.transaction", 4, false, Duration::from_millis(500));
+    let values: Vec<serde_json::Value> = tx.iter().map(|r| r.value.clone().unwrap()).collect();
+    let (first, second) = (values[0]["id"].as_str().unwrap(), values[2]["id"].as_str().unwrap());
+    assert_ne!(first, second);
+    assert_eq!(tx[0].key, Some(json!({"id": first})));
+    let strip = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        v.as_object_mut().unwrap().remove("ts_ms");
+        v
+    };
+    assert_eq!(
+        values.iter().map(strip).collect::<Vec<_>>(),
+        [
+            json!({"status": "BEGIN", "id": first, "event_count": null, "data_collections": null}),
+            json!({"status": "END", "id": first, "event_count": 3, "data_collections": [
+                {"data_collection": "ktx.a", "event_count": 2}, {"data_collection": "ktx.b", "event_count": 1}]}),
+            json!({"status": "BEGIN", "id": second, "event_count": null, "data_collections": null}),
+            json!({"status": "END", "id": second, "event_count": 1, "data_collections": [
+                {"data_collection": "ktx.b", "event_count": 1}]}),
+        ]
+    );
+    let a = read_topic(&kafka.bootstrap(), "ktx.ktx.a", 2, false, Duration::ZERO);
+    let b = read_topic(&kafka.bootstrap(), "ktx.ktx.b", 2, false, Duration::ZERO);
+    let block = |r: &Record| r.value.as_ref().unwrap()["transaction"].clone();
+    assert_eq!(block(&a[0]), json!({"id": first, "total_order": 1, "data_collection_order": 1}));
+    assert_eq!(block(&b[0]), json!({"id": first, "total_order": 2, "data_collection_order": 1}));
+    assert_eq!(block(&a[1]), json!({"id": first, "total_order": 3, "data_collection_order": 2}));
+    assert_eq!(block(&b[1]), json!({"id": second, "total_order": 1, "data_collection_order": 1}));
+}

@@ -11,7 +11,7 @@ use std::io::Write;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::model::{ChangeEvent, Column, ColumnType, Row, SourceMeta, TableSchema, Value};
+use crate::model::{ChangeEvent, Column, ColumnType, Row, SourceMeta, TableSchema, TxInfo, Value};
 
 /// Debezium's placeholder for a value the source did not send (unchanged TOAST column).
 pub const UNAVAILABLE_VALUE: &str = "__debezium_unavailable_value";
@@ -27,6 +27,17 @@ pub struct EnvelopeContext {
 
 /// Appends one event as a Debezium envelope (no trailing newline).
 pub fn write_envelope(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeContext) {
+    write_envelope_in_tx(out, event, ctx, event.transaction.as_ref())
+}
+
+/// As [`write_envelope`], with the `transaction` block given by the caller (a sink that
+/// numbers the events of each transaction).
+pub fn write_envelope_in_tx(
+    out: &mut Vec<u8>,
+    event: &ChangeEvent,
+    ctx: &EnvelopeContext,
+    transaction: Option<&TxInfo>,
+) {
     out.extend_from_slice(b"{\"before\":");
     write_row(out, &event.table, event.before.as_ref());
     out.extend_from_slice(b",\"after\":");
@@ -34,7 +45,7 @@ pub fn write_envelope(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeCont
     out.extend_from_slice(b",\"source\":");
     write_source(out, event, ctx);
     out.extend_from_slice(b",\"transaction\":");
-    match &event.transaction {
+    match transaction {
         None => out.extend_from_slice(b"null"),
         Some(tx) => {
             out.extend_from_slice(b"{\"id\":");
@@ -54,6 +65,44 @@ pub fn write_envelope(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeCont
     push_int(out, ctx.now_us);
     out.extend_from_slice(b",\"ts_ns\":");
     push_int(out, ctx.now_us as i128 * 1000);
+    out.push(b'}');
+}
+
+/// Appends a record of Debezium's transaction metadata topic: `BEGIN` (no counts) or `END`
+/// with the number of events in all and per table (`db.table` / `schema.table`).
+pub fn write_transaction_record(out: &mut Vec<u8>, id: &str, end: Option<(u64, &[(String, u64)])>, ts_ms: i64) {
+    out.extend_from_slice(b"{\"status\":");
+    out.extend_from_slice(if end.is_some() { b"\"END\"" } else { b"\"BEGIN\"" });
+    out.extend_from_slice(b",\"id\":");
+    write_str(out, id);
+    match end {
+        None => out.extend_from_slice(b",\"event_count\":null,\"data_collections\":null"),
+        Some((total, tables)) => {
+            out.extend_from_slice(b",\"event_count\":");
+            push_int(out, total);
+            out.extend_from_slice(b",\"data_collections\":[");
+            for (i, (table, count)) in tables.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"data_collection\":");
+                write_str(out, table);
+                out.extend_from_slice(b",\"event_count\":");
+                push_int(out, *count);
+                out.push(b'}');
+            }
+            out.push(b']');
+        }
+    }
+    out.extend_from_slice(b",\"ts_ms\":");
+    push_int(out, ts_ms);
+    out.push(b'}');
+}
+
+/// The key of a transaction metadata record: `{"id":"…"}`.
+pub fn write_transaction_key(out: &mut Vec<u8>, id: &str) {
+    out.extend_from_slice(b"{\"id\":");
+    write_str(out, id);
     out.push(b'}');
 }
 

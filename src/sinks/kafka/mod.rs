@@ -25,8 +25,10 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use self::client::{KafkaContext, PendingBatch};
 use crate::config::KafkaSinkConfig;
 use crate::error::CdcError;
-use crate::format::debezium::{EnvelopeContext, write_envelope, write_key};
-use crate::model::{Batch, ChangeEvent, Lsn, Op, Position, SourceMeta, TableId, now_us};
+use crate::format::debezium::{
+    EnvelopeContext, write_envelope_in_tx, write_key, write_transaction_key, write_transaction_record,
+};
+use crate::model::{Batch, ChangeEvent, Lsn, Op, Position, SourceMeta, TableId, TxInfo, now_ms, now_us};
 use crate::pipeline::{Ack, Sink};
 use crate::positions::PositionRecord;
 
@@ -67,6 +69,20 @@ struct Transactions {
     label: String,
 }
 
+/// Transaction metadata (Debezium's `provide.transaction.metadata`): BEGIN/END records on
+/// `<prefix>.transaction` and the `transaction` block in each event.
+struct TxMetadata {
+    topic: Arc<str>,
+    open: Option<OpenTx>,
+}
+
+/// The source transaction being delivered: its id and event counts so far.
+struct OpenTx {
+    id: String,
+    total: u64,
+    per_table: Vec<(String, u64)>,
+}
+
 pub struct KafkaSink {
     producer: ThreadedProducer<KafkaContext>,
     admin: Arc<AdminClient<DefaultClientContext>>,
@@ -81,6 +97,7 @@ pub struct KafkaSink {
     header: String,
     tx_id: String,
     transactions: Option<Transactions>,
+    tx_metadata: Option<TxMetadata>,
 }
 
 impl KafkaSink {
@@ -105,7 +122,12 @@ impl KafkaSink {
             partitions: kafka.partitions,
             replication_factor: kafka.replication_factor,
         };
+        let tx_metadata = kafka.transaction_metadata.then(|| TxMetadata {
+            topic: Arc::from(client::sanitize_topic(&format!("{}.transaction", topics.prefix))),
+            open: None,
+        });
         Ok(KafkaSink {
+            tx_metadata,
             producer,
             admin: Arc::new(admin),
             topics,
@@ -137,6 +159,13 @@ impl KafkaSink {
     /// Routes every table of the batch to its topic and makes sure the topics exist, before
     /// anything of the batch is produced (so a retry of the batch starts clean).
     async fn prepare_topics(&mut self, batch: &Batch) -> Result<(), CdcError> {
+        if let Some(meta) = &self.tx_metadata
+            && !self.ready.contains(&meta.topic)
+        {
+            let topic = meta.topic.clone();
+            self.ensure_topic(&topic).await?;
+            self.ready.insert(topic);
+        }
         for event in &batch.events {
             if self.routes.contains_key(&event.table.id) {
                 continue;
@@ -168,7 +197,12 @@ impl KafkaSink {
     /// Produces the messages of one change: the event, and after a delete its tombstone. An
     /// update that changes the key becomes a delete of the old key (and its tombstone) and a
     /// create of the new one, as Debezium does, so compaction keeps only the new key.
-    async fn produce_event(&mut self, event: &ChangeEvent, pending: &Arc<PendingBatch>) -> Result<(), CdcError> {
+    async fn produce_event(
+        &mut self,
+        event: &ChangeEvent,
+        tx: Option<&TxInfo>,
+        pending: &Arc<PendingBatch>,
+    ) -> Result<(), CdcError> {
         let Some(topic) = self.routes.get(&event.table.id).cloned() else {
             return Err(CdcError::definite("event for a table without a topic", "report this as a bug"));
         };
@@ -180,16 +214,17 @@ impl KafkaSink {
             let (mut old_key, mut new_key) = (Vec::new(), Vec::new());
             write_key(&mut old_key, &delete);
             write_key(&mut new_key, &create);
-            self.produce_one(&topic, &delete, Some(("__debezium.newkey", &new_key)), pending).await?;
-            return self.produce_one(&topic, &create, Some(("__debezium.oldkey", &old_key)), pending).await;
+            self.produce_one(&topic, &delete, tx, Some(("__debezium.newkey", &new_key)), pending).await?;
+            return self.produce_one(&topic, &create, tx, Some(("__debezium.oldkey", &old_key)), pending).await;
         }
-        self.produce_one(&topic, event, None, pending).await
+        self.produce_one(&topic, event, tx, None, pending).await
     }
 
     async fn produce_one(
         &mut self,
         topic: &str,
         event: &ChangeEvent,
+        tx: Option<&TxInfo>,
         extra_header: Option<(&str, &[u8])>,
         pending: &Arc<PendingBatch>,
     ) -> Result<(), CdcError> {
@@ -199,7 +234,7 @@ impl KafkaSink {
             write_key(&mut self.key, event);
         }
         self.value.clear();
-        write_envelope(&mut self.value, event, &self.envelope);
+        write_envelope_in_tx(&mut self.value, event, &self.envelope, tx.or(event.transaction.as_ref()));
         self.tx_id.clear();
         let has_tx_id = write_tx_id(&mut self.tx_id, &event.source.meta);
         let kafka_txn = self.transactions.as_ref().map(|t| t.label.as_bytes());
@@ -283,6 +318,84 @@ impl KafkaSink {
         }
     }
 
+    /// Produces every change of the batch (with transaction metadata when asked for); returns
+    /// the bytes of keys and values.
+    async fn produce_batch(&mut self, batch: &Batch, pending: &Arc<PendingBatch>) -> Result<u64, CdcError> {
+        let mut bytes = 0u64;
+        for event in &batch.events {
+            let tx = self.next_in_transaction(event, pending).await?;
+            self.produce_event(event, tx.as_ref(), pending).await?;
+            bytes += (self.key.len() + self.value.len()) as u64;
+        }
+        if batch.checkpoint.is_some() {
+            // A checkpoint ends its batch on a transaction boundary: the open one is complete.
+            self.end_transaction(pending).await?;
+        }
+        Ok(bytes)
+    }
+
+    /// Numbers `event` in its source transaction, writing BEGIN (and END of the previous
+    /// transaction) when it starts one. `None` without transaction metadata or id.
+    async fn next_in_transaction(
+        &mut self,
+        event: &ChangeEvent,
+        pending: &Arc<PendingBatch>,
+    ) -> Result<Option<TxInfo>, CdcError> {
+        if self.tx_metadata.is_none() {
+            return Ok(None);
+        }
+        let mut id = String::new();
+        if !write_tx_id(&mut id, &event.source.meta) {
+            return Ok(None);
+        }
+        let same = self.tx_metadata.as_ref().and_then(|m| m.open.as_ref()).is_some_and(|o| o.id == id);
+        if !same {
+            self.end_transaction(pending).await?;
+            self.transaction_record(&id, None, pending).await?;
+            if let Some(meta) = &mut self.tx_metadata {
+                meta.open = Some(OpenTx { id: id.clone(), total: 0, per_table: Vec::new() });
+            }
+        }
+        let Some(open) = self.tx_metadata.as_mut().and_then(|m| m.open.as_mut()) else { return Ok(None) };
+        let table = format!("{}.{}", event.table.id.namespace, event.table.id.name);
+        open.total += 1;
+        let in_table = match open.per_table.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                open.per_table.push((table, 1));
+                1
+            }
+        };
+        Ok(Some(TxInfo { id, total_order: open.total, data_collection_order: in_table }))
+    }
+
+    /// Writes END for the open source transaction, if any.
+    async fn end_transaction(&mut self, pending: &Arc<PendingBatch>) -> Result<(), CdcError> {
+        let Some(open) = self.tx_metadata.as_mut().and_then(|m| m.open.take()) else { return Ok(()) };
+        self.transaction_record(&open.id, Some((open.total, &open.per_table)), pending).await
+    }
+
+    async fn transaction_record(
+        &mut self,
+        id: &str,
+        end: Option<(u64, &[(String, u64)])>,
+        pending: &Arc<PendingBatch>,
+    ) -> Result<(), CdcError> {
+        let Some(meta) = &self.tx_metadata else { return Ok(()) };
+        let topic = meta.topic.clone();
+        let (mut key, mut value) = (Vec::with_capacity(64), Vec::with_capacity(256));
+        write_transaction_key(&mut key, id);
+        write_transaction_record(&mut value, id, end, now_ms());
+        let no_headers = || OwnedHeaders::new();
+        send_raw(&self.producer, &topic, Some(&key), Some(&value), &no_headers, pending, || {
+            format!("transaction record for {id}")
+        })
+        .await
+    }
+
     async fn wait_delivered(&self) -> Result<(), CdcError> {
         let mut last_log = Instant::now();
         loop {
@@ -351,10 +464,7 @@ impl Sink for KafkaSink {
                 tx.label = format!("{}-{}", tx.run, tx.count);
             }
             let untracked = PendingBatch::untracked();
-            for event in &batch.events {
-                self.produce_event(event, &untracked).await?;
-                bytes += (self.key.len() + self.value.len()) as u64;
-            }
+            bytes += self.produce_batch(batch, &untracked).await?;
             if let Some(acks) = self.transactions.as_mut().and_then(|t| t.open.as_mut()) {
                 acks.push(ack);
             }
@@ -364,10 +474,7 @@ impl Sink for KafkaSink {
             return Ok(bytes);
         }
         let pending = PendingBatch::new(ack);
-        for event in &batch.events {
-            self.produce_event(event, &pending).await?;
-            bytes += (self.key.len() + self.value.len()) as u64;
-        }
+        bytes += self.produce_batch(batch, &pending).await?;
         // The whole batch is handed over: the last delivery report acknowledges it.
         pending.settle();
         Ok(bytes)
