@@ -158,6 +158,10 @@ pub struct KafkaSinkConfig {
     pub exactly_once: bool,
     /// Transactional id for `exactly_once` (default `cdc-<name>`): instances sharing it fence each other.
     pub transactional_id: Option<String>,
+    /// What keeps its order across partitions: each key (default; the key picks the
+    /// partition) or each table (all changes of a table go to one partition).
+    #[serde(default)]
+    pub order_by: OrderBy,
     /// BEGIN/END records on `<prefix>.transaction` and the `transaction` block in each event
     /// (Debezium's `provide.transaction.metadata`).
     #[serde(default)]
@@ -165,6 +169,14 @@ pub struct KafkaSinkConfig {
     /// Passed through to librdkafka as is; values of keys containing `password` are secret.
     #[serde(default)]
     pub properties: BTreeMap<String, Secretish>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderBy {
+    #[default]
+    Key,
+    Table,
 }
 
 #[derive(Debug, Deserialize)]

@@ -568,3 +568,37 @@ fn transaction_metadata_begin_end_and_event_order() {
     assert_eq!(block(&a[1]), json!({"id": first, "total_order": 3, "data_collection_order": 2}));
     assert_eq!(block(&b[1]), json!({"id": second, "total_order": 1, "data_collection_order": 1}));
 }
+
+/// `order_by = "table"`: every change of a table goes to one partition (the Java partitioner's
+/// murmur2 of `db.table`), so a table's changes keep their order; by default the key spreads
+/// them over the partitions.
+#[test]
+fn order_by_table_keeps_each_table_in_one_partition() {
+    let db = shared_mariadb();
+    let kafka = shared_kafka();
+    db.sql("CREATE DATABASE kord; CREATE TABLE kord.t (id INT PRIMARY KEY); CREATE TABLE kord.u (id INT PRIMARY KEY);");
+    let run = |name: &str, server_id: u32, extra: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = format!("topic = \"{name}-all\"\npartitions = 4\n{extra}");
+        let config = write_config(dir.path(), name, &mysql_source(db, "kord", server_id), &kafka.bootstrap(), &extra);
+        let _cdc = spawn_cdc(&config);
+        read_topic(&kafka.bootstrap(), &format!("{name}-all"), 80, false, Duration::from_millis(300))
+    };
+    let values: Vec<String> = (1..=40).map(|i| format!("({i})")).collect();
+    db.sql(&format!("INSERT INTO kord.t VALUES {0}; INSERT INTO kord.u VALUES {0};", values.join(",")));
+    let by_table = run("kordt", 7110, "order_by = \"table\"");
+    for table in ["t", "u"] {
+        let records: Vec<&Record> =
+            by_table.iter().filter(|r| r.value.as_ref().unwrap()["source"]["table"] == table).collect();
+        let partitions: std::collections::BTreeSet<i32> = records.iter().map(|r| r.partition).collect();
+        assert_eq!(partitions.len(), 1, "table {table} spread over {partitions:?}");
+        let expected = cdc::sinks::kafka::client::murmur2_partition(format!("kord.{table}").as_bytes(), 4);
+        assert_eq!(partitions.first(), Some(&expected));
+        let ids: Vec<i64> =
+            records.iter().map(|r| r.value.as_ref().unwrap()["after"]["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, (1..=40).collect::<Vec<_>>());
+    }
+    let by_key = run("kordk", 7111, "");
+    let partitions: std::collections::BTreeSet<i32> = by_key.iter().map(|r| r.partition).collect();
+    assert!(partitions.len() > 1, "keys spread over partitions by default");
+}

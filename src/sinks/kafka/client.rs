@@ -257,3 +257,62 @@ pub fn sanitize_topic(name: &str) -> String {
         name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
     clean.chars().take(249).collect()
 }
+
+/// Number of partitions of `topic`, from the cluster's metadata.
+pub async fn partition_count(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &str) -> Result<i32, CdcError> {
+    let (admin, name) = (admin.clone(), topic.to_string());
+    let metadata =
+        tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(Some(&name), Duration::from_secs(30)))
+            .await
+            .map_err(|e| CdcError::transient(format!("metadata task failed: {e}")))?
+            .map_err(|e| CdcError::transient(format!("cannot read Kafka metadata for `{topic}`: {e}")))?;
+    let count = metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
+    if count == 0 {
+        return Err(CdcError::transient(format!("Kafka topic `{topic}` has no partitions yet")));
+    }
+    Ok(count as i32)
+}
+
+/// Kafka's murmur2 hash (as the Java client's `Utils.murmur2`), made positive: the same
+/// partition for the same bytes as the Java default partitioner.
+pub fn murmur2_partition(data: &[u8], partitions: i32) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= (rest[2] as u32) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= (rest[1] as u32) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= rest[0] as u32;
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    ((h & 0x7fff_ffff) % partitions.max(1) as u32) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::murmur2_partition;
+
+    #[test]
+    fn murmur2_matches_the_java_client() {
+        // Kafka's UtilsTest: murmur2("21") = -973932308 etc.; toPositive masks the sign bit.
+        for (bytes, java) in [(&b"21"[..], -973_932_308i32), (b"foobar", -790_332_482), (b"abc", 479_470_107)] {
+            assert_eq!(murmur2_partition(bytes, i32::MAX), (java & 0x7fff_ffff) % i32::MAX);
+        }
+        assert_eq!(murmur2_partition(b"a-little-bit-long-string", 4), (-985_981_536i32 & 0x7fff_ffff) % 4);
+    }
+}

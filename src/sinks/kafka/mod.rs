@@ -88,8 +88,10 @@ pub struct KafkaSink {
     admin: Arc<AdminClient<DefaultClientContext>>,
     topics: Topics,
     tombstones: bool,
-    /// Topic of each table seen, and the topics known to exist.
-    routes: HashMap<TableId, Arc<str>>,
+    /// Topic of each table seen (and its partition when ordered by table), and the topics
+    /// known to exist.
+    routes: HashMap<TableId, (Arc<str>, Option<i32>)>,
+    order_by_table: bool,
     ready: HashSet<Arc<str>>,
     envelope: EnvelopeContext,
     key: Vec<u8>,
@@ -133,6 +135,7 @@ impl KafkaSink {
             topics,
             tombstones: kafka.tombstones_on_delete,
             routes: HashMap::new(),
+            order_by_table: kafka.order_by == crate::config::OrderBy::Table,
             ready: HashSet::new(),
             envelope: EnvelopeContext { name: name.to_string(), now_us: 0 },
             key: Vec::with_capacity(256),
@@ -176,7 +179,14 @@ impl KafkaSink {
                 self.ensure_topic(&name).await?;
                 self.ready.insert(name.clone());
             }
-            self.routes.insert(event.table.id.clone(), name);
+            let partition = if self.order_by_table {
+                let qualified = format!("{}.{}", event.table.id.namespace, event.table.id.name);
+                let count = client::partition_count(&self.admin, &name).await?;
+                Some(client::murmur2_partition(qualified.as_bytes(), count))
+            } else {
+                None
+            };
+            self.routes.insert(event.table.id.clone(), (name, partition));
         }
         Ok(())
     }
@@ -203,7 +213,7 @@ impl KafkaSink {
         tx: Option<&TxInfo>,
         pending: &Arc<PendingBatch>,
     ) -> Result<(), CdcError> {
-        let Some(topic) = self.routes.get(&event.table.id).cloned() else {
+        let Some((topic, partition)) = self.routes.get(&event.table.id).cloned() else {
             return Err(CdcError::definite("event for a table without a topic", "report this as a bug"));
         };
         self.header.clear();
@@ -214,15 +224,18 @@ impl KafkaSink {
             let (mut old_key, mut new_key) = (Vec::new(), Vec::new());
             write_key(&mut old_key, &delete);
             write_key(&mut new_key, &create);
-            self.produce_one(&topic, &delete, tx, Some(("__debezium.newkey", &new_key)), pending).await?;
-            return self.produce_one(&topic, &create, tx, Some(("__debezium.oldkey", &old_key)), pending).await;
+            let (delete_header, create_header) =
+                (("__debezium.newkey", &new_key[..]), ("__debezium.oldkey", &old_key[..]));
+            self.produce_one((&topic, partition), &delete, tx, Some(delete_header), pending).await?;
+            return self.produce_one((&topic, partition), &create, tx, Some(create_header), pending).await;
         }
-        self.produce_one(&topic, event, tx, None, pending).await
+        self.produce_one((&topic, partition), event, tx, None, pending).await
     }
 
+    /// `to`: the topic, and the partition when ordered by table (else the key decides).
     async fn produce_one(
         &mut self,
-        topic: &str,
+        to: (&str, Option<i32>),
         event: &ChangeEvent,
         tx: Option<&TxInfo>,
         extra_header: Option<(&str, &[u8])>,
@@ -253,9 +266,9 @@ impl KafkaSink {
             h
         };
         let key = keyed.then_some(self.key.as_slice());
-        send(&self.producer, topic, key, Some(&self.value), &headers, pending, event).await?;
+        send(&self.producer, to, key, Some(&self.value), &headers, pending, event).await?;
         if event.op == Op::Delete && self.tombstones && keyed {
-            send(&self.producer, topic, key, None, &headers, pending, event).await?;
+            send(&self.producer, to, key, None, &headers, pending, event).await?;
         }
         Ok(())
     }
@@ -270,7 +283,7 @@ impl KafkaSink {
         let headers = || OwnedHeaders::new().insert(Header { key: "cdc.kafka_txn", value: Some(label.as_bytes()) });
         send_raw(
             &self.producer,
-            &topic,
+            (&topic, None),
             Some(name.as_bytes()),
             Some(&record),
             &headers,
@@ -390,7 +403,7 @@ impl KafkaSink {
         write_transaction_key(&mut key, id);
         write_transaction_record(&mut value, id, end, now_ms());
         let no_headers = || OwnedHeaders::new();
-        send_raw(&self.producer, &topic, Some(&key), Some(&value), &no_headers, pending, || {
+        send_raw(&self.producer, (&topic, None), Some(&key), Some(&value), &no_headers, pending, || {
             format!("transaction record for {id}")
         })
         .await
@@ -526,14 +539,14 @@ fn write_tx_id(out: &mut String, meta: &SourceMeta) -> bool {
 
 async fn send(
     producer: &ThreadedProducer<KafkaContext>,
-    topic: &str,
+    to: (&str, Option<i32>),
     key: Option<&[u8]>,
     value: Option<&[u8]>,
     headers: &(dyn Fn() -> OwnedHeaders + Sync),
     pending: &Arc<PendingBatch>,
     event: &ChangeEvent,
 ) -> Result<(), CdcError> {
-    send_raw(producer, topic, key, value, headers, pending, || {
+    send_raw(producer, to, key, value, headers, pending, || {
         format!("change to {}.{}", event.table.id.namespace, event.table.id.name)
     })
     .await
@@ -542,7 +555,7 @@ async fn send(
 /// Hands one message to librdkafka, waiting while its queue is full (backpressure).
 async fn send_raw(
     producer: &ThreadedProducer<KafkaContext>,
-    topic: &str,
+    (topic, partition): (&str, Option<i32>),
     key: Option<&[u8]>,
     value: Option<&[u8]>,
     headers: &(dyn Fn() -> OwnedHeaders + Sync),
@@ -554,6 +567,9 @@ async fn send_raw(
     let mut last_log: Option<Instant> = None;
     loop {
         let mut record = BaseRecord::with_opaque_to(topic, pending.clone()).headers(headers());
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         if let Some(k) = key {
             record = record.key(k);
         }
