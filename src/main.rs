@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
@@ -251,17 +250,17 @@ async fn open_sink(
     shutdown: &CancellationToken,
     retry_ms: u64,
 ) -> Result<(), CdcError> {
-    let mut wait = Duration::from_millis(retry_ms.max(1));
+    let mut backoff = cdc::pipeline::Backoff::new(retry_ms);
     loop {
         match sink.open().await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
+                let wait = backoff.next_wait();
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Cannot open the sink; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.cancelled() => return Err(e),
                 }
-                wait = (wait * 2).min(Duration::from_secs(30));
             }
             Err(e) => return Err(e),
         }

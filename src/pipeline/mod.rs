@@ -16,7 +16,7 @@ mod acks;
 mod runtime;
 
 pub use acks::{AckTracker, BatchSeq};
-pub use runtime::{Pipeline, PipelineOutcome};
+pub use runtime::{Backoff, Pipeline, PipelineOutcome};
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};

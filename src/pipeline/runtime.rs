@@ -33,14 +33,15 @@ pub struct Pipeline {
 
 /// Exponential backoff from `retry_initial_ms` to 30 s.
 #[derive(Clone, Copy)]
-struct Backoff(Duration);
+pub struct Backoff(Duration);
 
 impl Backoff {
-    fn new(initial_ms: u64) -> Backoff {
+    pub fn new(initial_ms: u64) -> Backoff {
         Backoff(Duration::from_millis(initial_ms.max(1)))
     }
 
-    fn next(&mut self) -> Duration {
+    /// The wait before the next retry; each call doubles the following one.
+    pub fn next_wait(&mut self) -> Duration {
         let d = self.0;
         self.0 = (self.0 * 2).min(Duration::from_secs(30));
         d
@@ -174,7 +175,7 @@ async fn run_source(
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = Backoff::new(retry_initial_ms);
                 }
-                let wait = backoff.next();
+                let wait = backoff.next_wait();
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Source failed; reconnecting");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -216,7 +217,7 @@ async fn write_with_retry(
             }
             Err(e) if e.is_transient() => {
                 metrics.error(true);
-                let wait = backoff.next();
+                let wait = backoff.next_wait();
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Sink write failed; waiting for the sink");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -244,7 +245,7 @@ async fn flush_with_retry(
             Ok(()) => return Ok(()),
             Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
                 metrics.error(true);
-                let wait = backoff.next();
+                let wait = backoff.next_wait();
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Sink flush failed; retrying");
                 tokio::time::sleep(wait).await;
             }

@@ -38,6 +38,7 @@ impl KafkaPositionStore {
         };
         let mut producer_config = client::producer_config(kafka);
         producer_config.set("linger.ms", "0");
+        // Non-transactional even when sink.properties names a transactional.id.
         producer_config.remove("transactional.id");
         Ok(KafkaPositionStore {
             kafka: kafka.clone(),

@@ -239,8 +239,8 @@ pub async fn ensure_topic(
     Ok(())
 }
 
-/// Whether `topic` exists, from the cluster's metadata.
-pub async fn topic_exists(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &str) -> Result<bool, CdcError> {
+/// Number of partitions of `topic` from the cluster's metadata; 0 when it does not exist.
+async fn partitions_of(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &str) -> Result<usize, CdcError> {
     let (admin, name) = (admin.clone(), topic.to_string());
     // librdkafka's metadata call blocks.
     let metadata =
@@ -248,7 +248,12 @@ pub async fn topic_exists(admin: &Arc<AdminClient<DefaultClientContext>>, topic:
             .await
             .map_err(|e| CdcError::transient(format!("metadata task failed: {e}")))?
             .map_err(|e| CdcError::transient(format!("cannot read Kafka metadata for `{topic}`: {e}")))?;
-    Ok(metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+    Ok(metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map_or(0, |t| t.partitions().len()))
+}
+
+/// Whether `topic` exists, from the cluster's metadata.
+pub async fn topic_exists(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &str) -> Result<bool, CdcError> {
+    Ok(partitions_of(admin, topic).await? > 0)
 }
 
 /// Replaces characters Kafka does not allow in topic names by `_` (as Debezium does).
@@ -258,19 +263,12 @@ pub fn sanitize_topic(name: &str) -> String {
     clean.chars().take(249).collect()
 }
 
-/// Number of partitions of `topic`, from the cluster's metadata.
+/// Number of partitions of `topic`, which must exist.
 pub async fn partition_count(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &str) -> Result<i32, CdcError> {
-    let (admin, name) = (admin.clone(), topic.to_string());
-    let metadata =
-        tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(Some(&name), Duration::from_secs(30)))
-            .await
-            .map_err(|e| CdcError::transient(format!("metadata task failed: {e}")))?
-            .map_err(|e| CdcError::transient(format!("cannot read Kafka metadata for `{topic}`: {e}")))?;
-    let count = metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
-    if count == 0 {
-        return Err(CdcError::transient(format!("Kafka topic `{topic}` has no partitions yet")));
+    match partitions_of(admin, topic).await? {
+        0 => Err(CdcError::transient(format!("Kafka topic `{topic}` has no partitions yet"))),
+        n => Ok(n as i32),
     }
-    Ok(count as i32)
 }
 
 /// Kafka's murmur2 hash (as the Java client's `Utils.murmur2`), made positive: the same
