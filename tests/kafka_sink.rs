@@ -36,6 +36,24 @@ fn write_config(dir: &Path, name: &str, source: &str, bootstrap: &str, extra: &s
     path
 }
 
+/// Adds `line` at the top of the `[section]` table of a config file.
+fn add_to_section(config: &Path, section: &str, line: &str) {
+    let header = format!("[{section}]\n");
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains(&header), "no [{section}] in {}", config.display());
+    std::fs::write(config, text.replacen(&header, &format!("{header}{line}\n"), 1)).unwrap();
+}
+
+/// Waits (30 s at most) until the log of the cdc started with `config` contains `text`.
+fn wait_for_log(config: &Path, text: &str) {
+    let log = config.with_extension("log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains(text) {
+        assert!(std::time::Instant::now() < deadline, "`{text}` never appeared in {}", log.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn summary(records: &[Record], id_field: &str) -> Vec<(String, Option<i64>)> {
     records
         .iter()
@@ -234,12 +252,7 @@ fn broker_unreachable_at_start_then_delivers_when_it_appears() {
     let config = write_config(dir.path(), "kdown", &mysql_source(db, "kdown", 7103), &bootstrap, "");
     let mut cdc = spawn_cdc(&config);
     insert_rows(db.port(), "kdown", 3..=20).join().unwrap();
-    let log = config.with_extension("log");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("Kafka unreachable") {
-        assert!(std::time::Instant::now() < deadline, "no warning about the broker");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_log(&config, "Kafka unreachable");
     assert!(cdc.0.try_wait().unwrap().is_none(), "cdc must wait for the broker, not exit");
     assert!(!dir.path().join("positions.json").exists(), "nothing may be checkpointed yet");
     let broker = harness::KafkaBroker::start_on(port);
@@ -256,18 +269,19 @@ fn kill_9_with_positions_in_kafka_loses_nothing() {
     db.sql("CREATE DATABASE kcrash; CREATE TABLE kcrash.t (id INT PRIMARY KEY);");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "kcrash", &mysql_source(db, "kcrash", 7104), &kafka.bootstrap(), "");
-    let text = std::fs::read_to_string(&config).unwrap().replace("[positions]\n", "[positions]\nstore = \"kafka\"\n");
-    std::fs::write(&config, text).unwrap();
+    add_to_section(&config, "positions", "store = \"kafka\"");
     const ROWS: i64 = 600;
     let writer = insert_rows(db.port(), "kcrash", 1..=ROWS);
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut resumed = 0;
     for _ in 0..6 {
         let mut cdc = spawn_cdc(&config);
+        // Killed while streaming (not while starting up on a busy machine).
+        wait_for_log(&config, "Streaming binlog");
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(300 + seed % 700));
+        std::thread::sleep(Duration::from_millis(100 + seed % 500));
         cdc.0.kill().unwrap();
         cdc.0.wait().unwrap();
         let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
@@ -312,11 +326,8 @@ fn exactly_once_kill_9_committed_transactions_hold_each_change_once() {
     let config =
         write_config(dir.path(), "keos", &mysql_source(db, "keos", 7105), &kafka.bootstrap(), "exactly_once = true");
     // Small batches, large source transactions: one Kafka transaction spans many batches.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[positions]\n", "[positions]\nstore = \"kafka\"\n")
-        .replace("[pipeline]\n", "[pipeline]\nbatch_events = 10\n");
-    std::fs::write(&config, text).unwrap();
+    add_to_section(&config, "positions", "store = \"kafka\"");
+    add_to_section(&config, "pipeline", "batch_events = 10");
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicI64::new(0));
     let writer = {
@@ -371,7 +382,7 @@ fn exactly_once_kill_9_committed_transactions_hold_each_change_once() {
     last.0.wait().unwrap();
     note(&std::fs::read_to_string(config.with_extension("log")).unwrap());
     // Position of each transaction's record, by label.
-    let positions = read_topic(&kafka.bootstrap(), "keos.positions", 0, false, Duration::from_millis(300));
+    let positions = harness::kafka::read_to_end(&kafka.bootstrap(), "keos.positions", false);
     let record_position: std::collections::HashMap<String, cdc::model::Position> = positions
         .iter()
         .filter_map(|r| {
@@ -403,9 +414,9 @@ fn exactly_once_kill_9_committed_transactions_hold_each_change_once() {
 /// `<name>.positions`: transactions that were cut off before their commit.
 fn without_position_record(bootstrap: &str, name: &str) -> usize {
     let label = |r: &Record| r.headers.get("cdc.kafka_txn").cloned();
-    let positions = read_topic(bootstrap, &format!("{name}.positions"), 0, false, Duration::from_millis(300));
+    let positions = harness::kafka::read_to_end(bootstrap, &format!("{name}.positions"), false);
     let committed: std::collections::HashSet<String> = positions.iter().filter_map(label).collect();
-    let data = read_topic(bootstrap, &format!("{name}.{name}.t"), 0, false, Duration::from_millis(300));
+    let data = harness::kafka::read_to_end(bootstrap, &format!("{name}.{name}.t"), false);
     data.iter().filter_map(label).filter(|l| !committed.contains(l)).count()
 }
 
@@ -425,8 +436,7 @@ fn exactly_once_second_instance_fences_the_first() {
         &kafka.bootstrap(),
         "exactly_once = true",
     );
-    let text = std::fs::read_to_string(&config).unwrap().replace("[positions]\n", "[positions]\nstore = \"kafka\"\n");
-    std::fs::write(&config, text).unwrap();
+    add_to_section(&config, "positions", "store = \"kafka\"");
     let mut first = spawn_cdc(&config);
     insert_rows(db.port(), "kfence", 1..=10).join().unwrap();
     read_topic(&kafka.bootstrap(), "kfence.kfence.t", 10, true, Duration::ZERO);
@@ -436,12 +446,7 @@ fn exactly_once_second_instance_fences_the_first() {
     // connection when another one with the same id arrives).
     std::fs::write(&second_config, std::fs::read_to_string(&config).unwrap().replace("7106", "7107")).unwrap();
     let _second = spawn_cdc(&second_config);
-    let second_log = second_config.with_extension("log");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&second_log).unwrap_or_default().contains("Streaming binlog") {
-        assert!(std::time::Instant::now() < deadline, "second instance never streamed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_log(&second_config, "Streaming binlog");
     insert_rows(db.port(), "kfence", 11..=20).join().unwrap();
     // Both instances read rows 11..20; only the second may commit them.
     let first_log = config.with_extension("log");
@@ -457,10 +462,22 @@ fn exactly_once_second_instance_fences_the_first() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let first_prefix = field_of(&std::fs::read_to_string(&first_log).unwrap(), "kafka_txn_prefix").unwrap();
-    let positions = read_topic(&kafka.bootstrap(), "kfence.positions", 1, false, Duration::from_millis(300));
-    let committed: std::collections::HashSet<String> =
-        positions.iter().filter_map(|r| r.headers.get("cdc.kafka_txn").cloned()).collect();
     let got = read_topic(&kafka.bootstrap(), "kfence.kfence.t", 20, true, Duration::from_millis(500));
+    // The position records of the transactions that delivered rows 1..20 (a commit's position
+    // record may show up a moment after its data).
+    let labels = |r: &[Record]| -> std::collections::HashSet<String> {
+        r.iter().filter_map(|r| r.headers.get("cdc.kafka_txn").cloned()).collect()
+    };
+    let positions =
+        harness::kafka::read_topic_until(&kafka.bootstrap(), "kfence.positions", false, Duration::ZERO, |p| {
+            let committed = labels(p);
+            (1..=20).all(|id| {
+                got.iter().any(|r| {
+                    r.value.as_ref().unwrap()["after"]["id"] == id && committed.contains(&r.headers["cdc.kafka_txn"])
+                })
+            })
+        });
+    let committed = labels(&positions);
     let kept: Vec<Record> = got.iter().filter(|r| committed.contains(&r.headers["cdc.kafka_txn"])).cloned().collect();
     assert_eq!(ids_of(&kept), (1..=20).collect::<Vec<_>>(), "each row committed once");
     assert!(
@@ -526,15 +543,9 @@ fn transaction_metadata_begin_end_and_event_order() {
         &kafka.bootstrap(),
         "transaction_metadata = true",
     );
-    let text = std::fs::read_to_string(&config).unwrap().replace("[pipeline]\n", "[pipeline]\nbatch_events = 2\n");
-    std::fs::write(&config, text).unwrap();
+    add_to_section(&config, "pipeline", "batch_events = 2");
     let _cdc = spawn_cdc(&config);
-    let log = config.with_extension("log");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("Streaming binlog") {
-        assert!(std::time::Instant::now() < deadline, "never streamed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_log(&config, "Streaming binlog");
     db.sql(
         "BEGIN; INSERT INTO ktx.a VALUES (1); INSERT INTO ktx.b VALUES (1); INSERT INTO ktx.a VALUES (2); COMMIT;
          INSERT INTO ktx.b VALUES (2);",

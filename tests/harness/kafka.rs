@@ -40,6 +40,22 @@ pub fn read_topic_until(
     settle: Duration,
     done: impl Fn(&[Record]) -> bool,
 ) -> Vec<Record> {
+    read(bootstrap, topic, read_committed, settle, |records, _| done(records))
+}
+
+/// Reads every record `topic` holds now: up to the end offsets taken when reading starts.
+pub fn read_to_end(bootstrap: &str, topic: &str, read_committed: bool) -> Vec<Record> {
+    read(bootstrap, topic, read_committed, Duration::ZERO, |_, at_end| at_end)
+}
+
+/// `done(records, at_end)`: `at_end` once the consumer passed the end offsets of the start.
+fn read(
+    bootstrap: &str,
+    topic: &str,
+    read_committed: bool,
+    settle: Duration,
+    done: impl Fn(&[Record], bool) -> bool,
+) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "cdc-test-reader")
@@ -63,14 +79,25 @@ pub fn read_topic_until(
         std::thread::sleep(Duration::from_millis(200));
     };
     let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
     for p in partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        ends.push((p, consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1));
     }
     consumer.assign(&tpl).unwrap();
+    // Positions move past transaction markers too, which are never returned as messages.
+    let at_end = |consumer: &BaseConsumer| {
+        consumer.position().is_ok_and(|tpl| {
+            ends.iter().all(|&(p, high)| match tpl.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o >= high,
+                _ => high == 0,
+            })
+        })
+    };
     let mut out = Vec::new();
     let mut last_new = Instant::now();
     loop {
-        if last_new.elapsed() >= settle && done(&out) {
+        if last_new.elapsed() >= settle && done(&out, at_end(&consumer)) {
             return out;
         }
         assert!(Instant::now() < deadline, "not done after 90 s with {} records in {topic}", out.len());
