@@ -179,10 +179,32 @@ pub enum OrderBy {
     Table,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DbSinkConfig {
+    /// `postgres://user:password@host:port/database` or `mysql://user:password@host:port`
     pub url: DbUrl,
+    /// Source namespace (MySQL database, PostgreSQL schema) → target schema or database.
+    /// Unlisted namespaces keep their name.
+    #[serde(default)]
+    pub namespaces: BTreeMap<String, String>,
+    /// Create missing tables (and schemas) from the source schema; `false` requires them.
+    #[serde(default = "yes")]
+    pub create_tables: bool,
+    /// Table holding each pipeline's applied position (`positions.store = "sink"`).
+    #[serde(default = "default_positions_table")]
+    pub positions_table: String,
+}
+
+impl DbSinkConfig {
+    /// The target namespace of a source namespace.
+    pub fn target_namespace<'a>(&'a self, source: &'a str) -> &'a str {
+        self.namespaces.get(source).map_or(source, String::as_str)
+    }
+}
+
+fn default_positions_table() -> String {
+    "cdc_positions".into()
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -355,7 +377,7 @@ impl Config {
         for (key, value) in table.iter_mut() {
             substitute_env(value, key).map_err(|(field, message)| err(field, message))?;
         }
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
             let field = e.path().to_string();
             let (field, message) = match field.as_str() {
                 "source" | "sink" => {
@@ -366,6 +388,12 @@ impl Config {
             };
             err(field, message)
         })?;
+        // A database sink keeps positions in the target unless told otherwise: that is what
+        // makes it exactly-once.
+        let store_given = table.get("positions").and_then(|p| p.get("store")).is_some();
+        if !store_given && matches!(config.sink, SinkConfig::Postgres(_) | SinkConfig::Mysql(_)) {
+            config.positions.store = StoreKind::Sink;
+        }
         config.validate().map_err(|(field, message)| err(field.to_string(), message))?;
         Ok(config)
     }
@@ -402,8 +430,14 @@ impl Config {
             }
         }
         match &self.sink {
-            SinkConfig::Postgres(d) => check_scheme(&d.url, &["postgres", "postgresql"], "sink.url")?,
-            SinkConfig::Mysql(d) => check_scheme(&d.url, &["mysql", "mariadb"], "sink.url")?,
+            SinkConfig::Postgres(d) => {
+                check_scheme(&d.url, &["postgres", "postgresql"], "sink.url")?;
+                check_positions_table(&d.positions_table)?;
+            }
+            SinkConfig::Mysql(d) => {
+                check_scheme(&d.url, &["mysql", "mariadb"], "sink.url")?;
+                check_positions_table(&d.positions_table)?;
+            }
             SinkConfig::Kafka(k) => {
                 if k.brokers.trim().is_empty() {
                     return Err(("sink.brokers", "must list at least one host:port".into()));
@@ -457,6 +491,22 @@ impl Config {
         let clean: String =
             self.name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
         format!("cdc_{clean}")
+    }
+}
+
+/// `table` or `schema.table`, plain identifiers only (it is written into SQL unquoted).
+fn check_positions_table(name: &str) -> Result<(), (&'static str, String)> {
+    let ok = |part: &str| {
+        !part.is_empty()
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !part.starts_with(|c: char| c.is_ascii_digit())
+    };
+    match name.split('.').collect::<Vec<_>>().as_slice() {
+        [t] if ok(t) => Ok(()),
+        [s, t] if ok(s) && ok(t) => Ok(()),
+        _ => {
+            Err(("sink.positions_table", format!("`{name}` must be `table` or `schema.table` (letters, digits, `_`)")))
+        }
     }
 }
 

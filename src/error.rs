@@ -9,6 +9,10 @@ pub enum ErrorKind {
     Transient,
     /// Retrying cannot help: bad config, missing privilege, purged history, incompatible data.
     Definite,
+    /// The sink lost changes it had accepted but not yet made durable (a database connection
+    /// dropped inside a transaction that spans several batches): the pipeline starts again
+    /// from the stored position.
+    Restart,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +30,14 @@ impl CdcError {
 
     pub fn definite(cause: impl Into<String>, remedy: impl Into<String>) -> CdcError {
         CdcError { kind: ErrorKind::Definite, cause: cause.into(), remedy: Some(remedy.into()) }
+    }
+
+    pub fn restart(cause: impl Into<String>) -> CdcError {
+        CdcError { kind: ErrorKind::Restart, cause: cause.into(), remedy: None }
+    }
+
+    pub fn is_restart(&self) -> bool {
+        self.kind == ErrorKind::Restart
     }
 
     pub fn is_transient(&self) -> bool {

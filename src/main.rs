@@ -12,7 +12,7 @@ use cdc::config::Config;
 use cdc::error::CdcError;
 use cdc::model::Position;
 use cdc::pipeline::{Pipeline, PipelineOutcome};
-use cdc::positions::{FilePositionStore, KafkaPositionStore, PositionStore};
+use cdc::positions::{FilePositionStore, KafkaPositionStore, PositionStore, SinkPositionStore};
 use cdc::{sinks, sources};
 
 #[derive(Parser)]
@@ -182,10 +182,13 @@ fn position_store(config: &Config) -> Result<Arc<dyn PositionStore>, CdcError> {
             }
             _ => Err(CdcError::definite("positions.store = \"kafka\" needs a Kafka sink", "set sink.kind = \"kafka\"")),
         },
-        other => Err(CdcError::definite(
-            format!("positions.store = {other:?} is not available in this build yet"),
-            "use positions.store = \"file\"",
-        )),
+        cdc::config::StoreKind::Sink => match &config.sink {
+            cdc::config::SinkConfig::Postgres(d) => Ok(Arc::new(SinkPositionStore::postgres(d, &config.name))),
+            other => Err(CdcError::definite(
+                format!("positions.store = \"sink\" is not available for the {} sink yet", other.kind()),
+                "use positions.store = \"file\"",
+            )),
+        },
     }
 }
 
@@ -193,11 +196,49 @@ async fn run(config: &Config, from: Option<&str>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(&config.name));
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
+    let http = match &config.http {
+        Some(h) => Some(admin::serve(h.listen, metrics.clone(), shutdown.clone()).await?),
+        None => None,
+    };
+    let mut from = from;
+    let mut backoff = cdc::pipeline::Backoff::new(config.pipeline.retry_initial_ms);
+    let outcome = loop {
+        match run_pipeline(config, from.take(), &metrics, &shutdown).await {
+            // The sink lost accepted work: start over from the stored position.
+            Err(e) if e.is_restart() && !shutdown.is_cancelled() => {
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Restarting the pipeline from the stored position");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => break Ok(PipelineOutcome::Stopped),
+                }
+            }
+            other => break other,
+        }
+    };
+    metrics.set_phase("stopped");
+    shutdown.cancel();
+    if let Some(h) = http {
+        let _ = h.await;
+    }
+    match outcome? {
+        PipelineOutcome::Stopped => tracing::info!("Stopped cleanly"),
+        PipelineOutcome::SourceEnded => tracing::info!("Source has no more changes; stopped"),
+    }
+    Ok(())
+}
 
+/// One pipeline from the stored (or `--from`) position until it ends.
+async fn run_pipeline(
+    config: &Config,
+    from: Option<&str>,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<PipelineOutcome, CdcError> {
     // The sink opens first: one that keeps positions itself fences older instances before
     // the position is read.
     let mut sink = sinks::build(config)?;
-    open_sink(sink.as_mut(), &shutdown, config.pipeline.retry_initial_ms).await?;
+    open_sink(sink.as_mut(), shutdown, config.pipeline.retry_initial_ms).await?;
     let store = position_store(config)?;
     let start = match from {
         Some(text) => {
@@ -217,10 +258,6 @@ async fn run(config: &Config, from: Option<&str>) -> anyhow::Result<()> {
             p
         }
     };
-    let http = match &config.http {
-        Some(h) => Some(admin::serve(h.listen, metrics.clone(), shutdown.clone()).await?),
-        None => None,
-    };
     let source = sources::build(config)?;
     tracing::info!(sink = config.sink.kind(), "Pipeline starting");
     let pipeline = Pipeline {
@@ -231,17 +268,7 @@ async fn run(config: &Config, from: Option<&str>) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     };
-    let outcome = pipeline.run(start).await;
-    metrics.set_phase("stopped");
-    shutdown.cancel();
-    if let Some(h) = http {
-        let _ = h.await;
-    }
-    match outcome? {
-        PipelineOutcome::Stopped => tracing::info!("Stopped cleanly"),
-        PipelineOutcome::SourceEnded => tracing::info!("Source has no more changes; stopped"),
-    }
-    Ok(())
+    pipeline.run(start).await
 }
 
 /// Opens the sink, waiting with backoff while it is unreachable.

@@ -227,7 +227,7 @@ async fn write_with_retry(
                 }
             }
             Err(e) => {
-                metrics.error(false);
+                metrics.error(e.is_restart());
                 return Err(e);
             }
         }

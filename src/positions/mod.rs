@@ -6,9 +6,11 @@
 
 mod file;
 mod kafka;
+mod sink;
 
 pub use file::FilePositionStore;
 pub use kafka::KafkaPositionStore;
+pub use sink::SinkPositionStore;
 
 use std::cmp::Ordering;
 

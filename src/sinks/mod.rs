@@ -2,11 +2,13 @@
 
 mod json_lines;
 pub mod kafka;
+pub mod postgres;
 
 pub use json_lines::JsonLinesSink;
 pub use kafka::KafkaSink;
+pub use postgres::PostgresSink;
 
-use crate::config::{Config, SinkConfig};
+use crate::config::{Config, SinkConfig, StoreKind};
 use crate::error::CdcError;
 use crate::pipeline::Sink;
 
@@ -16,6 +18,9 @@ pub fn build(config: &Config) -> Result<Box<dyn Sink>, CdcError> {
         SinkConfig::Stdout(_) => Ok(Box::new(JsonLinesSink::stdout(&config.name))),
         SinkConfig::File(f) => Ok(Box::new(JsonLinesSink::file(&config.name, &f.path, f.fsync)?)),
         SinkConfig::Kafka(k) => Ok(Box::new(KafkaSink::new(&config.name, k, &config.positions_topic())?)),
+        SinkConfig::Postgres(d) => {
+            Ok(Box::new(PostgresSink::new(&config.name, d.clone(), config.positions.store == StoreKind::Sink)))
+        }
         other => Err(CdcError::definite(
             format!("the `{}` sink is not available in this build yet", other.kind()),
             "use sink kind `stdout` or `file` for now",

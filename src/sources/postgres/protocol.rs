@@ -24,6 +24,8 @@ pub struct PgError {
     pub code: String,
     pub message: String,
     pub detail: Option<String>,
+    /// `schema.table` the error is about, when the server says.
+    pub table: Option<String>,
 }
 
 impl std::fmt::Display for PgError {
@@ -297,8 +299,21 @@ impl PgConnection {
     pub async fn query_each(
         &mut self,
         sql: &str,
-        mut on_row: impl FnMut(Vec<Option<String>>) -> Result<(), CdcError>,
+        on_row: impl FnMut(Vec<Option<String>>) -> Result<(), CdcError>,
     ) -> Result<Vec<String>, CdcError> {
+        match self.simple_query(sql, on_row).await? {
+            Ok(columns) => Ok(columns),
+            Err(e) => Err(e.classify(&format!("running `{}`", sql.chars().take(80).collect::<String>()))),
+        }
+    }
+
+    /// Runs `sql` (one or more statements) with the simple query protocol. The outer error is
+    /// the connection's (or `on_row`'s), the inner one the server's answer to the statements.
+    pub async fn simple_query(
+        &mut self,
+        sql: &str,
+        mut on_row: impl FnMut(Vec<Option<String>>) -> Result<(), CdcError>,
+    ) -> Result<Result<Vec<String>, PgError>, CdcError> {
         frontend::query(sql, &mut self.out).map_err(|e| io_err("query", e))?;
         self.flush().await?;
         let mut columns = Vec::new();
@@ -330,7 +345,8 @@ impl PgConnection {
                 b'Z' => break,
                 b'C' | b'I' | b'N' | b'S' => {}
                 b'H' | b'G' | b'W' => {
-                    return Err(CdcError::definite(format!("`{sql}` started a COPY"), "report this"));
+                    let head = sql.chars().take(80).collect::<String>();
+                    return Err(CdcError::definite(format!("`{head}` started a COPY"), "report this"));
                 }
                 other => return Err(CdcError::transient(format!("unexpected message {:?} in a query", other as char))),
             }
@@ -338,10 +354,10 @@ impl PgConnection {
         if let Some(e) = callback_error {
             return Err(e);
         }
-        match error {
-            Some(e) => Err(e.classify(&format!("running `{}`", sql.chars().take(80).collect::<String>()))),
+        Ok(match error {
+            Some(e) => Err(e),
             None => Ok(columns),
-        }
+        })
     }
 
     /// All rows of a statement.
@@ -433,7 +449,8 @@ fn parse_data_row(mut b: BytesMut) -> Result<Vec<Option<String>>, CdcError> {
 }
 
 pub fn parse_error(mut b: BytesMut) -> PgError {
-    let mut e = PgError { code: String::new(), message: String::new(), detail: None };
+    let mut e = PgError { code: String::new(), message: String::new(), detail: None, table: None };
+    let mut schema = None;
     while !b.is_empty() && b[0] != 0 {
         let field = b.get_u8();
         let value = read_cstr(&mut b);
@@ -441,8 +458,13 @@ pub fn parse_error(mut b: BytesMut) -> PgError {
             b'C' => e.code = value,
             b'M' => e.message = value,
             b'D' => e.detail = Some(value),
+            b's' => schema = Some(value),
+            b't' => e.table = Some(value),
             _ => {}
         }
+    }
+    if let (Some(s), Some(t)) = (schema, &e.table) {
+        e.table = Some(format!("{s}.{t}"));
     }
     e
 }

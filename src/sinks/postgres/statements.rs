@@ -1,0 +1,252 @@
+//! Turns change events into SQL, in source order, batching what can be batched:
+//! consecutive inserts and updates of one table become one multi-row upsert, consecutive
+//! deletes one `DELETE … IN (…)`. Anything else (key changes, partial rows, truncates, tables
+//! without a key) is a statement of its own, so the order of changes is never altered.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::tables::TablePlan;
+use super::values::{LiteralError, write_literal};
+use crate::error::CdcError;
+use crate::model::{ChangeEvent, ColumnType, Op, Row, Value};
+
+/// The statement being accumulated.
+enum Group {
+    None,
+    /// Rows of a multi-row `INSERT … ON CONFLICT`; `keys` holds the key literals already in
+    /// it, because one statement cannot touch the same row twice.
+    Upsert {
+        plan: Arc<TablePlan>,
+        keys: HashSet<String>,
+    },
+    /// Key tuples of a `DELETE … WHERE key IN (…)`.
+    Delete {
+        plan: Arc<TablePlan>,
+    },
+}
+
+/// Appends the SQL of events to a text buffer, keeping the open multi-row statement between
+/// calls. Call [`finish`](Self::finish) before the buffer is executed.
+pub struct StatementWriter<'a> {
+    sql: &'a mut String,
+    group: Group,
+    key_buf: String,
+}
+
+impl<'a> StatementWriter<'a> {
+    pub fn new(sql: &'a mut String) -> StatementWriter<'a> {
+        StatementWriter { sql, group: Group::None, key_buf: String::new() }
+    }
+
+    /// The SQL written so far (complete statements only after `finish`).
+    pub fn sql(&mut self) -> &mut String {
+        self.sql
+    }
+
+    /// Appends the SQL for one event written with `plan`.
+    pub fn add(&mut self, event: &ChangeEvent, plan: &Arc<TablePlan>) -> Result<(), CdcError> {
+        let bad = |e: LiteralError| {
+            CdcError::definite(
+                format!("cannot write a change of {} to {}: {}", event.table.id, plan.target, e.0),
+                "create the target column with a type that holds it (see docs/replica.md)",
+            )
+        };
+        let keyed = !plan.schema.key.is_empty();
+        match event.op {
+            Op::Truncate => {
+                self.finish();
+                self.sql.push_str("TRUNCATE ");
+                self.sql.push_str(&plan.target);
+                self.sql.push_str(";\n");
+            }
+            Op::Create | Op::Read | Op::Update => {
+                let Some(after) = &event.after else {
+                    return Err(missing_row(event, "new row"));
+                };
+                let key_changed = match (&event.before, event.op) {
+                    (Some(before), Op::Update) if keyed => {
+                        plan.schema.key.iter().any(|&i| before.get(i) != after.get(i))
+                    }
+                    _ => false,
+                };
+                let partial = after.iter().any(|v| matches!(v, Value::Unchanged));
+                if !keyed && event.op == Op::Update {
+                    let before = event.before.as_ref().ok_or_else(|| missing_row(event, "old row"))?;
+                    self.finish();
+                    self.update(plan, after, |w| w.where_row(plan, before)).map_err(bad)?;
+                } else if key_changed || partial {
+                    self.finish();
+                    let old = event.before.as_ref().filter(|_| key_changed).unwrap_or(after);
+                    self.update(plan, after, |w| w.where_key(plan, old)).map_err(bad)?;
+                } else {
+                    self.upsert_row(plan, after).map_err(bad)?;
+                }
+            }
+            Op::Delete => {
+                let Some(before) = &event.before else {
+                    return Err(missing_row(event, "old row"));
+                };
+                if keyed {
+                    self.delete_key(plan, before).map_err(bad)?;
+                } else {
+                    self.finish();
+                    self.sql.push_str("DELETE FROM ");
+                    self.sql.push_str(&plan.target);
+                    self.where_row(plan, before).map_err(bad)?;
+                    self.sql.push_str(";\n");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the open statement, if any.
+    pub fn finish(&mut self) {
+        match std::mem::replace(&mut self.group, Group::None) {
+            Group::None => {}
+            Group::Upsert { plan, .. } => {
+                self.sql.push_str(&plan.upsert_tail);
+                self.sql.push_str(";\n");
+            }
+            Group::Delete { .. } => self.sql.push_str(");\n"),
+        }
+    }
+
+    fn upsert_row(&mut self, plan: &Arc<TablePlan>, row: &Row) -> Result<(), LiteralError> {
+        self.key_buf.clear();
+        write_key_tuple(&mut self.key_buf, plan, row)?;
+        let continues = match &mut self.group {
+            Group::Upsert { plan: p, keys } if Arc::ptr_eq(p, plan) => {
+                // A keyless table can repeat rows; only keyed rows must be distinct.
+                plan.schema.key.is_empty() || keys.insert(self.key_buf.clone())
+            }
+            _ => false,
+        };
+        if continues {
+            self.sql.push(',');
+        } else {
+            self.finish();
+            let mut keys = HashSet::new();
+            keys.insert(self.key_buf.clone());
+            self.group = Group::Upsert { plan: plan.clone(), keys };
+            self.sql.push_str(&plan.insert_head);
+        }
+        self.sql.push('(');
+        for (i, column) in plan.schema.columns.iter().enumerate() {
+            if i > 0 {
+                self.sql.push(',');
+            }
+            write_literal(self.sql, row.get(i).unwrap_or(&Value::Null), column)?;
+        }
+        self.sql.push(')');
+        Ok(())
+    }
+
+    fn delete_key(&mut self, plan: &Arc<TablePlan>, row: &Row) -> Result<(), LiteralError> {
+        let continues = matches!(&self.group, Group::Delete { plan: p } if Arc::ptr_eq(p, plan));
+        if continues {
+            self.sql.push(',');
+        } else {
+            self.finish();
+            self.group = Group::Delete { plan: plan.clone() };
+            self.sql.push_str("DELETE FROM ");
+            self.sql.push_str(&plan.target);
+            self.sql.push_str(" WHERE (");
+            self.sql.push_str(&key_names(plan));
+            self.sql.push_str(") IN (");
+        }
+        write_key_tuple(self.sql, plan, row)
+    }
+
+    /// `UPDATE t SET (every column with a value) <where>;`
+    fn update(
+        &mut self,
+        plan: &TablePlan,
+        after: &Row,
+        condition: impl FnOnce(&mut Self) -> Result<(), LiteralError>,
+    ) -> Result<(), LiteralError> {
+        self.sql.push_str("UPDATE ");
+        self.sql.push_str(&plan.target);
+        self.sql.push_str(" SET ");
+        let mut first = true;
+        for (i, column) in plan.schema.columns.iter().enumerate() {
+            let value = after.get(i).unwrap_or(&Value::Null);
+            if matches!(value, Value::Unchanged) {
+                continue;
+            }
+            if !first {
+                self.sql.push_str(", ");
+            }
+            first = false;
+            self.sql.push_str(&plan.columns[i]);
+            self.sql.push_str(" = ");
+            write_literal(self.sql, value, column)?;
+        }
+        condition(self)?;
+        self.sql.push_str(";\n");
+        Ok(())
+    }
+
+    fn where_key(&mut self, plan: &TablePlan, row: &Row) -> Result<(), LiteralError> {
+        self.sql.push_str(" WHERE (");
+        self.sql.push_str(&key_names(plan));
+        self.sql.push_str(") = ");
+        write_key_tuple(self.sql, plan, row)
+    }
+
+    /// A table without a key: the first row equal to the old image, found by `ctid`.
+    fn where_row(&mut self, plan: &TablePlan, row: &Row) -> Result<(), LiteralError> {
+        self.sql.push_str(" WHERE ctid = (SELECT ctid FROM ");
+        self.sql.push_str(&plan.target);
+        self.sql.push_str(" WHERE ");
+        for (i, column) in plan.schema.columns.iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(" AND ");
+            }
+            let value = row.get(i).unwrap_or(&Value::Null);
+            if matches!(value, Value::Unchanged) {
+                return Err(LiteralError(format!(
+                    "column {} of the old row is missing (a table without a key needs full old rows)",
+                    column.name
+                )));
+            }
+            // json has no equality operator; compare as jsonb.
+            let cast = if column.kind == ColumnType::Json { "::jsonb" } else { "" };
+            self.sql.push_str(&plan.columns[i]);
+            self.sql.push_str(cast);
+            self.sql.push_str(" IS NOT DISTINCT FROM ");
+            write_literal(self.sql, value, column)?;
+            self.sql.push_str(cast);
+        }
+        self.sql.push_str(" LIMIT 1)");
+        Ok(())
+    }
+}
+
+fn key_names(plan: &TablePlan) -> String {
+    plan.schema.key.iter().filter_map(|&i| plan.columns.get(i)).map(String::as_str).collect::<Vec<_>>().join(",")
+}
+
+/// `(v1,v2)` of the key columns.
+fn write_key_tuple(out: &mut String, plan: &TablePlan, row: &Row) -> Result<(), LiteralError> {
+    out.push('(');
+    for (n, &i) in plan.schema.key.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        write_literal(out, row.get(i).unwrap_or(&Value::Null), &plan.schema.columns[i])?;
+    }
+    out.push(')');
+    Ok(())
+}
+
+fn missing_row(event: &ChangeEvent, what: &str) -> CdcError {
+    let remedy = if event.table.key.is_empty() {
+        "give the table a primary key, or make the source send full old rows \
+         (PostgreSQL: ALTER TABLE … REPLICA IDENTITY FULL; MySQL: binlog_row_image = FULL)"
+    } else {
+        "report this: the source sent a change without the row it needs"
+    };
+    CdcError::definite(format!("a {} change of {} has no {what}", event.op.code(), event.table.id), remedy)
+}

@@ -1,0 +1,225 @@
+//! Target tables: created from the source schema when missing, checked when present, and
+//! altered when the source schema changes (add, drop, rename column; type change).
+
+use std::sync::Arc;
+
+use super::values::{SourceEngine, forced_nullable, target_type};
+use crate::error::CdcError;
+use crate::model::{ColumnType, TableSchema};
+use crate::sources::postgres::protocol::{PgConnection, quote_ident, quote_literal};
+
+/// How changes of one source table are written: quoted names and the fixed SQL parts.
+#[derive(Debug)]
+pub struct TablePlan {
+    /// The source schema this plan was made for.
+    pub schema: Arc<TableSchema>,
+    /// `"schema"."table"` on the target.
+    pub target: String,
+    /// Quoted target column names, in source column order.
+    pub columns: Vec<String>,
+    /// `INSERT INTO t ("a","b") VALUES `
+    pub insert_head: String,
+    /// ` ON CONFLICT ("id") DO UPDATE SET "a" = EXCLUDED."a"` (empty for a keyless table).
+    pub upsert_tail: String,
+}
+
+impl TablePlan {
+    fn new(schema: Arc<TableSchema>, namespace: &str) -> TablePlan {
+        let target = format!("{}.{}", quote_ident(namespace), quote_ident(&schema.id.name));
+        let columns: Vec<String> = schema.columns.iter().map(|c| quote_ident(&c.name)).collect();
+        let insert_head = format!("INSERT INTO {target} ({}) VALUES ", columns.join(","));
+        let upsert_tail = if schema.key.is_empty() {
+            String::new()
+        } else {
+            let key: Vec<&str> = schema.key.iter().filter_map(|&i| columns.get(i)).map(String::as_str).collect();
+            let rest: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !schema.key.contains(i))
+                .map(|(_, c)| format!("{c} = EXCLUDED.{c}"))
+                .collect();
+            if rest.is_empty() {
+                format!(" ON CONFLICT ({}) DO NOTHING", key.join(","))
+            } else {
+                format!(" ON CONFLICT ({}) DO UPDATE SET {}", key.join(","), rest.join(", "))
+            }
+        };
+        TablePlan { schema, target, columns, insert_head, upsert_tail }
+    }
+}
+
+/// One column of an existing target table.
+struct TargetColumn {
+    name: String,
+    not_null: bool,
+    has_default: bool,
+}
+
+async fn target_columns(conn: &mut PgConnection, target: &str) -> Result<Option<Vec<TargetColumn>>, CdcError> {
+    let exists = conn.query(&format!("SELECT to_regclass({}) IS NOT NULL", quote_literal(target))).await?;
+    if exists.first().and_then(|r| r.first()).cloned().flatten().as_deref() != Some("t") {
+        return Ok(None);
+    }
+    let rows = conn
+        .query(&format!(
+            "SELECT a.attname, a.attnotnull::text, a.atthasdef::text FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass({}) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            quote_literal(target)
+        ))
+        .await?;
+    Ok(Some(
+        rows.into_iter()
+            .map(|r| {
+                let get = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                TargetColumn { name: get(0), not_null: get(1) == "true", has_default: get(2) == "true" }
+            })
+            .collect(),
+    ))
+}
+
+/// Column definition for `CREATE TABLE` / `ADD COLUMN`.
+async fn column_definition(
+    conn: &mut PgConnection,
+    schema: &TableSchema,
+    index: usize,
+    engine: SourceEngine,
+) -> Result<String, CdcError> {
+    let column = &schema.columns[index];
+    // Extension and user-defined types of a PostgreSQL source keep their type when the
+    // target has one of that name.
+    let known_other = if engine == SourceEngine::Postgres && column.kind == ColumnType::Other {
+        let r = conn.query(&format!("SELECT to_regtype({}) IS NOT NULL", quote_literal(&column.source_type))).await?;
+        r.first().and_then(|r| r.first()).cloned().flatten().as_deref() == Some("t")
+    } else {
+        false
+    };
+    let ty = target_type(column, engine, known_other);
+    let not_null = !column.nullable && !forced_nullable(column, engine) || schema.key.contains(&index);
+    Ok(format!("{} {ty}{}", quote_ident(&column.name), if not_null { " NOT NULL" } else { "" }))
+}
+
+/// Makes the target table fit `schema` and returns how to write to it. `previous` is the
+/// schema the table was last written under in this run (its changes are replayed).
+pub async fn prepare(
+    conn: &mut PgConnection,
+    schema: &Arc<TableSchema>,
+    previous: Option<&TableSchema>,
+    namespace: &str,
+    engine: SourceEngine,
+    create: bool,
+) -> Result<TablePlan, CdcError> {
+    let plan = TablePlan::new(schema.clone(), namespace);
+    let table_name = format!("{namespace}.{}", schema.id.name);
+    let Some(existing) = target_columns(conn, &plan.target).await? else {
+        if !create {
+            return Err(CdcError::definite(
+                format!("target table {table_name} (for source table {}) does not exist", schema.id),
+                "create it, or set sink.create_tables = true",
+            ));
+        }
+        let mut defs = Vec::with_capacity(schema.columns.len() + 1);
+        for i in 0..schema.columns.len() {
+            defs.push(column_definition(conn, schema, i, engine).await?);
+        }
+        if !schema.key.is_empty() {
+            let key: Vec<&str> = schema.key.iter().filter_map(|&i| plan.columns.get(i)).map(String::as_str).collect();
+            defs.push(format!("PRIMARY KEY ({})", key.join(",")));
+        }
+        run_ddl(conn, &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(namespace)), &table_name).await?;
+        run_ddl(conn, &format!("CREATE TABLE {} ({})", plan.target, defs.join(", ")), &table_name).await?;
+        tracing::info!(table = %table_name, source = %schema.id, "Created target table");
+        return Ok(plan);
+    };
+
+    let on_target: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
+    if let Some(prev) = previous {
+        replay_schema_change(conn, &plan, prev, schema, engine, &on_target).await?;
+        return Ok(plan);
+    }
+    for (i, column) in schema.columns.iter().enumerate() {
+        if !on_target.contains(&column.name.as_str()) {
+            let def = column_definition(conn, schema, i, engine).await?;
+            run_ddl(conn, &format!("ALTER TABLE {} ADD COLUMN {def}", plan.target), &table_name).await?;
+            tracing::info!(table = %table_name, column = %column.name, "Added column to the target table");
+        }
+    }
+    if let Some(c) =
+        existing.iter().find(|c| c.not_null && !c.has_default && !schema.columns.iter().any(|s| s.name == c.name))
+    {
+        return Err(CdcError::definite(
+            format!(
+                "target table {table_name} has a NOT NULL column {} without a default that source table {} lacks: \
+                 inserts would fail",
+                c.name, schema.id
+            ),
+            "drop the column, give it a default, or make it nullable",
+        ));
+    }
+    Ok(plan)
+}
+
+/// Replays a source schema change: added, dropped and renamed columns, changed types.
+async fn replay_schema_change(
+    conn: &mut PgConnection,
+    plan: &TablePlan,
+    old: &TableSchema,
+    new: &TableSchema,
+    engine: SourceEngine,
+    on_target: &[&str],
+) -> Result<(), CdcError> {
+    let table_name = &plan.target;
+    let gone: Vec<&str> =
+        old.columns.iter().map(|c| c.name.as_str()).filter(|n| !new.columns.iter().any(|c| c.name == *n)).collect();
+    let added: Vec<usize> =
+        (0..new.columns.len()).filter(|&i| !old.columns.iter().any(|c| c.name == new.columns[i].name)).collect();
+    // One column gone and one added at the same place with the same type: a rename.
+    if let ([gone_name], [added_index]) = (gone.as_slice(), added.as_slice())
+        && old.columns.iter().position(|c| c.name == *gone_name) == Some(*added_index)
+        && old.columns[*added_index].kind == new.columns[*added_index].kind
+    {
+        let sql = format!(
+            "ALTER TABLE {} RENAME COLUMN {} TO {}",
+            plan.target,
+            quote_ident(gone_name),
+            quote_ident(&new.columns[*added_index].name)
+        );
+        run_ddl(conn, &sql, table_name).await?;
+        tracing::info!(table = %table_name, from = gone_name, to = %new.columns[*added_index].name, "Renamed column");
+        return Ok(());
+    }
+    for name in gone {
+        if on_target.contains(&name) {
+            run_ddl(conn, &format!("ALTER TABLE {} DROP COLUMN {}", plan.target, quote_ident(name)), table_name)
+                .await?;
+            tracing::info!(table = %table_name, column = name, "Dropped column");
+        }
+    }
+    for i in added {
+        if !on_target.contains(&new.columns[i].name.as_str()) {
+            let def = column_definition(conn, new, i, engine).await?;
+            run_ddl(conn, &format!("ALTER TABLE {} ADD COLUMN {def}", plan.target), table_name).await?;
+            tracing::info!(table = %table_name, column = %new.columns[i].name, "Added column");
+        }
+    }
+    for column in &new.columns {
+        let Some(before) = old.columns.iter().find(|c| c.name == column.name) else { continue };
+        if before.kind != column.kind || before.source_type != column.source_type {
+            let ty = target_type(column, engine, false);
+            let name = quote_ident(&column.name);
+            let sql = format!("ALTER TABLE {} ALTER COLUMN {name} TYPE {ty} USING {name}::{ty}", plan.target);
+            run_ddl(conn, &sql, table_name).await?;
+            tracing::info!(table = %table_name, column = %column.name, to = %ty, "Changed column type");
+        }
+    }
+    Ok(())
+}
+
+async fn run_ddl(conn: &mut PgConnection, sql: &str, table: &str) -> Result<(), CdcError> {
+    match conn.simple_query(sql, |_| Ok(())).await? {
+        Ok(_) => Ok(()),
+        Err(e) => Err(CdcError::definite(
+            format!("the target refused `{sql}` for table {table}: {e}"),
+            "fix the target table by hand (or let cdc create it), then restart",
+        )),
+    }
+}
