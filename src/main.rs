@@ -202,10 +202,19 @@ async fn run(config: &Config, from: Option<&str>) -> anyhow::Result<()> {
     };
     let mut from = from;
     let mut backoff = cdc::pipeline::Backoff::new(config.pipeline.retry_initial_ms);
+    let mut restarted = false;
     let outcome = loop {
-        match run_pipeline(config, from.take(), &metrics, &shutdown).await {
+        let checkpoint_before = metrics.status().checkpointed_position;
+        let result = run_pipeline(config, from.take(), &metrics, &shutdown).await;
+        if metrics.status().checkpointed_position != checkpoint_before {
+            // It made progress: the next restart is not part of a failure streak.
+            backoff = cdc::pipeline::Backoff::new(config.pipeline.retry_initial_ms);
+        }
+        match result {
             // The sink lost accepted work: start over from the stored position.
-            Err(e) if e.is_restart() && !shutdown.is_cancelled() => {
+            // A transient error while setting up again (reading the position, say) is retried too.
+            Err(e) if (e.is_restart() || (restarted && e.is_transient())) && !shutdown.is_cancelled() => {
+                restarted = true;
                 let wait = backoff.next_wait();
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Restarting the pipeline from the stored position");
                 tokio::select! {

@@ -340,3 +340,117 @@ fn kill_9_during_apply_loses_nothing_and_applies_nothing_twice() {
     );
     assert_eq!(out_of_order, "0");
 }
+
+/// Runs `cdc run` until it exits (60 s at most); returns its exit status and log.
+fn run_until_exit(config: &Path) -> (bool, String) {
+    let mut cdc = spawn_cdc(config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = cdc.0.try_wait().unwrap() {
+            return (status.success(), log_of(config));
+        }
+        assert!(Instant::now() < deadline, "cdc did not stop:\n{}", log_of(config));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_refused_row_stops_the_pipeline_and_nothing_after_it_is_applied() {
+    let source = shared_pg15();
+    let target = pg17();
+    let db = source.create_db("refused");
+    source.sql(&db, "CREATE TABLE orders (id int PRIMARY KEY, qty int)");
+    let target_db = target.create_db("refused");
+    target.sql(&target_db, "CREATE TABLE orders (id int PRIMARY KEY, qty int CONSTRAINT small CHECK (qty < 100))");
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        write_config(dir.path(), "refused", &pg_source(source, &db, "\"public.orders\""), &target.url(&target_db), "");
+    source.sql(
+        &db,
+        "INSERT INTO orders VALUES (1, 10); INSERT INTO orders VALUES (2, 500); INSERT INTO orders VALUES (3, 30);",
+    );
+    let (ok, log) = run_until_exit(&config);
+    assert!(!ok);
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("cdc: error: the target refused target table public.orders: ")
+            && last.contains("violates check constraint \"small\"")
+            && last.contains("remedy:"),
+        "{log}"
+    );
+    // The snapshot transaction held all three rows: none of it is applied, no position stored.
+    assert_eq!(target.sql(&target_db, "SELECT count(*) FROM orders"), "0");
+    // Once the constraint is gone, a restart applies everything, once.
+    target.sql(&target_db, "ALTER TABLE orders DROP CONSTRAINT small");
+    source.sql(&db, "INSERT INTO orders VALUES (4, 40)");
+    let _cdc = spawn_cdc(&config);
+    wait_same((source, &db), (target, &target_db), "orders", &config);
+}
+
+#[test]
+fn a_missing_target_table_is_a_definite_error_when_tables_are_not_created() {
+    let source = shared_pg15();
+    let target = pg17();
+    let db = source.create_db("missingtbl");
+    source.sql(&db, "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1);");
+    let target_db = target.create_db("missingtbl");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "missingtbl",
+        &pg_source(source, &db, "\"public.orders\""),
+        &target.url(&target_db),
+        "create_tables = false",
+    );
+    let (ok, log) = run_until_exit(&config);
+    assert!(!ok);
+    assert_eq!(
+        log.lines().last().unwrap_or_default(),
+        "cdc: error: target table public.orders (for source table public.orders) does not exist; \
+         remedy: create it, or set sink.create_tables = true",
+        "{log}"
+    );
+}
+
+#[test]
+fn dropped_target_connections_restart_from_the_target_position_without_repeats() {
+    let source = shared_pg15();
+    let target = pg17();
+    let db = source.create_db("dropconn");
+    source.sql(&db, "CREATE TABLE events (id bigserial PRIMARY KEY, v int NOT NULL)");
+    let target_db = target.create_db("dropconn");
+    target.sql(
+        &target_db,
+        "CREATE TABLE events (id bigint PRIMARY KEY, v int NOT NULL);
+         CREATE TABLE audit (id bigint, op text);
+         CREATE FUNCTION audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO audit VALUES (NEW.id, TG_OP); RETURN NULL; END $$;
+         CREATE TRIGGER audit_events AFTER INSERT OR UPDATE ON events FOR EACH ROW EXECUTE FUNCTION audit_row();",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        write_config(dir.path(), "dropconn", &pg_source(source, &db, "\"public.events\""), &target.url(&target_db), "");
+    let _cdc = spawn_cdc(&config);
+    // Transactions of 2500 rows span three batches: a dropped connection in the middle of one
+    // loses the open target transaction, which the restart must redo exactly once.
+    let mut terminated = 0;
+    let cdc_connections = format!("FROM pg_stat_activity WHERE datname = '{target_db}' AND application_name = 'cdc'");
+    for round in 0..8 {
+        source.sql(&db, &format!("INSERT INTO events (v) SELECT {round} FROM generate_series(1, 2500)"));
+        // Wait for the (re)connected sink, then cut it at a varying point of the apply.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while target.sql("postgres", &format!("SELECT count(*) {cdc_connections}")) == "0" {
+            assert!(Instant::now() < deadline, "cdc never reconnected:\n{}", log_of(&config));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(20 * (round % 4)));
+        let n = target.sql("postgres", &format!("SELECT count(pg_terminate_backend(pid)) {cdc_connections}"));
+        terminated += n.parse::<u32>().unwrap();
+    }
+    wait_same((source, &db), (target, &target_db), "events", &config);
+    assert!(terminated >= 4, "only {terminated} connections were dropped");
+    let log = log_of(&config);
+    assert!(log.contains("Restarting the pipeline from the stored position"), "{log}");
+    assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE op = 'INSERT'"), "20000");
+    assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE op = 'UPDATE'"), "0");
+}

@@ -119,6 +119,8 @@ impl Pipeline {
 
         // The source is done (or must stop). Make what was written durable and checkpoint it.
         source_stop.cancel();
+        // A source blocked on a full channel must see it closed (after an early break).
+        drop(batch_rx);
         if sink_error.is_none()
             && !sink_unreachable
             && tracker.pending() > 0

@@ -81,7 +81,15 @@ impl Source for PgSource {
             ));
         }
         self.ensure_publication(&mut cat).await?;
-        let slot = catalog::slot(&mut cat, &self.slot).await?;
+        let mut slot = catalog::slot(&mut cat, &self.slot).await?;
+        if start.is_none() && slot.is_some() && self.snapshot != SnapshotMode::Never {
+            // No position stored means no snapshot ever became durable downstream (e.g. the
+            // sink refused it). The slot's exported snapshot is gone, so a new snapshot needs
+            // a new slot; nothing read from the old one was kept.
+            tracing::warn!(slot = %self.slot, "Slot exists but no position is stored: recreating it for a new snapshot");
+            cat.query(&format!("SELECT pg_drop_replication_slot({})", quote_literal(&self.slot))).await?;
+            slot = None;
+        }
         let mut repl = PgConnection::connect(&self.params, true).await?;
         let slot_name = &self.slot;
         let start_lsn = match (start, slot) {
@@ -130,7 +138,7 @@ impl Source for PgSource {
             }
             (None, Some(s)) => {
                 let lsn = s.confirmed_flush.map_or(0, |l| l.0);
-                tracing::warn!(slot = %slot_name, lsn = %Lsn(lsn), "Slot exists but no position is stored: streaming from the slot, without a snapshot");
+                tracing::warn!(slot = %slot_name, lsn = %Lsn(lsn), "Slot exists but no position is stored: streaming from the slot (snapshot = never)");
                 lsn
             }
             (None, None) => {
