@@ -10,3 +10,4 @@ pub mod pipeline;
 pub mod positions;
 pub mod sinks;
 pub mod sources;
+pub mod verify;

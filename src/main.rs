@@ -70,6 +70,12 @@ enum Command {
         #[command(subcommand)]
         command: SlotCommand,
     },
+    /// Compare every selected source table with the database replica, row by row. Prints one
+    /// line per table; exits 0 when all match, 2 when any differs (1 on errors).
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Show or set the stored position.
     Positions {
         #[command(subcommand)]
@@ -144,6 +150,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config, from } => run(&load(&config)?, from.as_deref()).await,
         Command::Check { config } => check(&load(&config)?).await,
+        Command::Verify { config } => {
+            if cdc::verify::run(&load(&config)?).await? {
+                Ok(())
+            } else {
+                std::process::exit(2)
+            }
+        }
         Command::InspectBinlog { files, from_pos, stop_pos, name } => inspect_binlog(&files, from_pos, stop_pos, &name),
         Command::Slot { command: SlotCommand::Drop { config } } => {
             println!("{}", sources::drop_slot(&load(&config)?).await?);

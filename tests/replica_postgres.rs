@@ -153,6 +153,29 @@ fn replicate_across_versions(source: &Postgres, target: &Postgres, name: &str) {
     // The applied position is in the target, and it is the source's newest.
     let stored = target.sql(&target_db, &format!("SELECT position FROM cdc_positions WHERE name = '{name}'"));
     assert!(stored.starts_with("pg:lsn="), "{stored}");
+
+    let (code, out) = verify(&config);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("OK   public.orders → public.orders: 3336 rows"), "{out}");
+    assert!(out.ends_with("SAME: 3 tables, 3339 source rows, 3339 target rows\n"), "{out}");
+    // A replica changed behind cdc's back: verify names each row and exits 2.
+    target.sql(
+        &target_db,
+        "UPDATE orders SET label = 'tampered' WHERE id = 2; DELETE FROM orders WHERE id = 4; \
+         INSERT INTO orders VALUES (100000, 'extra', NULL); UPDATE kinds SET ai = '{1,2}' WHERE id = 1;",
+    );
+    let (code, out) = verify(&config);
+    assert_eq!(code, 2, "{out}");
+    for line in [
+        "DIFF public.orders → public.orders: source 3336 rows, target 3336 rows; 1 missing on the target, 1 extra, 1 different",
+        "     key (2): column label: source item 2, target tampered",
+        "     key (4): missing on the target",
+        "     key (100000): extra on the target (deleted on the source?)",
+        "     key (1): column ai: source [1,NULL,3], target [1,2]",
+        "DIFFERENT: 3 tables, 3339 source rows, 3339 target rows",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no line `{line}` in:\n{out}");
+    }
 }
 
 #[test]
@@ -213,6 +236,10 @@ fn mariadb_to_postgres_type_mapping_and_edge_values() {
     }
     assert_eq!(pg.sql(&target_db, query), want, "{}", log_of(&config));
     assert_eq!(pg.sql(&target_db, "SELECT a, b FROM myshop.nokey ORDER BY a, b"), "1|a\n2|c");
+    let (code, out) = verify(&config);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("OK   myshop.items → myshop.items: 2 rows"), "{out}");
+    assert!(out.contains("OK   myshop.nokey → myshop.nokey: 2 rows"), "{out}");
     let types = pg.sql(
         &target_db,
         "SELECT string_agg(column_name || ' ' || udt_name, ', ' ORDER BY ordinal_position) \
@@ -453,4 +480,13 @@ fn dropped_target_connections_restart_from_the_target_position_without_repeats()
     assert!(log.contains("Restarting the pipeline from the stored position"), "{log}");
     assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE op = 'INSERT'"), "20000");
     assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE op = 'UPDATE'"), "0");
+}
+
+/// `cdc verify` with `config`: exit code and standard output.
+fn verify(config: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cdc")).args(["verify", "--config"]).arg(config).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }

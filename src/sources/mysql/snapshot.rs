@@ -142,7 +142,7 @@ pub async fn run(
     Ok(Some(position))
 }
 
-async fn list_tables(conn: &mut mysql_async::Conn, filter: &TableFilter) -> Result<Vec<TableId>, CdcError> {
+pub(crate) async fn list_tables(conn: &mut mysql_async::Conn, filter: &TableFilter) -> Result<Vec<TableId>, CdcError> {
     let rows: Vec<(String, String)> = conn
         .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY 1, 2")
         .await
@@ -253,7 +253,7 @@ fn quoted_list(column_type: &str) -> Vec<String> {
 }
 
 /// A text-protocol value as the binlog decoder would produce it for the same column.
-fn text_value(column: &Column, v: mysql_async::Value) -> Result<Value, String> {
+pub(crate) fn text_value(column: &Column, v: mysql_async::Value) -> Result<Value, String> {
     let bytes = match v {
         mysql_async::Value::NULL => return Ok(Value::Null),
         mysql_async::Value::Bytes(b) => b,

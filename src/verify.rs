@@ -1,0 +1,772 @@
+//! `cdc verify`: compares every selected source table with its copy in the target database,
+//! row by row, with values brought to one canonical form across engines (a MySQL `ENUM` and
+//! the PostgreSQL `text` it became compare equal, so do `BIGINT UNSIGNED` and `numeric(20,0)`).
+//!
+//! Both sides are read in primary-key order (text keys in byte order on both engines) by two
+//! tasks that stream chunks, and merged: a key on one side only is a missing or extra row, a
+//! key on both with different values a differing row. Rows that differ are read again once the
+//! target has applied what the source held when the comparison ended, so a replica that was
+//! merely behind is reported as lag, not as a difference.
+
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use tokio::sync::mpsc;
+
+use crate::config::{Config, DbSinkConfig, SinkConfig, SourceConfig};
+use crate::error::CdcError;
+use crate::model::{ColumnType, Row, TableId, TableSchema, Value};
+use crate::sources::filter::TableFilter;
+use crate::sources::mysql::{server as my_server, snapshot as my_snapshot};
+use crate::sources::postgres::catalog::{self, TypeCache};
+use crate::sources::postgres::protocol::{ConnectParams, PgConnection, quote_ident};
+use crate::sources::postgres::types::parse_text;
+
+const CHUNK_ROWS: usize = 5000;
+/// Differences shown per table.
+const SHOWN: usize = 10;
+/// Differing keys re-read after the lag wait, per table.
+const RECHECKED: usize = 10_000;
+
+/// One side of the comparison.
+#[derive(Clone)]
+enum Db {
+    Postgres(ConnectParams),
+    MySql(String),
+}
+
+/// What differs in one table.
+#[derive(Default)]
+pub struct TableReport {
+    pub source_rows: u64,
+    pub target_rows: u64,
+    /// Keys (canonical text) with what is wrong with each.
+    pub differences: Vec<(Vec<Value>, String)>,
+    pub missing: u64,
+    pub extra: u64,
+    pub differing: u64,
+    /// Rows that differed at first and matched once the target caught up.
+    pub lagging: u64,
+}
+
+/// Runs the comparison, prints a report, and returns whether every table matched.
+pub async fn run(config: &Config) -> Result<bool, CdcError> {
+    let (source, filter) = match &config.source {
+        SourceConfig::Postgres(p) => {
+            (Db::Postgres(ConnectParams::from_url(p.url.url())), TableFilter::new(&p.tables, &p.exclude_tables))
+        }
+        SourceConfig::Mysql(m) => {
+            (Db::MySql(m.url.expose().to_string()), TableFilter::new(&m.tables, &m.exclude_tables))
+        }
+    };
+    let sink: &DbSinkConfig = match &config.sink {
+        SinkConfig::Postgres(d) => d,
+        other => {
+            return Err(CdcError::definite(
+                format!(
+                    "cdc verify compares a source with a database replica; this pipeline's sink is {}",
+                    other.kind()
+                ),
+                "run it with a config whose sink.kind is postgres",
+            ));
+        }
+    };
+    let target = Db::Postgres(ConnectParams::from_url(sink.url.url()));
+    let tables = list_tables(&source, &filter).await?;
+    if tables.is_empty() {
+        return Err(CdcError::definite("no source table matches source.tables", "fix source.tables"));
+    }
+    let mut all_same = true;
+    let mut totals = (0u64, 0u64);
+    for id in &tables {
+        let target_id = TableId::new(sink.target_namespace(&id.namespace), id.name.clone());
+        let mut report = compare_table(&source, id, &target, &target_id).await?;
+        if report.missing + report.extra + report.differing > 0 {
+            recheck_after_lag(config, &source, id, &target, &target_id, &mut report).await?;
+        }
+        totals.0 += report.source_rows;
+        totals.1 += report.target_rows;
+        print_report(id, &target_id, &report);
+        all_same &= report.missing + report.extra + report.differing == 0;
+    }
+    println!(
+        "{}: {} tables, {} source rows, {} target rows",
+        if all_same { "SAME" } else { "DIFFERENT" },
+        tables.len(),
+        totals.0,
+        totals.1
+    );
+    Ok(all_same)
+}
+
+fn print_report(id: &TableId, target_id: &TableId, r: &TableReport) {
+    let lag = if r.lagging > 0 { format!(" ({} rows differed only because of lag)", r.lagging) } else { String::new() };
+    if r.missing + r.extra + r.differing == 0 {
+        println!("OK   {id} → {target_id}: {} rows{lag}", r.source_rows);
+        return;
+    }
+    println!(
+        "DIFF {id} → {target_id}: source {} rows, target {} rows; {} missing on the target, {} extra, {} different{lag}",
+        r.source_rows, r.target_rows, r.missing, r.extra, r.differing
+    );
+    for (key, what) in r.differences.iter().take(SHOWN) {
+        if key.is_empty() {
+            println!("     {what}");
+        } else {
+            println!("     key {}: {what}", show_key(key));
+        }
+    }
+    let shown = r.differences.len().min(SHOWN) as u64;
+    if r.missing + r.extra + r.differing > shown {
+        println!("     … and {} more", r.missing + r.extra + r.differing - shown);
+    }
+}
+
+fn show_key(key: &[Value]) -> String {
+    let parts: Vec<String> = key.iter().map(|v| canonical(v).unwrap_or_else(|| "NULL".into())).collect();
+    format!("({})", parts.join(", "))
+}
+
+async fn list_tables(db: &Db, filter: &TableFilter) -> Result<Vec<TableId>, CdcError> {
+    match db {
+        Db::Postgres(p) => {
+            let mut conn = PgConnection::connect(p, false).await?;
+            catalog::selected_tables(&mut conn, filter).await
+        }
+        Db::MySql(url) => {
+            let mut conn = my_server::connect(url).await?;
+            my_snapshot::list_tables(&mut conn, filter).await
+        }
+    }
+}
+
+/// Reads a table's schema on either engine; `None` when the table does not exist.
+async fn read_schema(db: &Db, id: &TableId) -> Result<Option<TableSchema>, CdcError> {
+    match db {
+        Db::Postgres(p) => {
+            let mut conn = PgConnection::connect(p, false).await?;
+            let rel = format!("{}.{}", quote_ident(&id.namespace), quote_ident(&id.name));
+            let exists = conn.query(&format!("SELECT to_regclass('{}') IS NOT NULL", rel.replace('\'', "''"))).await?;
+            if exists.first().and_then(|r| r.first()).cloned().flatten().as_deref() != Some("t") {
+                return Ok(None);
+            }
+            let cols = catalog::table_columns(&mut conn, id).await?;
+            let mut types = TypeCache::default();
+            types.resolve(&mut conn, &cols.iter().map(|c| c.1).collect::<Vec<_>>()).await?;
+            Ok(Some((*types.schema(id.clone(), &cols)).clone()))
+        }
+        Db::MySql(url) => {
+            let mut conn = my_server::connect(url).await?;
+            let schema = my_snapshot::table_schema(&mut conn, id).await?;
+            Ok((!schema.columns.is_empty()).then_some(schema))
+        }
+    }
+}
+
+/// The columns to read on each side: the source's, matched by name on the target.
+struct Layout {
+    source: TableSchema,
+    target: TableSchema,
+    /// For each source column, its index on the target (None: missing there).
+    target_index: Vec<Option<usize>>,
+}
+
+async fn compare_table(source: &Db, id: &TableId, target: &Db, target_id: &TableId) -> Result<TableReport, CdcError> {
+    let Some(mut source_schema) = read_schema(source, id).await? else {
+        return Ok(TableReport::default());
+    };
+    if source_schema.key.is_empty() {
+        // No key: rows are matched on every column both engines sort alike.
+        source_schema.key = (0..source_schema.columns.len())
+            .filter(|&i| {
+                !matches!(
+                    source_schema.columns[i].kind,
+                    ColumnType::Json | ColumnType::Array { .. } | ColumnType::Geometry | ColumnType::Other
+                )
+            })
+            .collect();
+        if source_schema.key.is_empty() {
+            return Err(CdcError::definite(
+                format!("source table {id} has no primary key and no column to sort its rows by"),
+                "exclude it from source.tables for verify, or give it a primary key",
+            ));
+        }
+    }
+    let mut report = TableReport::default();
+    let Some(target_schema) = read_schema(target, target_id).await? else {
+        let rows = stream_table(source.clone(), source_schema.clone(), None);
+        report.source_rows = count(rows).await?;
+        report.missing = report.source_rows;
+        report.differences.push((vec![], format!("target table {target_id} does not exist")));
+        return Ok(report);
+    };
+    let layout = layout(source_schema, target_schema);
+    let mut src = stream_table(source.clone(), layout.source.clone(), None);
+    let mut tgt = stream_table(target.clone(), layout.target.clone(), Some(key_names(&layout)));
+    let mut a = next_row(&mut src).await?;
+    let mut b = next_row(&mut tgt).await?;
+    while a.is_some() || b.is_some() {
+        let order = match (&a, &b) {
+            (Some(x), Some(y)) => compare_keys(&layout, x, y),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        match order {
+            Ordering::Less => {
+                let row = a.take().unwrap_or_default();
+                report.source_rows += 1;
+                report.missing += 1;
+                note(&mut report, key_of(&layout.source, &row), "missing on the target".into());
+                a = next_row(&mut src).await?;
+            }
+            Ordering::Greater => {
+                let row = b.take().unwrap_or_default();
+                report.target_rows += 1;
+                report.extra += 1;
+                let key = layout.source.key.iter().filter_map(|&i| layout.target_index[i]).map(|t| row[t].clone());
+                note(&mut report, key.collect(), "extra on the target (deleted on the source?)".into());
+                b = next_row(&mut tgt).await?;
+            }
+            Ordering::Equal => {
+                let (x, y) = (a.take().unwrap_or_default(), b.take().unwrap_or_default());
+                report.source_rows += 1;
+                report.target_rows += 1;
+                if let Some(what) = row_difference(&layout, &x, &y) {
+                    report.differing += 1;
+                    note(&mut report, key_of(&layout.source, &x), what);
+                }
+                a = next_row(&mut src).await?;
+                b = next_row(&mut tgt).await?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn note(report: &mut TableReport, key: Vec<Value>, what: String) {
+    if report.differences.len() < RECHECKED {
+        report.differences.push((key, what));
+    }
+}
+
+fn layout(source: TableSchema, target: TableSchema) -> Layout {
+    let target_index = source.columns.iter().map(|c| target.columns.iter().position(|t| t.name == c.name)).collect();
+    Layout { source, target, target_index }
+}
+
+/// `ORDER BY` of the target: the source's key columns, by name.
+fn key_names(layout: &Layout) -> Vec<String> {
+    layout.source.key.iter().map(|&i| layout.source.columns[i].name.clone()).collect()
+}
+
+fn key_of(schema: &TableSchema, row: &Row) -> Vec<Value> {
+    schema.key.iter().map(|&i| row.get(i).cloned().unwrap_or(Value::Null)).collect()
+}
+
+fn compare_keys(layout: &Layout, source: &Row, target: &Row) -> Ordering {
+    for &i in &layout.source.key {
+        let Some(t) = layout.target_index[i] else { return Ordering::Less };
+        let o = compare_values(&source[i], &target[t]);
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
+/// The first column that differs, described; `None` when the rows are the same.
+fn row_difference(layout: &Layout, source: &Row, target: &Row) -> Option<String> {
+    for (i, column) in layout.source.columns.iter().enumerate() {
+        let Some(t) = layout.target_index[i] else {
+            return Some(format!("column {} does not exist on the target", column.name));
+        };
+        let (a, b) = (canonical(&source[i]), canonical(&target[t]));
+        if a != b {
+            let show = |v: Option<String>| v.map_or("NULL".to_string(), |s| s.chars().take(80).collect());
+            return Some(format!("column {}: source {}, target {}", column.name, show(a), show(b)));
+        }
+    }
+    None
+}
+
+async fn next_row(rx: &mut mpsc::Receiver<Result<Row, CdcError>>) -> Result<Option<Row>, CdcError> {
+    rx.recv().await.transpose()
+}
+
+async fn count(mut rx: mpsc::Receiver<Result<Row, CdcError>>) -> Result<u64, CdcError> {
+    let mut n = 0;
+    while let Some(row) = rx.recv().await {
+        row?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Streams a table's rows in key order from a task (bounded channel).
+fn stream_table(db: Db, schema: TableSchema, order_by: Option<Vec<String>>) -> mpsc::Receiver<Result<Row, CdcError>> {
+    let (tx, rx) = mpsc::channel(2 * CHUNK_ROWS);
+    tokio::spawn(async move {
+        let order_by = order_by.unwrap_or_else(|| schema.key.iter().map(|&i| schema.columns[i].name.clone()).collect());
+        let result = match &db {
+            Db::Postgres(p) => read_postgres(p, &schema, &order_by, &tx).await,
+            Db::MySql(url) => read_mysql(url, &schema, &order_by, &tx).await,
+        };
+        if let Err(e) = result {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    rx
+}
+
+fn is_text(schema: &TableSchema, name: &str) -> bool {
+    schema.columns.iter().any(|c| {
+        c.name == name && matches!(c.kind, ColumnType::Text { .. } | ColumnType::Enum { .. } | ColumnType::Set { .. })
+    })
+}
+
+async fn read_postgres(
+    params: &ConnectParams,
+    schema: &TableSchema,
+    order_by: &[String],
+    tx: &mpsc::Sender<Result<Row, CdcError>>,
+) -> Result<(), CdcError> {
+    let mut conn = PgConnection::connect(params, false).await?;
+    let columns: Vec<String> = schema.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    // Byte order for text keys, the same as MySQL's `BINARY` order.
+    let order: Vec<String> = order_by
+        .iter()
+        .map(|k| if is_text(schema, k) { format!("{} COLLATE \"C\"", quote_ident(k)) } else { quote_ident(k) })
+        .collect();
+    conn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    conn.query(&format!(
+        "DECLARE cdc_verify NO SCROLL CURSOR FOR SELECT {} FROM {}.{} ORDER BY {}",
+        columns.join(", "),
+        quote_ident(&schema.id.namespace),
+        quote_ident(&schema.id.name),
+        order.join(", ")
+    ))
+    .await?;
+    loop {
+        let mut rows: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
+        let mut bad = None;
+        conn.query_each(&format!("FETCH FORWARD {CHUNK_ROWS} FROM cdc_verify"), |r| {
+            let row = schema
+                .columns
+                .iter()
+                .zip(r)
+                .map(|(c, v)| match v {
+                    None => Ok(Value::Null),
+                    Some(text) => parse_text(&c.kind, &text).map_err(|e| format!("{}: {e}", c.name)),
+                })
+                .collect::<Result<Row, _>>();
+            match row {
+                Ok(row) => rows.push(row),
+                Err(e) => bad = Some(e),
+            }
+            Ok(())
+        })
+        .await?;
+        if let Some(e) = bad {
+            return Err(CdcError::definite(format!("reading {}: {e}", schema.id), "report this value"));
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for row in rows {
+            if tx.send(Ok(row)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn read_mysql(
+    url: &str,
+    schema: &TableSchema,
+    order_by: &[String],
+    tx: &mpsc::Sender<Result<Row, CdcError>>,
+) -> Result<(), CdcError> {
+    let mut conn = my_server::connect(url).await?;
+    let q = |doing: &'static str| my_server::sql_err(doing);
+    conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(q("setting the session time zone"))?;
+    let ident = |s: &str| format!("`{}`", s.replace('`', "``"));
+    let columns: Vec<String> = schema.columns.iter().map(|c| ident(&c.name)).collect();
+    let order: Vec<String> =
+        order_by.iter().map(|k| if is_text(schema, k) { format!("BINARY {}", ident(k)) } else { ident(k) }).collect();
+    let sql = format!(
+        "SELECT {} FROM {}.{} ORDER BY {}",
+        columns.join(", "),
+        ident(&schema.id.namespace),
+        ident(&schema.id.name),
+        order.join(", ")
+    );
+    let mut result = conn.query_iter(sql).await.map_err(q("reading a table to verify"))?;
+    while let Some(row) = result.next().await.map_err(q("reading a table to verify"))? {
+        let values = row.unwrap();
+        let row: Row = schema
+            .columns
+            .iter()
+            .zip(values)
+            .map(|(c, v)| my_snapshot::text_value(c, v))
+            .collect::<Result<_, _>>()
+            .map_err(|e| CdcError::definite(format!("reading {}: {e}", schema.id), "report this value"))?;
+        if tx.send(Ok(row)).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Rows that differed are read again once the target has applied everything the source held
+/// at this moment (its stored position reaches the source's current one, 60 s at most).
+async fn recheck_after_lag(
+    config: &Config,
+    source: &Db,
+    id: &TableId,
+    target: &Db,
+    target_id: &TableId,
+    report: &mut TableReport,
+) -> Result<(), CdcError> {
+    if !wait_for_catch_up(config).await? {
+        return Ok(());
+    }
+    let (Some(source_schema), Some(target_schema)) =
+        (read_schema(source, id).await?, read_schema(target, target_id).await?)
+    else {
+        return Ok(());
+    };
+    let layout = layout(source_schema, target_schema);
+    let mut still = Vec::new();
+    let (mut missing, mut extra, mut differing) = (0, 0, 0);
+    for (key, what) in std::mem::take(&mut report.differences) {
+        if key.is_empty() {
+            still.push((key, what));
+            continue;
+        }
+        let a = read_by_key(source, &layout.source, &layout.source.key, &key).await?;
+        let target_key: Vec<usize> = layout.source.key.iter().filter_map(|&i| layout.target_index[i]).collect();
+        let b = read_by_key(target, &layout.target, &target_key, &key).await?;
+        let now = match (&a, &b) {
+            (None, None) => None,
+            (Some(_), None) => {
+                missing += 1;
+                Some("missing on the target".to_string())
+            }
+            (None, Some(_)) => {
+                extra += 1;
+                Some("extra on the target (deleted on the source?)".to_string())
+            }
+            (Some(x), Some(y)) => row_difference(&layout, x, y).inspect(|_| differing += 1),
+        };
+        match now {
+            Some(what) => still.push((key, what)),
+            None => report.lagging += 1,
+        }
+    }
+    // Only what was re-read is known to persist; anything beyond the re-read limit stays as found.
+    let unchecked = (report.missing + report.extra + report.differing).saturating_sub(RECHECKED as u64);
+    report.missing = missing + unchecked.min(report.missing);
+    report.extra = extra;
+    report.differing = differing;
+    report.differences = still;
+    Ok(())
+}
+
+/// Waits until the pipeline's stored position reaches the source's current position.
+async fn wait_for_catch_up(config: &Config) -> Result<bool, CdcError> {
+    let (SinkConfig::Postgres(sink), true) = (&config.sink, config.positions.store == crate::config::StoreKind::Sink)
+    else {
+        // Without the position in the target there is nothing to wait on; give it a moment.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        return Ok(true);
+    };
+    let store = crate::positions::SinkPositionStore::postgres(sink, &config.name);
+    let Some(current) = crate::sources::current_position(config).await? else { return Ok(true) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((stored, _)) = store.read().await?
+            && matches!(stored.compare(&current), Ok(Ordering::Greater | Ordering::Equal))
+        {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            println!(
+                "note: the replica did not reach the source's position {current} within 60 s; differences may be lag"
+            );
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn read_by_key(db: &Db, schema: &TableSchema, key: &[usize], values: &[Value]) -> Result<Option<Row>, CdcError> {
+    let mut condition = String::new();
+    for (n, (&i, v)) in key.iter().zip(values).enumerate() {
+        if n > 0 {
+            condition.push_str(" AND ");
+        }
+        let column = &schema.columns[i];
+        let text = canonical(v).unwrap_or_default().replace('\'', "''");
+        match db {
+            Db::Postgres(_) => {
+                let _ = write!(condition, "{}::text = '{text}'", quote_ident(&column.name));
+            }
+            Db::MySql(_) => {
+                let _ = write!(condition, "CAST(`{}` AS CHAR) = '{text}'", column.name.replace('`', "``"));
+            }
+        }
+    }
+    let (tx, mut rx) = mpsc::channel(4);
+    let filtered =
+        TableSchema { id: schema.id.clone(), columns: schema.columns.clone(), key: key.to_vec(), version: 0 };
+    let result = match db {
+        Db::Postgres(p) => read_postgres_where(p, &filtered, &condition, &tx).await,
+        Db::MySql(url) => read_mysql_where(url, &filtered, &condition, &tx).await,
+    };
+    drop(tx);
+    result?;
+    rx.recv().await.transpose()
+}
+
+async fn read_postgres_where(
+    params: &ConnectParams,
+    schema: &TableSchema,
+    condition: &str,
+    tx: &mpsc::Sender<Result<Row, CdcError>>,
+) -> Result<(), CdcError> {
+    let mut conn = PgConnection::connect(params, false).await?;
+    let columns: Vec<String> = schema.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let rows = conn
+        .query(&format!(
+            "SELECT {} FROM {}.{} WHERE {condition} LIMIT 1",
+            columns.join(", "),
+            quote_ident(&schema.id.namespace),
+            quote_ident(&schema.id.name)
+        ))
+        .await?;
+    if let Some(r) = rows.into_iter().next() {
+        let row = schema
+            .columns
+            .iter()
+            .zip(r)
+            .map(|(c, v)| match v {
+                None => Ok(Value::Null),
+                Some(text) => parse_text(&c.kind, &text),
+            })
+            .collect::<Result<Row, _>>()
+            .map_err(|e| CdcError::definite(format!("reading {}: {e}", schema.id), "report this value"))?;
+        let _ = tx.send(Ok(row)).await;
+    }
+    Ok(())
+}
+
+async fn read_mysql_where(
+    url: &str,
+    schema: &TableSchema,
+    condition: &str,
+    tx: &mpsc::Sender<Result<Row, CdcError>>,
+) -> Result<(), CdcError> {
+    let mut conn = my_server::connect(url).await?;
+    let q = |doing: &'static str| my_server::sql_err(doing);
+    conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(q("setting the session time zone"))?;
+    let columns: Vec<String> = schema.columns.iter().map(|c| format!("`{}`", c.name.replace('`', "``"))).collect();
+    let sql = format!(
+        "SELECT {} FROM `{}`.`{}` WHERE {condition} LIMIT 1",
+        columns.join(", "),
+        schema.id.namespace.replace('`', "``"),
+        schema.id.name.replace('`', "``")
+    );
+    let rows: Vec<mysql_async::Row> = conn.query(sql).await.map_err(q("re-reading a row to verify"))?;
+    if let Some(row) = rows.into_iter().next() {
+        let row: Row = schema
+            .columns
+            .iter()
+            .zip(row.unwrap())
+            .map(|(c, v)| my_snapshot::text_value(c, v))
+            .collect::<Result<_, _>>()
+            .map_err(|e| CdcError::definite(format!("reading {}: {e}", schema.id), "report this value"))?;
+        let _ = tx.send(Ok(row)).await;
+    }
+    Ok(())
+}
+
+/// The engine-neutral text of a value (`None` for NULL), used to compare a source value with
+/// its copy: numbers without trailing zeros, times as microseconds, enums and sets as text,
+/// JSON with sorted keys, bytes as hex.
+pub fn canonical(value: &Value) -> Option<String> {
+    let mut out = String::new();
+    match value {
+        Value::Null | Value::Unchanged => return None,
+        // MySQL zero dates are NULL on a PostgreSQL replica.
+        Value::Special(s) if s.starts_with("0000") => return None,
+        Value::Special(s) => out.push_str(s),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::UInt(u) => {
+            let _ = write!(out, "{u}");
+        }
+        Value::Decimal(d) => out.push_str(&normalize_decimal(d)),
+        Value::Float(f) => out.push_str(ryu::Buffer::new().format(*f)),
+        Value::Double(d) => out.push_str(ryu::Buffer::new().format(*d)),
+        Value::Text(s) | Value::Enum(s) => out.push_str(s),
+        Value::Set(items) => out.push_str(&items.join(",")),
+        Value::Json(s) => match serde_json::from_str::<serde_json::Value>(s) {
+            Ok(v) => out.push_str(&v.to_string()),
+            Err(_) => out.push_str(s),
+        },
+        Value::Bytes(b) | Value::Geometry { wkb: b, .. } => {
+            for byte in b {
+                let _ = write!(out, "{byte:02x}");
+            }
+        }
+        Value::Date(d) => {
+            let _ = write!(out, "date:{d}");
+        }
+        // A MySQL TIME becomes a PostgreSQL interval of the same length.
+        Value::Time(us) | Value::Interval { months: 0, days: 0, micros: us } => {
+            let _ = write!(out, "time:{us}");
+        }
+        Value::TimeTz { micros, offset_secs } => {
+            let _ = write!(out, "timetz:{micros}{offset_secs:+}");
+        }
+        Value::DateTime(us) => {
+            let _ = write!(out, "datetime:{us}");
+        }
+        Value::Timestamp(us) => {
+            let _ = write!(out, "timestamp:{us}");
+        }
+        Value::Interval { months, days, micros } => {
+            let _ = write!(out, "interval:{months}:{days}:{micros}");
+        }
+        Value::Uuid(b) => {
+            for byte in b {
+                let _ = write!(out, "{byte:02x}");
+            }
+        }
+        Value::Bit { len, bytes } => {
+            for i in (0..*len as usize).rev() {
+                let byte = bytes.len().checked_sub(1 + i / 8).and_then(|at| bytes.get(at)).copied().unwrap_or(0);
+                out.push(if byte >> (i % 8) & 1 == 1 { '1' } else { '0' });
+            }
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&canonical(item).unwrap_or_else(|| "NULL".into()));
+            }
+            out.push(']');
+        }
+    }
+    Some(out)
+}
+
+/// `-012.3400` → `-12.34`; `0.000` → `0`.
+fn normalize_decimal(d: &str) -> String {
+    let (negative, digits) = match d.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, d),
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return d.to_string(); // NaN, Infinity
+    }
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let mut out = String::new();
+    if int.is_empty() && frac.is_empty() {
+        return "0".into();
+    }
+    if negative {
+        out.push('-');
+    }
+    out.push_str(if int.is_empty() { "0" } else { int });
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
+    out
+}
+
+/// Key order as both databases sort it: numbers by value, text by bytes, the rest by their
+/// canonical text (dates and times by their numbers).
+fn compare_values(a: &Value, b: &Value) -> Ordering {
+    fn number(v: &Value) -> Option<f64> {
+        match v {
+            Value::Int(i) => Some(*i as f64),
+            Value::UInt(u) => Some(*u as f64),
+            Value::Decimal(d) => d.parse().ok(),
+            _ => None,
+        }
+    }
+    fn integer(v: &Value) -> Option<i128> {
+        match v {
+            Value::Int(i) => Some(i128::from(*i)),
+            Value::UInt(u) => Some(i128::from(*u)),
+            Value::Decimal(d) => d.parse().ok(),
+            _ => None,
+        }
+    }
+    fn instant(v: &Value) -> Option<i64> {
+        match v {
+            Value::Date(d) => Some(i64::from(*d)),
+            Value::Time(t) | Value::DateTime(t) | Value::Timestamp(t) => Some(*t),
+            Value::Interval { months: 0, days: 0, micros } => Some(*micros),
+            _ => None,
+        }
+    }
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        // Keys are never NULL; keep the order total anyway.
+        (Value::Null, _) => Ordering::Greater,
+        (_, Value::Null) => Ordering::Less,
+        _ => {
+            if let (Some(x), Some(y)) = (integer(a), integer(b)) {
+                return x.cmp(&y);
+            }
+            if let (Some(x), Some(y)) = (number(a), number(b)) {
+                return x.partial_cmp(&y).unwrap_or(Ordering::Equal);
+            }
+            if let (Some(x), Some(y)) = (instant(a), instant(b)) {
+                return x.cmp(&y);
+            }
+            canonical(a).cmp(&canonical(b))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_compare_equal_across_engines() {
+        let same = |a: Value, b: Value| assert_eq!(canonical(&a), canonical(&b), "{a:?} vs {b:?}");
+        same(Value::UInt(u64::MAX), Value::Decimal("18446744073709551615".into()));
+        same(Value::Decimal("-012.3400".into()), Value::Decimal("-12.34".into()));
+        same(Value::Enum("b".into()), Value::Text("b".into()));
+        same(Value::Set(vec!["x".into(), "z".into()]), Value::Text("x,z".into()));
+        same(Value::Time(-5), Value::Interval { months: 0, days: 0, micros: -5 });
+        same(Value::Json("{\"b\": 1, \"a\": [1, 2]}".into()), Value::Json("{\"a\":[1,2],\"b\":1}".into()));
+        same(Value::Special("0000-00-00".into()), Value::Null);
+        assert_ne!(canonical(&Value::Int(1)), canonical(&Value::Int(2)));
+        assert_ne!(canonical(&Value::DateTime(1)), canonical(&Value::Timestamp(1)));
+    }
+
+    #[test]
+    fn keys_order_like_the_databases() {
+        assert_eq!(compare_values(&Value::Int(-1), &Value::UInt(3)), Ordering::Less);
+        assert_eq!(
+            compare_values(&Value::UInt(u64::MAX), &Value::Decimal("18446744073709551615".into())),
+            Ordering::Equal
+        );
+        assert_eq!(compare_values(&Value::Text("B".into()), &Value::Text("a".into())), Ordering::Less);
+        assert_eq!(compare_values(&Value::Text("é".into()), &Value::Text("z".into())), Ordering::Greater);
+    }
+}
