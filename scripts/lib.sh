@@ -26,25 +26,28 @@ start_mariadb() {
 
 sql() { mariadb --no-defaults --default-character-set=utf8mb4 -uroot -S "$SOCK" -N -B -e "$1"; }
 
-# start_postgres PORT: a private PostgreSQL 15 in $DIR with wal_level=logical, trust auth on
-# 127.0.0.1. initdb refuses root, so the server runs as the `postgres` user when we are root.
-# Sets POSTGRES_PID; `psql_run "..."` then runs SQL in database postgres.
+# start_postgres PORT [BIN_DIR] [NAME]: a private PostgreSQL (15 from Debian by default) in
+# $DIR/NAME with wal_level=logical, trust auth on 127.0.0.1. initdb refuses root, so the
+# server runs as the `postgres` user when we are root. Sets POSTGRES_PID and PG_URL (database
+# postgres); `psql_run "..."` then runs SQL there.
 start_postgres() {
-  local port="$1" bin=/usr/lib/postgresql/15/bin as=()
+  local port="$1" bin="${2:-/usr/lib/postgresql/15/bin}" dir="$DIR/${3:-pg}" as=()
+  mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then
-    chown postgres: "$DIR"
+    chown postgres: "$DIR" "$dir"
     as=(setpriv --reuid=postgres --regid=postgres --init-groups)
   fi
-  "${as[@]}" "$bin/initdb" -D "$DIR/pgdata" -U postgres --auth=trust --locale=C -E UTF8 >/dev/null
-  "${as[@]}" "$bin/postgres" -D "$DIR/pgdata" -p "$port" -k "$DIR" -c listen_addresses=127.0.0.1 \
-    -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10 >"$DIR/postgres.log" 2>&1 &
+  env -u LD_LIBRARY_PATH "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --locale=C -E UTF8 >/dev/null
+  env -u LD_LIBRARY_PATH "${as[@]}" "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir" \
+    -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10 \
+    >"$dir/postgres.log" 2>&1 &
   POSTGRES_PID=$!
   PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
   for _ in $(seq 1 200); do
     psql -X -q -c 'SELECT 1' "$PG_URL" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
-  echo "PostgreSQL did not start; see $DIR/postgres.log" >&2
+  echo "PostgreSQL did not start; see $dir/postgres.log" >&2
   return 1
 }
 

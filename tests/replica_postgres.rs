@@ -205,7 +205,9 @@ fn mariadb_to_postgres_type_mapping_and_edge_values() {
         "kind = \"mysql\"\nurl = \"{}\"\nserver_id = 7301\ntables = [\"myshop.*\"]\nheartbeat_secs = 1",
         my.url("")
     );
-    let config = write_config(dir.path(), "frommaria", &source, &pg.url(&target_db), "");
+    // At-least-once here (position in a file): every row goes through the upsert path.
+    let positions = format!("[positions]\nstore = \"file\"\npath = \"{}\"", dir.path().join("pos.json").display());
+    let config = write_config(dir.path(), "frommaria", &source, &pg.url(&target_db), &positions);
     let _cdc = spawn_cdc(&config);
     my.sql(
         "SET time_zone = '+00:00'; SET sql_mode = '';

@@ -27,7 +27,7 @@ use crate::config::DbSinkConfig;
 use crate::error::CdcError;
 use crate::model::{Batch, Position, SourceMeta, TableId, TableSchema};
 use crate::pipeline::{Ack, Sink};
-use crate::sources::postgres::protocol::{ConnectParams, PgConnection, PgError, quote_literal};
+use crate::sources::postgres::protocol::{ConnectParams, PgConnection, PgError, ScriptPart, quote_literal};
 
 pub struct PostgresSink {
     name: String,
@@ -40,7 +40,8 @@ pub struct PostgresSink {
     open_tx: Option<Vec<Ack>>,
     /// How each source table is written, with the schema it was prepared for.
     plans: HashMap<TableId, Arc<TablePlan>>,
-    sql: String,
+    /// Staging tables created on this connection (for unique names).
+    stages: u32,
 }
 
 impl PostgresSink {
@@ -55,7 +56,7 @@ impl PostgresSink {
             conn: None,
             open_tx: None,
             plans: HashMap::new(),
-            sql: String::with_capacity(1 << 20),
+            stages: 0,
         }
     }
 
@@ -101,9 +102,8 @@ impl PostgresSink {
             conn.query("BEGIN").await?;
             self.open_tx = Some(Vec::new());
         }
-        self.sql.clear();
         let mut sent = 0;
-        let mut writer = StatementWriter::new(&mut self.sql);
+        let mut writer = StatementWriter::new(self.positions_table.is_some());
         for event in &batch.events {
             let current = self.plans.get(&event.table.id);
             let plan = match current {
@@ -111,14 +111,14 @@ impl PostgresSink {
                 _ => {
                     // A new table or a schema change: what is written so far was written under
                     // the old schema and goes out before the table is created or altered.
-                    writer.finish();
-                    sent += execute(conn, writer.sql(), batch).await?;
+                    sent += execute(conn, &writer.take_script(), batch).await?;
                     let previous: Option<TableSchema> = current.map(|p| (*p.schema).clone());
                     let engine = match event.source.meta {
                         SourceMeta::MySql { .. } => SourceEngine::MySql,
                         SourceMeta::Postgres { .. } => SourceEngine::Postgres,
                     };
                     let namespace = self.config.target_namespace(&event.table.id.namespace);
+                    self.stages += 1;
                     let plan = tables::prepare(
                         conn,
                         &event.table,
@@ -126,6 +126,7 @@ impl PostgresSink {
                         namespace,
                         engine,
                         self.config.create_tables,
+                        &format!("cdc_stage_{}", self.stages),
                     )
                     .await?;
                     self.plans.insert(event.table.id.clone(), Arc::new(plan));
@@ -134,28 +135,31 @@ impl PostgresSink {
             };
             writer.add(event, plan)?;
         }
-        writer.finish();
         if let Some(position) = &batch.checkpoint {
             if let Some(table) = &self.positions_table {
-                writer.sql().push_str(&position_upsert(table, &self.name, position));
+                writer.push_sql(&position_upsert(table, &self.name, position));
             }
-            writer.sql().push_str("COMMIT;\n");
+            writer.push_sql("COMMIT;\n");
         }
-        sent += execute(conn, writer.sql(), batch).await?;
+        sent += execute(conn, &writer.take_script(), batch).await?;
         Ok(sent)
     }
 }
 
-/// Sends the statements in `sql` (if any) and empties it.
-async fn execute(conn: &mut PgConnection, sql: &mut String, batch: &Batch) -> Result<u64, CdcError> {
-    if sql.is_empty() {
+/// Sends a script (if not empty); returns its size in bytes.
+async fn execute(conn: &mut PgConnection, script: &[ScriptPart], batch: &Batch) -> Result<u64, CdcError> {
+    if script.is_empty() {
         return Ok(0);
     }
-    let bytes = sql.len() as u64;
-    let result = conn.simple_query(sql, |_| Ok(())).await?;
-    sql.clear();
-    match result {
-        Ok(_) => Ok(bytes),
+    let bytes = script
+        .iter()
+        .map(|p| match p {
+            ScriptPart::Sql(s) => s.len(),
+            ScriptPart::Copy { statement, data } => statement.len() + data.len(),
+        })
+        .sum::<usize>() as u64;
+    match conn.run_script(script).await? {
+        Ok(()) => Ok(bytes),
         Err(e) => Err(apply_error(&e, batch)),
     }
 }

@@ -1,47 +1,73 @@
-//! Turns change events into SQL, in source order, batching what can be batched:
-//! consecutive inserts and updates of one table become one multi-row upsert, consecutive
-//! deletes one `DELETE … IN (…)`. Anything else (key changes, partial rows, truncates, tables
+//! Turns change events into a script of SQL and COPY, in source order, batching what can be
+//! batched: consecutive inserts of one table become one `COPY` into it (when the position is
+//! kept in the target, so no insert is ever replayed), consecutive upserts one `COPY` into a
+//! staging table and one `INSERT … SELECT … ON CONFLICT`, consecutive deletes one
+//! `DELETE … IN (…)`. Anything else (key changes, partial rows, truncates, changes of tables
 //! without a key) is a statement of its own, so the order of changes is never altered.
+//!
+//! COPY, not multi-row `INSERT … VALUES`: on PostgreSQL 17 here, 50 000 rows of 12 columns in
+//! transactions of 1 000 took 1.7 s as VALUES lists (parsing dominates), 0.75 s through a
+//! staging table with ON CONFLICT and 0.32 s as plain COPY.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::tables::TablePlan;
-use super::values::{LiteralError, write_literal};
+use super::values::{LiteralError, write_copy_field, write_literal};
+use crate::sources::postgres::protocol::ScriptPart;
 use crate::error::CdcError;
 use crate::model::{ChangeEvent, ColumnType, Op, Row, Value};
 
 /// The statement being accumulated.
 enum Group {
     None,
-    /// Rows of a multi-row `INSERT … ON CONFLICT`; `keys` holds the key literals already in
-    /// it, because one statement cannot touch the same row twice.
-    Upsert {
-        plan: Arc<TablePlan>,
-        keys: HashSet<String>,
-    },
+    /// Rows of a `COPY` into the table itself.
+    Copy { plan: Arc<TablePlan>, data: Vec<u8> },
+    /// Rows of a `COPY` into the staging table, then `INSERT … ON CONFLICT`; `keys` holds the
+    /// keys already in it, because one statement cannot touch the same row twice.
+    Upsert { plan: Arc<TablePlan>, keys: HashSet<String>, data: Vec<u8> },
     /// Key tuples of a `DELETE … WHERE key IN (…)`.
-    Delete {
-        plan: Arc<TablePlan>,
-    },
+    Delete { plan: Arc<TablePlan> },
 }
 
-/// Appends the SQL of events to a text buffer, keeping the open multi-row statement between
-/// calls. Call [`finish`](Self::finish) before the buffer is executed.
-pub struct StatementWriter<'a> {
-    sql: &'a mut String,
+/// Builds the script of a batch.
+pub struct StatementWriter {
+    parts: Vec<ScriptPart>,
+    /// SQL text after the last COPY.
+    sql: String,
     group: Group,
     key_buf: String,
+    scratch: String,
+    /// Inserts and snapshot rows go straight into the table: with the position kept in the
+    /// target no replay can bring a row twice (a row already there is a conflict to report).
+    copy_inserts: bool,
 }
 
-impl<'a> StatementWriter<'a> {
-    pub fn new(sql: &'a mut String) -> StatementWriter<'a> {
-        StatementWriter { sql, group: Group::None, key_buf: String::new() }
+impl StatementWriter {
+    pub fn new(copy_inserts: bool) -> StatementWriter {
+        StatementWriter {
+            parts: Vec::new(),
+            sql: String::new(),
+            group: Group::None,
+            key_buf: String::new(),
+            scratch: String::new(),
+            copy_inserts,
+        }
     }
 
-    /// The SQL written so far (complete statements only after `finish`).
-    pub fn sql(&mut self) -> &mut String {
-        self.sql
+    /// SQL appended after everything written so far.
+    pub fn push_sql(&mut self, sql: &str) {
+        self.finish();
+        self.sql.push_str(sql);
+    }
+
+    /// The script so far, complete; the writer starts empty again.
+    pub fn take_script(&mut self) -> Vec<ScriptPart> {
+        self.finish();
+        if !self.sql.is_empty() {
+            self.parts.push(ScriptPart::Sql(std::mem::take(&mut self.sql)));
+        }
+        std::mem::take(&mut self.parts)
     }
 
     /// Appends the SQL for one event written with `plan`.
@@ -79,6 +105,8 @@ impl<'a> StatementWriter<'a> {
                     self.finish();
                     let old = event.before.as_ref().filter(|_| key_changed).unwrap_or(after);
                     self.update(plan, after, |w| w.where_key(plan, old)).map_err(bad)?;
+                } else if event.op != Op::Update && self.copy_inserts {
+                    self.copy_row(plan, after).map_err(bad)?;
                 } else {
                     self.upsert_row(plan, after).map_err(bad)?;
                 }
@@ -102,45 +130,61 @@ impl<'a> StatementWriter<'a> {
     }
 
     /// Closes the open statement, if any.
-    pub fn finish(&mut self) {
+    fn finish(&mut self) {
         match std::mem::replace(&mut self.group, Group::None) {
             Group::None => {}
-            Group::Upsert { plan, .. } => {
-                self.sql.push_str(&plan.upsert_tail);
-                self.sql.push_str(";\n");
+            Group::Copy { plan, data } => {
+                self.flush_sql();
+                let statement = format!("COPY {} ({}) FROM STDIN", plan.target, plan.columns.join(","));
+                self.parts.push(ScriptPart::Copy { statement, data });
+            }
+            Group::Upsert { plan, data, .. } => {
+                self.flush_sql();
+                let statement = format!("COPY {} ({}) FROM STDIN", plan.stage, plan.columns.join(","));
+                self.parts.push(ScriptPart::Copy { statement, data });
+                let columns = plan.columns.join(",");
+                self.sql.push_str(&format!(
+                    "INSERT INTO {} ({columns}) SELECT {columns} FROM {}{};\nDELETE FROM {};\n",
+                    plan.target, plan.stage, plan.upsert_tail, plan.stage
+                ));
             }
             Group::Delete { .. } => self.sql.push_str(");\n"),
         }
+    }
+
+    fn flush_sql(&mut self) {
+        if !self.sql.is_empty() {
+            self.parts.push(ScriptPart::Sql(std::mem::take(&mut self.sql)));
+        }
+    }
+
+    fn copy_row(&mut self, plan: &Arc<TablePlan>, row: &Row) -> Result<(), LiteralError> {
+        if !matches!(&self.group, Group::Copy { plan: p, .. } if Arc::ptr_eq(p, plan)) {
+            self.finish();
+            self.group = Group::Copy { plan: plan.clone(), data: Vec::with_capacity(1 << 16) };
+        }
+        let Group::Copy { data, .. } = &mut self.group else { return Ok(()) };
+        write_copy_row(data, &mut self.scratch, plan, row)
     }
 
     fn upsert_row(&mut self, plan: &Arc<TablePlan>, row: &Row) -> Result<(), LiteralError> {
         self.key_buf.clear();
         write_key_tuple(&mut self.key_buf, plan, row)?;
         let continues = match &mut self.group {
-            Group::Upsert { plan: p, keys } if Arc::ptr_eq(p, plan) => {
+            Group::Upsert { plan: p, keys, .. } if Arc::ptr_eq(p, plan) => {
                 // A keyless table can repeat rows; only keyed rows must be distinct.
                 plan.schema.key.is_empty() || keys.insert(self.key_buf.clone())
             }
             _ => false,
         };
-        if continues {
-            self.sql.push(',');
-        } else {
+        if !continues {
             self.finish();
             let mut keys = HashSet::new();
             keys.insert(self.key_buf.clone());
-            self.group = Group::Upsert { plan: plan.clone(), keys };
-            self.sql.push_str(&plan.insert_head);
+            self.group = Group::Upsert { plan: plan.clone(), keys, data: Vec::with_capacity(1 << 16) };
         }
-        self.sql.push('(');
-        for (i, column) in plan.schema.columns.iter().enumerate() {
-            if i > 0 {
-                self.sql.push(',');
-            }
-            write_literal(self.sql, row.get(i).unwrap_or(&Value::Null), column)?;
-        }
-        self.sql.push(')');
-        Ok(())
+        let Group::Upsert { data, .. } = &mut self.group else { return Ok(()) };
+        write_copy_row(data, &mut self.scratch, plan, row)
     }
 
     fn delete_key(&mut self, plan: &Arc<TablePlan>, row: &Row) -> Result<(), LiteralError> {
@@ -156,7 +200,7 @@ impl<'a> StatementWriter<'a> {
             self.sql.push_str(&key_names(plan));
             self.sql.push_str(") IN (");
         }
-        write_key_tuple(self.sql, plan, row)
+        write_key_tuple(&mut self.sql, plan, row)
     }
 
     /// `UPDATE t SET (every column with a value) <where>;`
@@ -181,7 +225,7 @@ impl<'a> StatementWriter<'a> {
             first = false;
             self.sql.push_str(&plan.columns[i]);
             self.sql.push_str(" = ");
-            write_literal(self.sql, value, column)?;
+            write_literal(&mut self.sql, value, column)?;
         }
         condition(self)?;
         self.sql.push_str(";\n");
@@ -192,7 +236,7 @@ impl<'a> StatementWriter<'a> {
         self.sql.push_str(" WHERE (");
         self.sql.push_str(&key_names(plan));
         self.sql.push_str(") = ");
-        write_key_tuple(self.sql, plan, row)
+        write_key_tuple(&mut self.sql, plan, row)
     }
 
     /// A table without a key: the first row equal to the old image, found by `ctid`.
@@ -216,7 +260,7 @@ impl<'a> StatementWriter<'a> {
             self.sql.push_str(&plan.columns[i]);
             self.sql.push_str(cast);
             self.sql.push_str(" IS NOT DISTINCT FROM ");
-            write_literal(self.sql, value, column)?;
+            write_literal(&mut self.sql, value, column)?;
             self.sql.push_str(cast);
         }
         self.sql.push_str(" LIMIT 1)");
@@ -226,6 +270,18 @@ impl<'a> StatementWriter<'a> {
 
 fn key_names(plan: &TablePlan) -> String {
     plan.schema.key.iter().filter_map(|&i| plan.columns.get(i)).map(String::as_str).collect::<Vec<_>>().join(",")
+}
+
+/// One COPY text row of every column.
+fn write_copy_row(data: &mut Vec<u8>, scratch: &mut String, plan: &TablePlan, row: &Row) -> Result<(), LiteralError> {
+    for (i, column) in plan.schema.columns.iter().enumerate() {
+        if i > 0 {
+            data.push(b'\t');
+        }
+        write_copy_field(data, scratch, row.get(i).unwrap_or(&Value::Null), column)?;
+    }
+    data.push(b'\n');
+    Ok(())
 }
 
 /// `(v1,v2)` of the key columns.

@@ -17,17 +17,16 @@ pub struct TablePlan {
     pub target: String,
     /// Quoted target column names, in source column order.
     pub columns: Vec<String>,
-    /// `INSERT INTO t ("a","b") VALUES `
-    pub insert_head: String,
     /// ` ON CONFLICT ("id") DO UPDATE SET "a" = EXCLUDED."a"` (empty for a keyless table).
     pub upsert_tail: String,
+    /// Temporary table (this session only, emptied at commit) that upserts are copied into.
+    pub stage: String,
 }
 
 impl TablePlan {
-    fn new(schema: Arc<TableSchema>, namespace: &str) -> TablePlan {
+    fn new(schema: Arc<TableSchema>, namespace: &str, stage: &str) -> TablePlan {
         let target = format!("{}.{}", quote_ident(namespace), quote_ident(&schema.id.name));
         let columns: Vec<String> = schema.columns.iter().map(|c| quote_ident(&c.name)).collect();
-        let insert_head = format!("INSERT INTO {target} ({}) VALUES ", columns.join(","));
         let upsert_tail = if schema.key.is_empty() {
             String::new()
         } else {
@@ -44,7 +43,7 @@ impl TablePlan {
                 format!(" ON CONFLICT ({}) DO UPDATE SET {}", key.join(","), rest.join(", "))
             }
         };
-        TablePlan { schema, target, columns, insert_head, upsert_tail }
+        TablePlan { schema, target, columns, upsert_tail, stage: format!("pg_temp.{}", quote_ident(stage)) }
     }
 }
 
@@ -99,7 +98,8 @@ async fn column_definition(
 }
 
 /// Makes the target table fit `schema` and returns how to write to it. `previous` is the
-/// schema the table was last written under in this run (its changes are replayed).
+/// schema the table was last written under in this run (its changes are replayed); `stage`
+/// names the staging table to (re)create for it.
 pub async fn prepare(
     conn: &mut PgConnection,
     schema: &Arc<TableSchema>,
@@ -107,8 +107,28 @@ pub async fn prepare(
     namespace: &str,
     engine: SourceEngine,
     create: bool,
+    stage: &str,
 ) -> Result<TablePlan, CdcError> {
-    let plan = TablePlan::new(schema.clone(), namespace);
+    let plan = TablePlan::new(schema.clone(), namespace, stage);
+    fit_table(conn, &plan, previous, namespace, engine, create).await?;
+    let sql = format!(
+        "DROP TABLE IF EXISTS {stage}; CREATE TEMP TABLE {stage} (LIKE {target}) ON COMMIT DELETE ROWS",
+        stage = plan.stage,
+        target = plan.target
+    );
+    run_ddl(conn, &sql, &plan.target).await?;
+    Ok(plan)
+}
+
+async fn fit_table(
+    conn: &mut PgConnection,
+    plan: &TablePlan,
+    previous: Option<&TableSchema>,
+    namespace: &str,
+    engine: SourceEngine,
+    create: bool,
+) -> Result<(), CdcError> {
+    let schema = &plan.schema;
     let table_name = format!("{namespace}.{}", schema.id.name);
     let Some(existing) = target_columns(conn, &plan.target).await? else {
         if !create {
@@ -128,13 +148,13 @@ pub async fn prepare(
         run_ddl(conn, &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(namespace)), &table_name).await?;
         run_ddl(conn, &format!("CREATE TABLE {} ({})", plan.target, defs.join(", ")), &table_name).await?;
         tracing::info!(table = %table_name, source = %schema.id, "Created target table");
-        return Ok(plan);
+        return Ok(());
     };
 
     let on_target: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
     if let Some(prev) = previous {
-        replay_schema_change(conn, &plan, prev, schema, engine, &on_target).await?;
-        return Ok(plan);
+        replay_schema_change(conn, plan, prev, schema, engine, &on_target).await?;
+        return Ok(());
     }
     for (i, column) in schema.columns.iter().enumerate() {
         if !on_target.contains(&column.name.as_str()) {
@@ -155,7 +175,7 @@ pub async fn prepare(
             "drop the column, give it a default, or make it nullable",
         ));
     }
-    Ok(plan)
+    Ok(())
 }
 
 /// Replays a source schema change: added, dropped and renamed columns, changed types.

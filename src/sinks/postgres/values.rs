@@ -132,6 +132,43 @@ pub fn write_literal(out: &mut String, value: &Value, column: &Column) -> Result
     Ok(())
 }
 
+/// Appends `value` as one field of a `COPY … FROM STDIN` text row (`\N` for NULL, with
+/// backslash, tab, newline and carriage return escaped). `scratch` is a reusable buffer.
+pub fn write_copy_field(
+    out: &mut Vec<u8>,
+    scratch: &mut String,
+    value: &Value,
+    column: &Column,
+) -> Result<(), LiteralError> {
+    match value {
+        Value::Null => out.extend_from_slice(b"\\N"),
+        Value::Special(s) if s.starts_with("0000") => out.extend_from_slice(b"\\N"),
+        Value::Unchanged => {
+            return Err(LiteralError(format!("column {} has no value (an unchanged TOAST value)", column.name)));
+        }
+        other => {
+            scratch.clear();
+            write_text(scratch, other, &column.kind)?;
+            for b in scratch.bytes() {
+                match b {
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    0 => {
+                        return Err(LiteralError(format!(
+                            "column {} holds a NUL character, which PostgreSQL text cannot store",
+                            column.name
+                        )));
+                    }
+                    _ => out.push(b),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Appends `value` in PostgreSQL's text input format (no SQL quoting).
 fn write_text(out: &mut String, value: &Value, kind: &ColumnType) -> Result<(), LiteralError> {
     match value {
@@ -328,6 +365,20 @@ mod tests {
             Value::Array(vec![Value::Int(3), Value::Null]),
         ]);
         assert_eq!(lit(v, ints), r#"'{{"1","2"},{"3",NULL}}'"#);
+    }
+
+    #[test]
+    fn copy_fields_escape_control_characters() {
+        let mut out = Vec::new();
+        let mut scratch = String::new();
+        let text = col(ColumnType::Text { max_len: None });
+        write_copy_field(&mut out, &mut scratch, &Value::Text("a\tb\nc\\d\r".into()), &text).expect("field");
+        out.push(b'|');
+        write_copy_field(&mut out, &mut scratch, &Value::Null, &text).expect("field");
+        out.push(b'|');
+        write_copy_field(&mut out, &mut scratch, &Value::Bytes(vec![1]), &col(ColumnType::Bytes { max_len: None }))
+            .expect("field");
+        assert_eq!(String::from_utf8_lossy(&out), "a\\tb\\nc\\\\d\\r|\\N|\\\\x01");
     }
 
     #[test]

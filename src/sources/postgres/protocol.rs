@@ -12,6 +12,13 @@ use tokio::net::TcpStream;
 
 use crate::error::CdcError;
 
+/// A piece of what [`PgConnection::run_script`] sends.
+pub enum ScriptPart {
+    Sql(String),
+    /// `COPY … FROM STDIN` and its data in COPY text format.
+    Copy { statement: String, data: Vec<u8> },
+}
+
 /// One backend message: tag and body.
 pub struct BackendMessage {
     pub tag: u8,
@@ -357,6 +364,46 @@ impl PgConnection {
         Ok(match error {
             Some(e) => Err(e),
             None => Ok(columns),
+        })
+    }
+
+    /// Sends every part in one write and reads all the answers: statements, and `COPY …
+    /// FROM STDIN` with its data sent right behind it (without waiting for CopyInResponse;
+    /// if the COPY fails first, the server ignores the copy messages that follow). Rows are
+    /// discarded. The inner error is the server's first.
+    pub async fn run_script(&mut self, parts: &[ScriptPart]) -> Result<Result<(), PgError>, CdcError> {
+        for part in parts {
+            match part {
+                ScriptPart::Sql(sql) => frontend::query(sql, &mut self.out).map_err(|e| io_err("query", e))?,
+                ScriptPart::Copy { statement, data } => {
+                    frontend::query(statement, &mut self.out).map_err(|e| io_err("query", e))?;
+                    for chunk in data.chunks(1 << 20) {
+                        self.out.extend_from_slice(b"d");
+                        self.out.extend_from_slice(&((chunk.len() as i32 + 4).to_be_bytes()));
+                        self.out.extend_from_slice(chunk);
+                    }
+                    frontend::copy_done(&mut self.out);
+                }
+            }
+        }
+        self.flush().await?;
+        let mut error: Option<PgError> = None;
+        let mut ready = 0;
+        while ready < parts.len() {
+            let m = self.read_message().await?;
+            match m.tag {
+                b'Z' => ready += 1,
+                b'E' => {
+                    let e = parse_error(m.body);
+                    error.get_or_insert(e);
+                }
+                b'T' | b'D' | b'C' | b'I' | b'N' | b'S' | b'G' => {}
+                other => return Err(CdcError::transient(format!("unexpected message {:?} in a script", other as char))),
+            }
+        }
+        Ok(match error {
+            Some(e) => Err(e),
+            None => Ok(()),
         })
     }
 

