@@ -25,14 +25,16 @@ cleanup() {
   [ -n "$CDC_PID" ] && kill "$CDC_PID" 2>/dev/null
   kill "${PIDS[@]}" 2>/dev/null
   wait 2>/dev/null
-  rm -rf "$DIR"
+  cp "$DIR/cdc.log" /tmp/last-cdc.log 2>/dev/null; rm -rf "$DIR"
 }
 trap cleanup EXIT
 start_postgres "$SRC_PORT" /usr/lib/postgresql/15/bin source
 PIDS+=("$POSTGRES_PID")
+SRC_PID="$POSTGRES_PID"
 SRC_URL="$PG_URL"
 start_postgres "$TGT_PORT" "$PG17_BIN" target
 PIDS+=("$POSTGRES_PID")
+TGT_PID="$POSTGRES_PID"
 TGT_URL="postgres://postgres@127.0.0.1:$TGT_PORT"
 PG_URL="$SRC_URL"
 
@@ -58,6 +60,22 @@ snapshot = "never"
 kind = "postgres"
 url = "$TGT_URL/replica"
 TOML
+
+# server_cpu PID: CPU seconds of a postmaster and its exited children (walsenders, workers).
+server_cpu() {
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15 + $16 + $17) / hz}' "/proc/$1/stat"
+}
+
+# measure NAME CMD...: runs CMD (which prints seconds), then records the servers' CPU use;
+# the walsender and apply processes have exited (and been counted) once the consumer stopped.
+measure() {
+  local name="$1" s0 t0 secs
+  shift
+  s0=$(server_cpu "$SRC_PID"); t0=$(server_cpu "$TGT_PID")
+  secs=$("$@")
+  sleep 1.5
+  echo "$secs $(echo "$(server_cpu "$SRC_PID") - $s0" | bc) $(echo "$(server_cpu "$TGT_PID") - $t0" | bc)" >"$DIR/$name.run"
+}
 
 # wait_marker DB ID: until row ID of t is visible in DB on the target.
 wait_marker() {
@@ -92,12 +110,14 @@ run_cdc() {
 }
 
 report() {
-  local what="$1" n="$2" t_native="$3" t_cdc="$4" rss cpu
+  local what="$1" n="$2" t_native s_native g_native t_cdc s_cdc g_cdc rss cpu
+  read -r t_native s_native g_native <"$DIR/native.run"
+  read -r t_cdc s_cdc g_cdc <"$DIR/cdc.run"
   read -r rss cpu <"$DIR/cdc.stats"
-  printf '%s, native subscription: %d changes in %.2f s = %.0f changes/s\n' "$what" "$n" "$t_native" \
-    "$(echo "$n / $t_native" | bc -l)" >&2
-  printf '%s, cdc: %d changes in %.2f s = %.0f changes/s (%.2fx native), peak RSS %d MB, CPU %s s\n' "$what" "$n" \
-    "$t_cdc" "$(echo "$n / $t_cdc" | bc -l)" "$(echo "$t_native / $t_cdc" | bc -l)" "$rss" "$cpu" >&2
+  printf '%s, native subscription: %d changes in %.2f s = %.0f changes/s; CPU s: source server %s, target server %s\n' \
+    "$what" "$n" "$t_native" "$(echo "$n / $t_native" | bc -l)" "$s_native" "$g_native" >&2
+  printf '%s, cdc: %d changes in %.2f s = %.0f changes/s (%.2fx native); CPU s: source server %s, target server %s, cdc %s; peak RSS %d MB\n' \
+    "$what" "$n" "$t_cdc" "$(echo "$n / $t_cdc" | bc -l)" "$(echo "$t_native / $t_cdc" | bc -l)" "$s_cdc" "$g_cdc" "$cpu" "$rss" >&2
 }
 
 echo "bench: loading $ROWS rows in transactions of $TX_ROWS" >&2
@@ -105,9 +125,9 @@ load_postgres_rows "$ROWS" "$TX_ROWS"
 MARKER=$((ROWS + 1))
 src "INSERT INTO t (id) VALUES ($MARKER)"
 echo "== 1. backlog of $ROWS inserts ==" >&2
-t_native=$(run_native "$MARKER")
-t_cdc=$(run_cdc "$MARKER")
-report "inserts" "$ROWS" "$t_native" "$t_cdc"
+measure native run_native "$MARKER"
+measure cdc run_cdc "$MARKER"
+report "inserts" "$ROWS"
 
 echo "== 2. backlog of $ROWS mixed changes ==" >&2
 for ((s = 1; s <= ROWS; s += TX_ROWS)); do
@@ -121,9 +141,9 @@ for ((s = 1; s <= ROWS; s += TX_ROWS)); do
 done | psql -X -q "$SRC_URL"
 MARKER2=$((3 * ROWS))
 src "INSERT INTO t (id) VALUES ($MARKER2)"
-t_native=$(run_native "$MARKER2")
-t_cdc=$(run_cdc "$MARKER2")
-report "mixed" "$ROWS" "$t_native" "$t_cdc"
+measure native run_native "$MARKER2"
+measure cdc run_cdc "$MARKER2"
+report "mixed" "$ROWS"
 
 same=$(diff <(tgt native "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM t") \
   <(tgt replica "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM public.t") >/dev/null && echo yes || echo NO)

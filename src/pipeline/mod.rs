@@ -102,5 +102,14 @@ pub trait Sink: Send {
 
     /// Returns the number of bytes written (for metrics).
     async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError>;
+
+    /// Called every checkpoint interval: a sink that confirms writes lazily (the database sink
+    /// reads a batch's results while sending the next) confirms what is outstanding, so acks
+    /// do not wait for the next batch when the source is idle. Errors are handled like
+    /// `write` errors.
+    async fn tick(&mut self) -> Result<(), CdcError> {
+        Ok(())
+    }
+
     async fn flush(&mut self) -> Result<(), CdcError>;
 }

@@ -89,6 +89,15 @@ impl Pipeline {
                     }
                 }
                 _ = tick.tick() => {
+                    match sink.tick().await {
+                        Ok(()) => {}
+                        Err(e) if e.is_transient() => tracing::warn!(error = %e, "Sink tick failed"),
+                        Err(e) => {
+                            metrics.error(e.is_restart());
+                            sink_error = Some(e);
+                            break;
+                        }
+                    }
                     checkpoint.save(tracker.released_events()).await?;
                 }
                 received = batch_rx.recv() => {

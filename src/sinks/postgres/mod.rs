@@ -38,6 +38,7 @@ pub struct PostgresSink {
     conn: Option<PgConnection>,
     /// Batches applied in the open target transaction; acknowledged when it commits.
     open_tx: Option<Vec<Ack>>,
+    in_flight: Option<InFlight>,
     /// How each source table is written, with the schema it was prepared for.
     plans: HashMap<TableId, Arc<TablePlan>>,
     /// Staging tables created on this connection (for unique names).
@@ -55,6 +56,7 @@ impl PostgresSink {
             positions_table,
             conn: None,
             open_tx: None,
+            in_flight: None,
             plans: HashMap::new(),
             stages: 0,
         }
@@ -89,50 +91,67 @@ impl PostgresSink {
     fn reset(&mut self) {
         self.conn = None;
         self.open_tx = None;
+        self.in_flight = None;
         // Tables created in a rolled-back transaction are gone: check again.
         self.plans.clear();
     }
 
-    /// Applies a batch in the open target transaction (committing it with the position when
-    /// the batch ends on a checkpoint). Returns the bytes of SQL sent.
-    async fn apply(&mut self, batch: &Batch) -> Result<u64, CdcError> {
-        self.connect().await?;
-        let Some(conn) = self.conn.as_mut() else { return Err(CdcError::transient("not connected")) };
-        if self.open_tx.is_none() {
-            conn.query("BEGIN").await?;
-            self.open_tx = Some(Vec::new());
+    fn conn(&mut self) -> Result<&mut PgConnection, CdcError> {
+        self.conn.as_mut().ok_or_else(|| CdcError::transient("not connected to the target"))
+    }
+
+    /// Reads the results of the script in flight; acknowledges the batches it committed.
+    async fn settle(&mut self) -> Result<(), CdcError> {
+        let Some(flight) = self.in_flight.take() else { return Ok(()) };
+        match self.conn()?.read_script_results(flight.parts).await? {
+            Ok(()) => {
+                flight.committed.into_iter().flatten().for_each(Ack::done);
+                Ok(())
+            }
+            Err(e) => Err(apply_error(&e, &flight.tables)),
         }
+    }
+
+    /// Writes a batch into the open target transaction (committing it with the position when
+    /// the batch ends on a checkpoint). The script is sent before the previous one's results
+    /// are read, so the target works on one batch while the next is prepared. Returns the
+    /// bytes sent.
+    async fn apply(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
+        self.connect().await?;
+        let tables = tables_of(batch);
         let mut sent = 0;
         let mut writer = StatementWriter::new(self.positions_table.is_some());
+        if self.open_tx.is_none() {
+            writer.push_sql("BEGIN;\n");
+            self.open_tx = Some(Vec::new());
+        }
         for event in &batch.events {
             let current = self.plans.get(&event.table.id);
-            let plan = match current {
-                Some(p) if Arc::ptr_eq(&p.schema, &event.table) || *p.schema == *event.table => p,
-                _ => {
-                    // A new table or a schema change: what is written so far was written under
-                    // the old schema and goes out before the table is created or altered.
-                    sent += execute(conn, &writer.take_script(), batch).await?;
-                    let previous: Option<TableSchema> = current.map(|p| (*p.schema).clone());
-                    let engine = match event.source.meta {
-                        SourceMeta::MySql { .. } => SourceEngine::MySql,
-                        SourceMeta::Postgres { .. } => SourceEngine::Postgres,
-                    };
-                    let namespace = self.config.target_namespace(&event.table.id.namespace);
-                    self.stages += 1;
-                    let plan = tables::prepare(
-                        conn,
-                        &event.table,
-                        previous.as_ref(),
-                        namespace,
-                        engine,
-                        self.config.create_tables,
-                        &format!("cdc_stage_{}", self.stages),
-                    )
-                    .await?;
-                    self.plans.insert(event.table.id.clone(), Arc::new(plan));
-                    &self.plans[&event.table.id]
+            if !current.is_some_and(|p| Arc::ptr_eq(&p.schema, &event.table) || *p.schema == *event.table) {
+                // A new table or a schema change: what is written so far was written under the
+                // old schema and goes out before the table is created or altered.
+                let previous: Option<TableSchema> = current.map(|p| (*p.schema).clone());
+                self.settle().await?;
+                let script = writer.take_script();
+                sent += script_bytes(&script);
+                if let Err(e) = self.conn()?.run_script(&script).await? {
+                    return Err(apply_error(&e, &tables));
                 }
-            };
+                let engine = match event.source.meta {
+                    SourceMeta::MySql { .. } => SourceEngine::MySql,
+                    SourceMeta::Postgres { .. } => SourceEngine::Postgres,
+                };
+                self.stages += 1;
+                let stage = format!("cdc_stage_{}", self.stages);
+                let namespace = self.config.target_namespace(&event.table.id.namespace).to_string();
+                let create = self.config.create_tables;
+                let conn = self.conn()?;
+                let plan =
+                    tables::prepare(conn, &event.table, previous.as_ref(), &namespace, engine, create, &stage).await?;
+                self.plans.insert(event.table.id.clone(), Arc::new(plan));
+            }
+            // Prepared just above.
+            let Some(plan) = self.plans.get(&event.table.id) else { continue };
             writer.add(event, plan)?;
         }
         if let Some(position) = &batch.checkpoint {
@@ -141,27 +160,57 @@ impl PostgresSink {
             }
             writer.push_sql("COMMIT;\n");
         }
-        sent += execute(conn, &writer.take_script(), batch).await?;
+        let script = writer.take_script();
+        sent += script_bytes(&script);
+        self.conn()?.send_script(&script).await?;
+        self.settle().await?;
+        let open = self.open_tx.get_or_insert_with(Vec::new);
+        open.push(ack);
+        let committed = if batch.checkpoint.is_some() { self.open_tx.take() } else { None };
+        self.in_flight = Some(InFlight { parts: script.len(), tables, committed });
         Ok(sent)
     }
 }
 
-/// Sends a script (if not empty); returns its size in bytes.
-async fn execute(conn: &mut PgConnection, script: &[ScriptPart], batch: &Batch) -> Result<u64, CdcError> {
-    if script.is_empty() {
-        return Ok(0);
+impl PostgresSink {
+    fn after_error<T>(&mut self, result: Result<T, CdcError>) -> Result<T, CdcError> {
+        result.map_err(|e| {
+            self.reset();
+            // Whatever the open transaction held is gone with it: exactly-once needs the
+            // whole pipeline to start again from the position the target holds.
+            if e.is_transient() { CdcError::restart(e.cause) } else { e }
+        })
     }
-    let bytes = script
+}
+
+/// A script sent to the target whose results are not read yet.
+struct InFlight {
+    parts: usize,
+    /// Source tables of its batch, for error messages.
+    tables: String,
+    /// The batches of the transaction it commits, if it does.
+    committed: Option<Vec<Ack>>,
+}
+
+fn tables_of(batch: &Batch) -> String {
+    let mut tables: Vec<String> = Vec::new();
+    for event in &batch.events {
+        let name = event.table.id.to_string();
+        if !tables.contains(&name) && tables.len() < 5 {
+            tables.push(name);
+        }
+    }
+    tables.join(", ")
+}
+
+fn script_bytes(script: &[ScriptPart]) -> u64 {
+    script
         .iter()
         .map(|p| match p {
             ScriptPart::Sql(s) => s.len(),
             ScriptPart::Copy { statement, data } => statement.len() + data.len(),
         })
-        .sum::<usize>() as u64;
-    match conn.run_script(script).await? {
-        Ok(()) => Ok(bytes),
-        Err(e) => Err(apply_error(&e, batch)),
-    }
+        .sum::<usize>() as u64
 }
 
 #[async_trait]
@@ -171,34 +220,31 @@ impl Sink for PostgresSink {
     }
 
     async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
-        match self.apply(batch).await {
-            Ok(bytes) => {
-                let open = self.open_tx.get_or_insert_with(Vec::new);
-                open.push(ack);
-                if batch.checkpoint.is_some()
-                    && let Some(acks) = self.open_tx.take()
-                {
-                    acks.into_iter().for_each(Ack::done);
-                }
-                Ok(bytes)
-            }
-            Err(e) => {
-                self.reset();
-                // Whatever the open transaction held is gone with it: exactly-once needs the
-                // whole pipeline to start again from the position the target holds.
-                if e.is_transient() { Err(CdcError::restart(e.cause)) } else { Err(e) }
-            }
-        }
+        let result = self.apply(batch, ack).await;
+        self.after_error(result)
+    }
+
+    async fn tick(&mut self) -> Result<(), CdcError> {
+        let result = self.settle().await;
+        self.after_error(result)
     }
 
     async fn flush(&mut self) -> Result<(), CdcError> {
+        if let Err(e) = self.settle().await {
+            self.reset();
+            if !e.is_transient() {
+                return Err(e);
+            }
+            // Not committed, not acknowledged: read again on restart.
+            tracing::warn!(error = %e, "The last transaction sent to the target was not confirmed");
+            return Ok(());
+        }
         // Everything up to the last checkpoint is committed; a source transaction cut off by
         // shutdown is rolled back and read again on restart.
-        if self.open_tx.is_some() {
-            if let Some(conn) = self.conn.as_mut() {
-                let _ = conn.simple_query("ROLLBACK", |_| Ok(())).await;
-            }
-            self.open_tx = None;
+        if self.open_tx.take().is_some()
+            && let Some(conn) = self.conn.as_mut()
+        {
+            let _ = conn.simple_query("ROLLBACK", |_| Ok(())).await;
         }
         Ok(())
     }
@@ -235,13 +281,10 @@ fn target_error(e: CdcError, p: &ConnectParams) -> CdcError {
 }
 
 /// What the target's refusal of a batch means for the user.
-fn apply_error(e: &PgError, batch: &Batch) -> CdcError {
-    let mut tables: Vec<String> = batch.events.iter().map(|ev| ev.table.id.to_string()).collect();
-    tables.dedup();
-    tables.truncate(5);
+fn apply_error(e: &PgError, tables: &str) -> CdcError {
     let about = match &e.table {
         Some(t) => format!("target table {t}"),
-        None => format!("changes of {}", tables.join(", ")),
+        None => format!("changes of {tables}"),
     };
     let cause = format!("the target refused {about}: {e}");
     let class = e.code.get(..2).unwrap_or("");

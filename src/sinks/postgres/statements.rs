@@ -14,20 +14,29 @@ use std::sync::Arc;
 
 use super::tables::TablePlan;
 use super::values::{LiteralError, write_copy_field, write_literal};
-use crate::sources::postgres::protocol::ScriptPart;
 use crate::error::CdcError;
 use crate::model::{ChangeEvent, ColumnType, Op, Row, Value};
+use crate::sources::postgres::protocol::ScriptPart;
 
 /// The statement being accumulated.
 enum Group {
     None,
     /// Rows of a `COPY` into the table itself.
-    Copy { plan: Arc<TablePlan>, data: Vec<u8> },
+    Copy {
+        plan: Arc<TablePlan>,
+        data: Vec<u8>,
+    },
     /// Rows of a `COPY` into the staging table, then `INSERT … ON CONFLICT`; `keys` holds the
     /// keys already in it, because one statement cannot touch the same row twice.
-    Upsert { plan: Arc<TablePlan>, keys: HashSet<String>, data: Vec<u8> },
+    Upsert {
+        plan: Arc<TablePlan>,
+        keys: HashSet<String>,
+        data: Vec<u8>,
+    },
     /// Key tuples of a `DELETE … WHERE key IN (…)`.
-    Delete { plan: Arc<TablePlan> },
+    Delete {
+        plan: Arc<TablePlan>,
+    },
 }
 
 /// Builds the script of a batch.

@@ -16,7 +16,10 @@ use crate::error::CdcError;
 pub enum ScriptPart {
     Sql(String),
     /// `COPY … FROM STDIN` and its data in COPY text format.
-    Copy { statement: String, data: Vec<u8> },
+    Copy {
+        statement: String,
+        data: Vec<u8>,
+    },
 }
 
 /// One backend message: tag and body.
@@ -372,6 +375,13 @@ impl PgConnection {
     /// if the COPY fails first, the server ignores the copy messages that follow). Rows are
     /// discarded. The inner error is the server's first.
     pub async fn run_script(&mut self, parts: &[ScriptPart]) -> Result<Result<(), PgError>, CdcError> {
+        self.send_script(parts).await?;
+        self.read_script_results(parts.len()).await
+    }
+
+    /// The sending half of [`run_script`](Self::run_script): several scripts may be sent
+    /// before their results are read (in order, one `read_script_results` per script).
+    pub async fn send_script(&mut self, parts: &[ScriptPart]) -> Result<(), CdcError> {
         for part in parts {
             match part {
                 ScriptPart::Sql(sql) => frontend::query(sql, &mut self.out).map_err(|e| io_err("query", e))?,
@@ -386,10 +396,14 @@ impl PgConnection {
                 }
             }
         }
-        self.flush().await?;
+        self.flush().await
+    }
+
+    /// Reads the answers to a script of `parts` parts sent with `send_script`.
+    pub async fn read_script_results(&mut self, parts: usize) -> Result<Result<(), PgError>, CdcError> {
         let mut error: Option<PgError> = None;
         let mut ready = 0;
-        while ready < parts.len() {
+        while ready < parts {
             let m = self.read_message().await?;
             match m.tag {
                 b'Z' => ready += 1,
@@ -398,7 +412,9 @@ impl PgConnection {
                     error.get_or_insert(e);
                 }
                 b'T' | b'D' | b'C' | b'I' | b'N' | b'S' | b'G' => {}
-                other => return Err(CdcError::transient(format!("unexpected message {:?} in a script", other as char))),
+                other => {
+                    return Err(CdcError::transient(format!("unexpected message {:?} in a script", other as char)));
+                }
             }
         }
         Ok(match error {
