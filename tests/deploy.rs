@@ -60,25 +60,32 @@ fn with_env<T>(vars: &BTreeMap<String, String>, f: impl FnOnce() -> T) -> T {
 }
 
 #[test]
-fn the_config_compose_runs_is_valid_with_its_environment() {
+fn the_configs_compose_runs_are_valid_with_their_environment() {
     let c = compose();
-    let cdc = &c["services"]["cdc"];
-    let cmd = strings(&cdc["command"]);
-    let cfg = cmd.iter().position(|a| a == "--config").map(|i| &cmd[i + 1]).expect("cdc is given --config");
-    let file = cfg.strip_prefix("/etc/cdc/").expect("config comes from the connectors mount");
-    let env: BTreeMap<String, String> = cdc["environment"]
-        .as_mapping()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            (k.as_str().unwrap().to_string(), v.as_str().map(String::from).unwrap_or_else(|| format!("{v:?}")))
-        })
-        .collect();
-    let text = std::fs::read_to_string(root().join("connectors").join(file)).unwrap();
-    let config = with_env(&env, || Config::parse(&text, file)).unwrap_or_else(|e| panic!("{e}"));
-    let SourceConfig::Mysql(m) = &config.source else { panic!("compose streams MySQL") };
-    assert_eq!(m.url.url().host_str(), Some("mysql"));
-    assert_eq!(config.http.as_ref().map(|h| h.listen.to_string()), Some("0.0.0.0:8080".into()));
+    let mut checked = Vec::new();
+    for (name, service) in c["services"].as_mapping().unwrap() {
+        let cmd = strings(&service["command"]);
+        let Some(at) = cmd.iter().position(|a| a == "--config") else { continue };
+        let file = cmd[at + 1].strip_prefix("/etc/cdc/").expect("config comes from the connectors mount");
+        let env: BTreeMap<String, String> = service["environment"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                (k.as_str().unwrap().to_string(), v.as_str().map(String::from).unwrap_or_else(|| format!("{v:?}")))
+            })
+            .collect();
+        let text = std::fs::read_to_string(root().join("connectors").join(file)).unwrap();
+        let config = with_env(&env, || Config::parse(&text, file)).unwrap_or_else(|e| panic!("{e}"));
+        let SourceConfig::Mysql(m) = &config.source else { panic!("compose streams MySQL") };
+        assert_eq!(m.url.url().host_str(), Some("mysql"));
+        assert_eq!(config.http.as_ref().map(|h| h.listen.to_string()), Some("0.0.0.0:8080".into()));
+        if let SinkConfig::Postgres(p) = &config.sink {
+            assert_eq!(p.url.url().host_str(), Some("postgres"));
+        }
+        checked.push(name.as_str().unwrap().to_string());
+    }
+    assert_eq!(checked, ["cdc", "cdc-replica"]);
 }
 
 #[test]
@@ -86,6 +93,7 @@ fn every_connector_parses_and_validates() {
     let env: BTreeMap<String, String> = [
         ("CDC_MYSQL_URL", "mysql://cdc:secret@127.0.0.1:3306"),
         ("CDC_PG_URL", "postgres://cdc:secret@127.0.0.1:5432/shop"),
+        ("CDC_TARGET_URL", "postgres://cdc:secret@127.0.0.1:5433/shop"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -210,4 +218,72 @@ fn kafka_connectors_deliver_changes() {
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// The two replica connectors, run as a user would: MariaDB → PostgreSQL and PostgreSQL →
+/// PostgreSQL; `cdc verify` with the same connector then reports the copies identical.
+#[test]
+fn replica_connectors_copy_and_verify() {
+    let my = harness::shared_mariadb();
+    let pg = harness::shared_pg15();
+    my.sql(
+        "CREATE DATABASE deploy_shop; CREATE TABLE deploy_shop.orders (id INT PRIMARY KEY, note VARCHAR(20));
+         INSERT INTO deploy_shop.orders VALUES (1, 'snap');",
+    );
+    let target = pg.create_db("deploy_target");
+    let source_db = pg.create_db("deploy_upgrade");
+    pg.sql(&source_db, "CREATE TABLE items (id int PRIMARY KEY, qty int); INSERT INTO items VALUES (1, 10);");
+    let upgraded = pg.create_db("deploy_upgraded");
+    let runs = [
+        ("mysql-to-postgres.toml", "replica1", pg.url(&target), "deploy_shop.orders", "1|snap\n2|live"),
+        ("postgres-upgrade.toml", "upgrade1", pg.url(&upgraded), "public.items", "1|10\n2|20"),
+    ];
+    let env = |name: &str, target_url: &str| {
+        vec![
+            ("CDC_NAME", name.to_string()),
+            ("CDC_MYSQL_URL", my.url("")),
+            ("CDC_MYSQL_DB", "deploy_shop".to_string()),
+            ("CDC_PG_URL", pg.url(&source_db)),
+            ("CDC_PG_SLOT", format!("cdc_{name}")),
+            ("CDC_PG_PUBLICATION", format!("cdc_{name}")),
+            ("CDC_TARGET_URL", target_url.to_string()),
+            ("CDC_HTTP_LISTEN", format!("127.0.0.1:{}", harness::free_port())),
+        ]
+    };
+    let mut children = Vec::new();
+    for (file, name, target_url, _, _) in &runs {
+        children.push(harness::ChildGuard(
+            std::process::Command::new(env!("CARGO_BIN_EXE_cdc"))
+                .args(["run", "--config"])
+                .arg(root().join("connectors").join(file))
+                .envs(env(name, target_url))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        ));
+    }
+    my.sql("INSERT INTO deploy_shop.orders VALUES (2, 'live')");
+    pg.sql(&source_db, "INSERT INTO items VALUES (2, 20)");
+    for (file, name, target_url, table, want) in &runs {
+        let db = target_url.rsplit('/').next().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let exists = pg.sql(db, &format!("SELECT to_regclass('{table}') IS NOT NULL"));
+            if exists == "t" && pg.sql(db, &format!("SELECT * FROM {table} ORDER BY 1")) == *want {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{file}: {table} never matched");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cdc"))
+            .args(["verify", "--config"])
+            .arg(root().join("connectors").join(file))
+            .envs(env(name, target_url))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{file}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.lines().last().unwrap_or_default().starts_with("SAME: 1 tables, 2 source rows"), "{stdout}");
+    }
 }
