@@ -3,7 +3,9 @@
 # PostgreSQL's own logical replication (CREATE SUBSCRIPTION) against `cdc run` with the
 # postgres sink, each from its own slot created before the load, so both replay the same WAL.
 #   1. a backlog of ROWS inserts (12 mixed columns, transactions of TX_ROWS);
-#   2. a backlog of ROWS mixed changes on those rows: updates (1/2), deletes (1/4), inserts (1/4).
+#   2. a backlog of ROWS mixed changes on those rows: updates (1/2), deletes (1/4), inserts (1/4);
+#   3. MariaDB → PostgreSQL 17: a backlog of ROWS inserts (~200-byte rows), cdc alone (no native
+#      peer), next to cdc's own MariaDB → stdout (JSON lines) rate on the same backlog.
 # Each consumer is started once the backlog is written; the time is until the last change of
 # the backlog (a marker row) is visible on the target. Also cdc's peak RSS and CPU seconds.
 #
@@ -144,6 +146,62 @@ src "INSERT INTO t (id) VALUES ($MARKER2)"
 measure native run_native "$MARKER2"
 measure cdc run_cdc "$MARKER2"
 report "mixed" "$ROWS"
+
+echo "== 3. MariaDB -> PostgreSQL, backlog of $ROWS inserts ==" >&2
+MY_PORT="$(free_port)"
+HTTP_PORT="$(free_port)"
+start_mariadb "$MY_PORT"
+PIDS+=("$MARIADB_PID")
+MY_URL="mysql://root@127.0.0.1:$MY_PORT"
+FROM_POS="$(sql "SHOW MASTER STATUS" | awk '{print "mysql:file=" $1 ":pos=" $2}')"
+load_mariadb_rows "$ROWS" "$TX_ROWS"
+sql "INSERT INTO bench.t (id) VALUES ($MARKER)"
+tgt postgres "CREATE DATABASE frommaria" >/dev/null
+cat >"$DIR/maria.toml" <<TOML
+name = "maria"
+[source]
+kind = "mysql"
+url = "$MY_URL"
+server_id = 77
+tables = ["bench.*"]
+snapshot = "never"
+[sink]
+kind = "postgres"
+url = "$TGT_URL/frommaria"
+TOML
+cat >"$DIR/maria-stdout.toml" <<TOML
+name = "maria"
+[source]
+kind = "mysql"
+url = "$MY_URL"
+server_id = 78
+tables = ["bench.*"]
+snapshot = "never"
+[positions]
+path = "$DIR/stdout-pos.json"
+[http]
+listen = "127.0.0.1:$HTTP_PORT"
+TOML
+start=$(date +%s.%N)
+"${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/maria-stdout.toml" --from "$FROM_POS" \
+  >/dev/null 2>>"$DIR/cdc.log" &
+CDC_PID=$!
+wait_checkpointed "$HTTP_PORT" "$((ROWS + 1))" "$CDC_PID" "$DIR/cdc.log"
+t_stdout=$(echo "$(date +%s.%N) - $start" | bc)
+kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID=""
+start=$(date +%s.%N)
+"${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/maria.toml" --from "$FROM_POS" >/dev/null 2>>"$DIR/cdc.log" &
+CDC_PID=$!
+until [ "$(tgt frommaria "SELECT count(*) FROM bench.t WHERE id = $MARKER" 2>/dev/null)" = 1 ]; do
+  kill -0 "$CDC_PID" || { cat "$DIR/cdc.log" >&2; exit 1; }
+  sleep 0.05
+done
+t_maria=$(echo "$(date +%s.%N) - $start" | bc)
+rss=$(peak_rss_mb "$CDC_PID")
+kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID=""
+printf 'MariaDB -> stdout JSON (reference): %d rows in %.2f s = %.0f rows/s\n' "$ROWS" "$t_stdout" "$(echo "$ROWS / $t_stdout" | bc -l)" >&2
+printf 'MariaDB -> PostgreSQL: %d rows in %.2f s = %.0f rows/s (%.2fx the stdout rate), peak RSS %d MB\n' "$ROWS" \
+  "$t_maria" "$(echo "$ROWS / $t_maria" | bc -l)" "$(echo "$t_stdout / $t_maria" | bc -l)" "$rss" >&2
 
 same=$(diff <(tgt native "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM t") \
   <(tgt replica "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM public.t") >/dev/null && echo yes || echo NO)
