@@ -197,9 +197,10 @@ fn position_store(config: &Config) -> Result<Arc<dyn PositionStore>, CdcError> {
         },
         cdc::config::StoreKind::Sink => match &config.sink {
             cdc::config::SinkConfig::Postgres(d) => Ok(Arc::new(SinkPositionStore::postgres(d, &config.name))),
-            other => Err(CdcError::definite(
-                format!("positions.store = \"sink\" is not available for the {} sink yet", other.kind()),
-                "use positions.store = \"file\"",
+            cdc::config::SinkConfig::Mysql(d) => Ok(Arc::new(SinkPositionStore::mysql(d, &config.name))),
+            _ => Err(CdcError::definite(
+                "positions.store = \"sink\" needs a database sink",
+                "set sink.kind = \"postgres\" or \"mysql\"",
             )),
         },
     }

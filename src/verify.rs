@@ -61,19 +61,19 @@ pub async fn run(config: &Config) -> Result<bool, CdcError> {
             (Db::MySql(m.url.expose().to_string()), TableFilter::new(&m.tables, &m.exclude_tables))
         }
     };
-    let sink: &DbSinkConfig = match &config.sink {
-        SinkConfig::Postgres(d) => d,
+    let (sink, target): (&DbSinkConfig, Db) = match &config.sink {
+        SinkConfig::Postgres(d) => (d, Db::Postgres(ConnectParams::from_url(d.url.url()))),
+        SinkConfig::Mysql(d) => (d, Db::MySql(d.url.expose().to_string())),
         other => {
             return Err(CdcError::definite(
                 format!(
                     "cdc verify compares a source with a database replica; this pipeline's sink is {}",
                     other.kind()
                 ),
-                "run it with a config whose sink.kind is postgres",
+                "run it with a config whose sink.kind is postgres or mysql",
             ));
         }
     };
-    let target = Db::Postgres(ConnectParams::from_url(sink.url.url()));
     let tables = list_tables(&source, &filter).await?;
     if tables.is_empty() {
         return Err(CdcError::definite("no source table matches source.tables", "fix source.tables"));
@@ -282,7 +282,13 @@ fn row_difference(layout: &Layout, source: &Row, target: &Row) -> Option<String>
         let Some(t) = layout.target_index[i] else {
             return Some(format!("column {} does not exist on the target", column.name));
         };
-        let (a, b) = (canonical(&source[i]), canonical(&target[t]));
+        // JSON kept as text on one side (MariaDB's JSON is LONGTEXT) compares as JSON.
+        let json = column.kind == ColumnType::Json || layout.target.columns[t].kind == ColumnType::Json;
+        let (a, b) = if json {
+            (canonical(&as_json(&source[i])), canonical(&as_json(&target[t])))
+        } else {
+            (canonical(&source[i]), canonical(&target[t]))
+        };
         if a != b {
             let show = |v: Option<String>| v.map_or("NULL".to_string(), |s| s.chars().take(80).collect());
             return Some(format!("column {}: source {}, target {}", column.name, show(a), show(b)));
@@ -476,13 +482,15 @@ async fn recheck_after_lag(
 
 /// Waits until the pipeline's stored position reaches the source's current position.
 async fn wait_for_catch_up(config: &Config) -> Result<bool, CdcError> {
-    let (SinkConfig::Postgres(sink), true) = (&config.sink, config.positions.store == crate::config::StoreKind::Sink)
-    else {
-        // Without the position in the target there is nothing to wait on; give it a moment.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        return Ok(true);
+    let store = match (&config.sink, config.positions.store == crate::config::StoreKind::Sink) {
+        (SinkConfig::Postgres(sink), true) => crate::positions::SinkPositionStore::postgres(sink, &config.name),
+        (SinkConfig::Mysql(sink), true) => crate::positions::SinkPositionStore::mysql(sink, &config.name),
+        _ => {
+            // Without the position in the target there is nothing to wait on; give it a moment.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            return Ok(true);
+        }
     };
-    let store = crate::positions::SinkPositionStore::postgres(sink, &config.name);
     let Some(current) = crate::sources::current_position(config).await? else { return Ok(true) };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -602,7 +610,8 @@ pub fn canonical(value: &Value) -> Option<String> {
         // MySQL zero dates are NULL on a PostgreSQL replica.
         Value::Special(s) if s.starts_with("0000") => return None,
         Value::Special(s) => out.push_str(s),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        // MySQL has no boolean: a PostgreSQL bool lands in TINYINT(1).
+        Value::Bool(b) => out.push_str(if *b { "1" } else { "0" }),
         Value::Int(i) => {
             let _ = write!(out, "{i}");
         }
@@ -633,17 +642,19 @@ pub fn canonical(value: &Value) -> Option<String> {
         Value::TimeTz { micros, offset_secs } => {
             let _ = write!(out, "timetz:{micros}{offset_secs:+}");
         }
-        Value::DateTime(us) => {
+        // A PostgreSQL timestamptz lands in a MySQL DATETIME holding UTC: compare the numbers.
+        Value::DateTime(us) | Value::Timestamp(us) => {
             let _ = write!(out, "datetime:{us}");
-        }
-        Value::Timestamp(us) => {
-            let _ = write!(out, "timestamp:{us}");
         }
         Value::Interval { months, days, micros } => {
             let _ = write!(out, "interval:{months}:{days}:{micros}");
         }
+        // As text, the form a CHAR(36) copy holds.
         Value::Uuid(b) => {
-            for byte in b {
+            for (i, byte) in b.iter().enumerate() {
+                if matches!(i, 4 | 6 | 8 | 10) {
+                    out.push('-');
+                }
                 let _ = write!(out, "{byte:02x}");
             }
         }
@@ -665,6 +676,13 @@ pub fn canonical(value: &Value) -> Option<String> {
         }
     }
     Some(out)
+}
+
+fn as_json(v: &Value) -> Value {
+    match v {
+        Value::Text(s) => Value::Json(s.clone()),
+        other => other.clone(),
+    }
 }
 
 /// `-012.3400` → `-12.34`; `0.000` → `0`.
@@ -756,7 +774,8 @@ mod tests {
         same(Value::Json("{\"b\": 1, \"a\": [1, 2]}".into()), Value::Json("{\"a\":[1,2],\"b\":1}".into()));
         same(Value::Special("0000-00-00".into()), Value::Null);
         assert_ne!(canonical(&Value::Int(1)), canonical(&Value::Int(2)));
-        assert_ne!(canonical(&Value::DateTime(1)), canonical(&Value::Timestamp(1)));
+        same(Value::DateTime(1), Value::Timestamp(1));
+        same(Value::Bool(true), Value::Int(1));
     }
 
     #[test]

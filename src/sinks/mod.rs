@@ -2,6 +2,7 @@
 
 mod json_lines;
 pub mod kafka;
+pub mod mysql;
 pub mod postgres;
 
 pub use json_lines::JsonLinesSink;
@@ -21,9 +22,8 @@ pub fn build(config: &Config) -> Result<Box<dyn Sink>, CdcError> {
         SinkConfig::Postgres(d) => {
             Ok(Box::new(PostgresSink::new(&config.name, d.clone(), config.positions.store == StoreKind::Sink)))
         }
-        other => Err(CdcError::definite(
-            format!("the `{}` sink is not available in this build yet", other.kind()),
-            "use sink kind `stdout` or `file` for now",
-        )),
+        SinkConfig::Mysql(d) => {
+            Ok(Box::new(mysql::MySqlSink::new(&config.name, d.clone(), config.positions.store == StoreKind::Sink)))
+        }
     }
 }

@@ -1,0 +1,461 @@
+//! MySQL / MariaDB replica sink: applies the change stream to a MySQL or MariaDB database.
+//!
+//! The same contract as the PostgreSQL sink (see `sinks/postgres`): whole source transactions
+//! per target transaction, the position upserted into the positions table in the same
+//! transaction, restart from that position when the connection drops inside a transaction.
+//! Differences MySQL imposes: DDL commits implicitly, so a table is created or altered only
+//! between transactions when possible (a schema change in the middle of a source transaction
+//! commits what came before it — replayed as idempotent upserts after a crash at that instant);
+//! TRUNCATE is DDL too, so a source truncate is applied as `DELETE FROM`.
+//!
+//! Statements: consecutive inserts and whole-row updates of one table become one multi-row
+//! `INSERT … ON DUPLICATE KEY UPDATE`, consecutive deletes one `DELETE … WHERE (key) IN (…)`;
+//! the batch goes out as one multi-statement query.
+
+pub mod values;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mysql_async::prelude::Queryable;
+
+use self::values::{target_type, write_literal};
+use crate::config::DbSinkConfig;
+use crate::error::CdcError;
+use crate::model::{Batch, ChangeEvent, Op, Position, Row, SourceMeta, TableId, TableSchema, Value};
+use crate::pipeline::{Ack, Sink};
+use crate::sinks::postgres::values::{LiteralError, SourceEngine};
+
+pub struct MySqlSink {
+    name: String,
+    url: String,
+    config: DbSinkConfig,
+    /// `db`.`table` of the positions, when the position is kept in the target.
+    positions_table: Option<String>,
+    conn: Option<mysql_async::Conn>,
+    open_tx: Option<Vec<Ack>>,
+    plans: HashMap<TableId, Arc<Plan>>,
+}
+
+/// How changes of one source table are written.
+struct Plan {
+    schema: Arc<TableSchema>,
+    target: String,
+    columns: Vec<String>,
+    /// `INSERT INTO t (…) VALUES `
+    insert_head: String,
+    /// ` ON DUPLICATE KEY UPDATE a = VALUES(a), …`
+    upsert_tail: String,
+}
+
+fn ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The positions table as `db`.`table`: unqualified names live in database `cdc`.
+pub fn positions_table_name(configured: &str) -> String {
+    match configured.split_once('.') {
+        Some((db, table)) => format!("{}.{}", ident(db), ident(table)),
+        None => format!("`cdc`.{}", ident(configured)),
+    }
+}
+
+pub fn positions_table_ddl(table: &str) -> Vec<String> {
+    let db = table.split('.').next().unwrap_or("`cdc`");
+    vec![
+        format!("CREATE DATABASE IF NOT EXISTS {db}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {table} (name VARCHAR(191) PRIMARY KEY, position TEXT NOT NULL, \
+             saved_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        ),
+    ]
+}
+
+pub fn position_upsert(table: &str, name: &str, position: &Position) -> String {
+    format!(
+        "INSERT INTO {table} (name, position, saved_at) VALUES ({}, {}, CURRENT_TIMESTAMP(3)) \
+         ON DUPLICATE KEY UPDATE position = VALUES(position), saved_at = VALUES(saved_at);\n",
+        quote(name),
+        quote(&position.to_string())
+    )
+}
+
+/// Session settings every connection to a MySQL target gets.
+pub const SESSION_SETUP: &str = "SET NAMES utf8mb4, time_zone = '+00:00', \
+    sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'";
+
+fn sql_error(doing: &str, e: mysql_async::Error) -> CdcError {
+    match e {
+        mysql_async::Error::Server(s) => {
+            let cause = format!("the target refused {doing}: {} (error {})", s.message, s.code);
+            match s.code {
+                // Lock wait timeout, deadlock, server shutting down, too many connections.
+                1205 | 1213 | 1053 | 1040 => CdcError::transient(cause),
+                1045 | 1044 | 1142 => CdcError::definite(cause, "check the user, password and privileges in sink.url"),
+                1062 | 1451 | 1452 | 3819 | 4025 => CdcError::definite(
+                    cause,
+                    "the target table has a constraint the source does not; remove it or fix the row on the target, \
+                     then restart (nothing after the last applied transaction was applied)",
+                ),
+                1146 | 1054 => CdcError::definite(
+                    cause,
+                    "the target table or column is missing: create it, or set sink.create_tables = true",
+                ),
+                1264 | 1265 | 1292 | 1366 | 1406 => {
+                    CdcError::definite(cause, "the target column's type cannot hold the value; widen it")
+                }
+                _ => CdcError::definite(cause, "see the target's message"),
+            }
+        }
+        other => CdcError::transient(format!("target connection while {doing}: {other}")),
+    }
+}
+
+impl MySqlSink {
+    pub fn new(name: &str, config: DbSinkConfig, keep_positions: bool) -> MySqlSink {
+        let positions_table = keep_positions.then(|| positions_table_name(&config.positions_table));
+        MySqlSink {
+            name: name.to_string(),
+            url: config.url.expose().to_string(),
+            config,
+            positions_table,
+            conn: None,
+            open_tx: None,
+            plans: HashMap::new(),
+        }
+    }
+
+    async fn connect(&mut self) -> Result<(), CdcError> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let mut conn = crate::sources::mysql::server::connect(&self.url).await?;
+        conn.query_drop(SESSION_SETUP).await.map_err(|e| sql_error("the session settings", e))?;
+        let got: Option<Option<i64>> = conn
+            .query_first(format!("SELECT GET_LOCK({}, 0)", quote(&format!("cdc.{}", self.name))))
+            .await
+            .map_err(|e| sql_error("taking the instance lock", e))?;
+        if got.flatten() != Some(1) {
+            return Err(CdcError::definite(
+                format!("another cdc instance named `{}` is applying to this target", self.name),
+                "stop the other instance (or give this pipeline another name)",
+            ));
+        }
+        if let Some(table) = &self.positions_table {
+            for sql in positions_table_ddl(table) {
+                conn.query_drop(sql).await.map_err(|e| sql_error("creating the positions table", e))?;
+            }
+        }
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.conn = None;
+        self.open_tx = None;
+        self.plans.clear();
+    }
+
+    async fn apply(&mut self, batch: &Batch) -> Result<u64, CdcError> {
+        self.connect().await?;
+        // Tables first: DDL commits implicitly in MySQL, so it goes before this batch's BEGIN
+        // (and, inside a source transaction spread over batches, commits what came before).
+        for event in &batch.events {
+            let current = self.plans.get(&event.table.id);
+            if current.is_some_and(|p| Arc::ptr_eq(&p.schema, &event.table) || *p.schema == *event.table) {
+                continue;
+            }
+            let previous = current.map(|p| (*p.schema).clone());
+            let plan = self.prepare(event, previous.as_ref()).await?;
+            self.plans.insert(event.table.id.clone(), Arc::new(plan));
+        }
+        let mut sql = String::with_capacity(1 << 16);
+        if self.open_tx.is_none() {
+            sql.push_str("START TRANSACTION;\n");
+            self.open_tx = Some(Vec::new());
+        }
+        let mut group: Option<(Arc<Plan>, bool)> = None; // (plan, is_delete)
+        for event in &batch.events {
+            let Some(plan) = self.plans.get(&event.table.id).cloned() else { continue };
+            write_event(&mut sql, &mut group, event, &plan).map_err(|e| {
+                CdcError::definite(
+                    format!("cannot write a change of {} to {}: {}", event.table.id, plan.target, e.0),
+                    "create the target column with a type that holds it (see docs/replica.md)",
+                )
+            })?;
+        }
+        close_group(&mut sql, &mut group);
+        if let Some(position) = &batch.checkpoint {
+            if let Some(table) = &self.positions_table {
+                sql.push_str(&position_upsert(table, &self.name, position));
+            }
+            sql.push_str("COMMIT;\n");
+        }
+        let conn = self.conn.as_mut().ok_or_else(|| CdcError::transient("not connected to the target"))?;
+        let tables: Vec<String> = self.plans.values().map(|p| p.target.clone()).take(5).collect();
+        let bytes = sql.len() as u64;
+        conn.query_drop(sql).await.map_err(|e| sql_error(&format!("changes of {}", tables.join(", ")), e))?;
+        Ok(bytes)
+    }
+
+    async fn prepare(&mut self, event: &ChangeEvent, previous: Option<&TableSchema>) -> Result<Plan, CdcError> {
+        let schema = &event.table;
+        let engine = match event.source.meta {
+            SourceMeta::MySql { .. } => SourceEngine::MySql,
+            SourceMeta::Postgres { .. } => SourceEngine::Postgres,
+        };
+        let db = self.config.target_namespace(&schema.id.namespace).to_string();
+        let target = format!("{}.{}", ident(&db), ident(&schema.id.name));
+        let conn = self.conn.as_mut().ok_or_else(|| CdcError::transient("not connected to the target"))?;
+        let existing: Vec<String> = conn
+            .exec(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+                 ORDER BY ORDINAL_POSITION",
+                (&db, &schema.id.name),
+            )
+            .await
+            .map_err(|e| sql_error("reading the target table", e))?;
+        let definition = |i: usize| {
+            let c = &schema.columns[i];
+            let is_key = schema.key.contains(&i);
+            let ty = target_type(c, engine, is_key);
+            let null = if is_key || (!c.nullable && !ty.ends_with(" NULL")) { " NOT NULL" } else { "" };
+            format!("{} {ty}{null}", ident(&c.name))
+        };
+        let mut ddl = Vec::new();
+        if existing.is_empty() {
+            if !self.config.create_tables {
+                return Err(CdcError::definite(
+                    format!("target table {db}.{} (for source table {}) does not exist", schema.id.name, schema.id),
+                    "create it, or set sink.create_tables = true",
+                ));
+            }
+            let mut defs: Vec<String> = (0..schema.columns.len()).map(definition).collect();
+            if !schema.key.is_empty() {
+                let key: Vec<String> = schema.key.iter().map(|&i| ident(&schema.columns[i].name)).collect();
+                defs.push(format!("PRIMARY KEY ({})", key.join(",")));
+            }
+            ddl.push(format!("CREATE DATABASE IF NOT EXISTS {}", ident(&db)));
+            ddl.push(format!(
+                "CREATE TABLE {target} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+                defs.join(", ")
+            ));
+        } else {
+            if let Some(old) = previous {
+                for c in &old.columns {
+                    if !schema.columns.iter().any(|n| n.name == c.name) && existing.contains(&c.name) {
+                        ddl.push(format!("ALTER TABLE {target} DROP COLUMN {}", ident(&c.name)));
+                    }
+                }
+                for (i, c) in schema.columns.iter().enumerate() {
+                    if let Some(o) = old.columns.iter().find(|o| o.name == c.name)
+                        && (o.kind != c.kind || o.source_type != c.source_type)
+                    {
+                        ddl.push(format!("ALTER TABLE {target} MODIFY COLUMN {}", definition(i)));
+                    }
+                }
+            }
+            for (i, c) in schema.columns.iter().enumerate() {
+                if !existing.contains(&c.name) {
+                    ddl.push(format!("ALTER TABLE {target} ADD COLUMN {}", definition(i)));
+                }
+            }
+        }
+        for sql in ddl {
+            conn.query_drop(&sql).await.map_err(|e| {
+                CdcError::definite(
+                    format!("the target refused `{sql}`: {e}"),
+                    "fix the target table by hand (or let cdc create it), then restart",
+                )
+            })?;
+            tracing::info!(table = %target, statement = %sql, "Changed the target schema");
+        }
+        let columns: Vec<String> = schema.columns.iter().map(|c| ident(&c.name)).collect();
+        let insert_head = format!("INSERT INTO {target} ({}) VALUES ", columns.join(","));
+        let rest: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !schema.key.contains(i))
+            .map(|(_, c)| format!("{c} = VALUES({c})"))
+            .collect();
+        let upsert_tail = match (schema.key.is_empty(), rest.is_empty()) {
+            (true, _) => String::new(),
+            (false, true) => format!(" ON DUPLICATE KEY UPDATE {0} = {0}", columns[schema.key[0]]),
+            (false, false) => format!(" ON DUPLICATE KEY UPDATE {}", rest.join(", ")),
+        };
+        Ok(Plan { schema: schema.clone(), target, columns, insert_head, upsert_tail })
+    }
+}
+
+fn close_group(sql: &mut String, group: &mut Option<(Arc<Plan>, bool)>) {
+    match group.take() {
+        Some((plan, false)) => {
+            sql.push_str(&plan.upsert_tail);
+            sql.push_str(";\n");
+        }
+        Some((_, true)) => sql.push_str(");\n"),
+        None => {}
+    }
+}
+
+fn write_event(
+    sql: &mut String,
+    group: &mut Option<(Arc<Plan>, bool)>,
+    event: &ChangeEvent,
+    plan: &Arc<Plan>,
+) -> Result<(), LiteralError> {
+    let keyed = !plan.schema.key.is_empty();
+    let missing = |what: &str| LiteralError(format!("a {} change has no {what}", event.op.code()));
+    let same_group = |group: &Option<(Arc<Plan>, bool)>, delete: bool| matches!(group, Some((p, d)) if Arc::ptr_eq(p, plan) && *d == delete);
+    match event.op {
+        Op::Truncate => {
+            close_group(sql, group);
+            sql.push_str(&format!("DELETE FROM {};\n", plan.target));
+        }
+        Op::Create | Op::Read | Op::Update => {
+            let after = event.after.as_ref().ok_or_else(|| missing("new row"))?;
+            let key_changed = matches!((&event.before, event.op), (Some(b), Op::Update) if keyed
+                && plan.schema.key.iter().any(|&i| b.get(i) != after.get(i)));
+            let partial = after.iter().any(|v| matches!(v, Value::Unchanged));
+            if event.op == Op::Update && (!keyed || key_changed || partial) {
+                close_group(sql, group);
+                let old = if keyed && !key_changed {
+                    after
+                } else {
+                    event.before.as_ref().ok_or_else(|| missing("old row"))?
+                };
+                sql.push_str(&format!("UPDATE {} SET ", plan.target));
+                let mut first = true;
+                for (i, c) in plan.schema.columns.iter().enumerate() {
+                    let v = after.get(i).unwrap_or(&Value::Null);
+                    if matches!(v, Value::Unchanged) {
+                        continue;
+                    }
+                    if !first {
+                        sql.push_str(", ");
+                    }
+                    first = false;
+                    sql.push_str(&plan.columns[i]);
+                    sql.push_str(" = ");
+                    write_literal(sql, v, c)?;
+                }
+                write_where(sql, plan, old)?;
+                sql.push_str(";\n");
+            } else {
+                if same_group(group, false) {
+                    sql.push(',');
+                } else {
+                    close_group(sql, group);
+                    sql.push_str(&plan.insert_head);
+                    *group = Some((plan.clone(), false));
+                }
+                sql.push('(');
+                for (i, c) in plan.schema.columns.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    write_literal(sql, after.get(i).unwrap_or(&Value::Null), c)?;
+                }
+                sql.push(')');
+            }
+        }
+        Op::Delete => {
+            let before = event.before.as_ref().ok_or_else(|| missing("old row"))?;
+            if !keyed {
+                close_group(sql, group);
+                sql.push_str(&format!("DELETE FROM {}", plan.target));
+                write_where(sql, plan, before)?;
+                sql.push_str(";\n");
+                return Ok(());
+            }
+            if same_group(group, true) {
+                sql.push(',');
+            } else {
+                close_group(sql, group);
+                let key: Vec<&str> = plan.schema.key.iter().map(|&i| plan.columns[i].as_str()).collect();
+                sql.push_str(&format!("DELETE FROM {} WHERE ({}) IN (", plan.target, key.join(",")));
+                *group = Some((plan.clone(), true));
+            }
+            write_key_tuple(sql, plan, before)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_key_tuple(sql: &mut String, plan: &Plan, row: &Row) -> Result<(), LiteralError> {
+    sql.push('(');
+    for (n, &i) in plan.schema.key.iter().enumerate() {
+        if n > 0 {
+            sql.push(',');
+        }
+        write_literal(sql, row.get(i).unwrap_or(&Value::Null), &plan.schema.columns[i])?;
+    }
+    sql.push(')');
+    Ok(())
+}
+
+/// ` WHERE key = (…)`, or for a table without a key every column `<=>` its old value, one row.
+fn write_where(sql: &mut String, plan: &Plan, row: &Row) -> Result<(), LiteralError> {
+    if !plan.schema.key.is_empty() {
+        let key: Vec<&str> = plan.schema.key.iter().map(|&i| plan.columns[i].as_str()).collect();
+        sql.push_str(&format!(" WHERE ({}) = ", key.join(",")));
+        return write_key_tuple(sql, plan, row);
+    }
+    sql.push_str(" WHERE ");
+    for (i, c) in plan.schema.columns.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(" AND ");
+        }
+        let v = row.get(i).unwrap_or(&Value::Null);
+        if matches!(v, Value::Unchanged) {
+            return Err(LiteralError(format!(
+                "column {} of the old row is missing (a table without a key needs full old rows)",
+                c.name
+            )));
+        }
+        sql.push_str(&plan.columns[i]);
+        sql.push_str(" <=> ");
+        write_literal(sql, v, c)?;
+    }
+    sql.push_str(" LIMIT 1");
+    Ok(())
+}
+
+#[async_trait]
+impl Sink for MySqlSink {
+    async fn open(&mut self) -> Result<(), CdcError> {
+        self.connect().await
+    }
+
+    async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
+        match self.apply(batch).await {
+            Ok(bytes) => {
+                self.open_tx.get_or_insert_with(Vec::new).push(ack);
+                if batch.checkpoint.is_some()
+                    && let Some(acks) = self.open_tx.take()
+                {
+                    acks.into_iter().for_each(Ack::done);
+                }
+                Ok(bytes)
+            }
+            Err(e) => {
+                self.reset();
+                if e.is_transient() { Err(CdcError::restart(e.cause)) } else { Err(e) }
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), CdcError> {
+        if self.open_tx.take().is_some()
+            && let Some(conn) = self.conn.as_mut()
+        {
+            let _ = conn.query_drop("ROLLBACK").await;
+        }
+        Ok(())
+    }
+}
