@@ -17,12 +17,13 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, DbSinkConfig, SinkConfig, SourceConfig};
 use crate::error::CdcError;
+use crate::model::value::{write_bit_text, write_uuid_text};
 use crate::model::{ColumnType, Row, TableId, TableSchema, Value};
 use crate::sources::filter::TableFilter;
 use crate::sources::mysql::{server as my_server, snapshot as my_snapshot};
 use crate::sources::postgres::catalog::{self, TypeCache};
 use crate::sources::postgres::protocol::{ConnectParams, PgConnection, quote_ident};
-use crate::sources::postgres::types::parse_text;
+use crate::sources::postgres::types::parse_row;
 
 const CHUNK_ROWS: usize = 5000;
 /// Differences shown per table.
@@ -358,16 +359,7 @@ async fn read_postgres(
         let mut rows: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
         let mut bad = None;
         conn.query_each(&format!("FETCH FORWARD {CHUNK_ROWS} FROM cdc_verify"), |r| {
-            let row = schema
-                .columns
-                .iter()
-                .zip(r)
-                .map(|(c, v)| match v {
-                    None => Ok(Value::Null),
-                    Some(text) => parse_text(&c.kind, &text).map_err(|e| format!("{}: {e}", c.name)),
-                })
-                .collect::<Result<Row, _>>();
-            match row {
+            match parse_row(&schema.columns, r) {
                 Ok(row) => rows.push(row),
                 Err(e) => bad = Some(e),
             }
@@ -410,19 +402,22 @@ async fn read_mysql(
     );
     let mut result = conn.query_iter(sql).await.map_err(q("reading a table to verify"))?;
     while let Some(row) = result.next().await.map_err(q("reading a table to verify"))? {
-        let values = row.unwrap();
-        let row: Row = schema
-            .columns
-            .iter()
-            .zip(values)
-            .map(|(c, v)| my_snapshot::text_value(c, v))
-            .collect::<Result<_, _>>()
-            .map_err(|e| CdcError::definite(format!("reading {}: {e}", schema.id), "report this value"))?;
+        let row = mysql_row(schema, row)?;
         if tx.send(Ok(row)).await.is_err() {
             return Ok(());
         }
     }
     Ok(())
+}
+
+fn mysql_row(schema: &TableSchema, row: mysql_async::Row) -> Result<Row, CdcError> {
+    schema
+        .columns
+        .iter()
+        .zip(row.unwrap())
+        .map(|(c, v)| my_snapshot::text_value(c, v))
+        .collect::<Result<_, _>>()
+        .map_err(|e| CdcError::definite(format!("reading {}: {e}", schema.id), "report this value"))
 }
 
 /// Rows that differed are read again once the target has applied everything the source held
@@ -555,15 +550,7 @@ async fn read_postgres_where(
         ))
         .await?;
     if let Some(r) = rows.into_iter().next() {
-        let row = schema
-            .columns
-            .iter()
-            .zip(r)
-            .map(|(c, v)| match v {
-                None => Ok(Value::Null),
-                Some(text) => parse_text(&c.kind, &text),
-            })
-            .collect::<Result<Row, _>>()
+        let row = parse_row(&schema.columns, r)
             .map_err(|e| CdcError::definite(format!("reading {}: {e}", schema.id), "report this value"))?;
         let _ = tx.send(Ok(row)).await;
     }
@@ -588,13 +575,7 @@ async fn read_mysql_where(
     );
     let rows: Vec<mysql_async::Row> = conn.query(sql).await.map_err(q("re-reading a row to verify"))?;
     if let Some(row) = rows.into_iter().next() {
-        let row: Row = schema
-            .columns
-            .iter()
-            .zip(row.unwrap())
-            .map(|(c, v)| my_snapshot::text_value(c, v))
-            .collect::<Result<_, _>>()
-            .map_err(|e| CdcError::definite(format!("reading {}: {e}", schema.id), "report this value"))?;
+        let row = mysql_row(schema, row)?;
         let _ = tx.send(Ok(row)).await;
     }
     Ok(())
@@ -650,20 +631,8 @@ pub fn canonical(value: &Value) -> Option<String> {
             let _ = write!(out, "interval:{months}:{days}:{micros}");
         }
         // As text, the form a CHAR(36) copy holds.
-        Value::Uuid(b) => {
-            for (i, byte) in b.iter().enumerate() {
-                if matches!(i, 4 | 6 | 8 | 10) {
-                    out.push('-');
-                }
-                let _ = write!(out, "{byte:02x}");
-            }
-        }
-        Value::Bit { len, bytes } => {
-            for i in (0..*len as usize).rev() {
-                let byte = bytes.len().checked_sub(1 + i / 8).and_then(|at| bytes.get(at)).copied().unwrap_or(0);
-                out.push(if byte >> (i % 8) & 1 == 1 { '1' } else { '0' });
-            }
-        }
+        Value::Uuid(b) => write_uuid_text(&mut out, b),
+        Value::Bit { len, bytes } => write_bit_text(&mut out, *len, bytes),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {

@@ -4,27 +4,10 @@
 mod harness;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::{ChildGuard, shared_mariadb, shared_pg15};
-
-fn spawn_cdc(config: &Path) -> ChildGuard {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(config.with_extension("log")).unwrap();
-    ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_cdc"))
-            .args(["run", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn log_of(config: &Path) -> String {
-    std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
-}
+use harness::{cdc_log, cdc_verify, shared_mariadb, shared_pg15, spawn_cdc};
 
 fn write_config(dir: &Path, name: &str, source: &str, target_url: &str, extra_sink: &str) -> PathBuf {
     let text = format!(
@@ -52,17 +35,9 @@ fn wait_for(query: &str, want: &str, config: &Path) {
         if got == want {
             return;
         }
-        assert!(Instant::now() < deadline, "`{query}` gave\n{got}\nnot\n{want}\n--- cdc log\n{}", log_of(config));
+        assert!(Instant::now() < deadline, "`{query}` gave\n{got}\nnot\n{want}\n--- cdc log\n{}", cdc_log(config));
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn verify(config: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cdc")).args(["verify", "--config"]).arg(config).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 #[test]
@@ -103,7 +78,7 @@ fn postgres_to_mariadb_types_workload_and_verify() {
          20\tNULL\tNULL\tNULL\tNULL\tNULL\tmoved\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL",
         &config,
     );
-    let (code, out) = verify(&config);
+    let (code, out) = cdc_verify(&config);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK   public.tags → tomaria_public.tags: 2001 rows"), "{out}");
     assert!(out.contains("OK   public.items → tomaria_public.items: 2 rows"), "{out}");
@@ -152,7 +127,7 @@ fn mariadb_to_mariadb_keeps_types_and_survives_kill_9() {
          -12345.6789\t101\t0000-00-00",
         &config,
     );
-    let (code, out) = verify(&config);
+    let (code, out) = cdc_verify(&config);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK   mm_src.acc → mm_dst.acc: 1001 rows"), "{out}");
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use harness::{ChildGuard, Postgres, shared_mariadb, shared_pg15};
+use harness::{Postgres, cdc_log, cdc_verify, shared_mariadb, shared_pg15, spawn_cdc};
 
 fn pg13() -> &'static Postgres {
     static PG: OnceLock<Postgres> = OnceLock::new();
@@ -19,24 +19,6 @@ fn pg13() -> &'static Postgres {
 fn pg17() -> &'static Postgres {
     static PG: OnceLock<Postgres> = OnceLock::new();
     PG.get_or_init(|| Postgres::start(17))
-}
-
-fn spawn_cdc(config: &Path) -> ChildGuard {
-    let log = config.with_extension("log");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_cdc"))
-            .args(["run", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn log_of(config: &Path) -> String {
-    std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
 }
 
 /// Config for `name` applying `source` (the `[source]` body) to `target_url`.
@@ -79,7 +61,7 @@ fn wait_same(source: (&Postgres, &str), target: (&Postgres, &str), table: &str, 
                 g.len(),
                 &w[first.min(w.len())..(first + 3).min(w.len())],
                 &g[first.min(g.len())..(first + 3).min(g.len())],
-                log_of(config)
+                cdc_log(config)
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -154,7 +136,7 @@ fn replicate_across_versions(source: &Postgres, target: &Postgres, name: &str) {
     let stored = target.sql(&target_db, &format!("SELECT position FROM cdc_positions WHERE name = '{name}'"));
     assert!(stored.starts_with("pg:lsn="), "{stored}");
 
-    let (code, out) = verify(&config);
+    let (code, out) = cdc_verify(&config);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK   public.orders → public.orders: 3336 rows"), "{out}");
     assert!(out.ends_with("SAME: 3 tables, 3339 source rows, 3339 target rows\n"), "{out}");
@@ -164,7 +146,7 @@ fn replicate_across_versions(source: &Postgres, target: &Postgres, name: &str) {
         "UPDATE orders SET label = 'tampered' WHERE id = 2; DELETE FROM orders WHERE id = 4; \
          INSERT INTO orders VALUES (100000, 'extra', NULL); UPDATE kinds SET ai = '{1,2}' WHERE id = 1;",
     );
-    let (code, out) = verify(&config);
+    let (code, out) = cdc_verify(&config);
     assert_eq!(code, 2, "{out}");
     for line in [
         "DIFF public.orders → public.orders: source 3336 rows, target 3336 rows; 1 missing on the target, 1 extra, 1 different",
@@ -233,12 +215,12 @@ fn mariadb_to_postgres_type_mapping_and_edge_values() {
         if got == "2" && pg.sql(&target_db, "SELECT count(*) FROM myshop.nokey WHERE b = 'c'") == "1" {
             break;
         }
-        assert!(Instant::now() < deadline, "changes did not arrive:\n{}", log_of(&config));
+        assert!(Instant::now() < deadline, "changes did not arrive:\n{}", cdc_log(&config));
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(pg.sql(&target_db, query), want, "{}", log_of(&config));
+    assert_eq!(pg.sql(&target_db, query), want, "{}", cdc_log(&config));
     assert_eq!(pg.sql(&target_db, "SELECT a, b FROM myshop.nokey ORDER BY a, b"), "1|a\n2|c");
-    let (code, out) = verify(&config);
+    let (code, out) = cdc_verify(&config);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK   myshop.items → myshop.items: 2 rows"), "{out}");
     assert!(out.contains("OK   myshop.nokey → myshop.nokey: 2 rows"), "{out}");
@@ -344,7 +326,7 @@ fn kill_9_during_apply_loses_nothing_and_applies_nothing_twice() {
     for table in ["counters", "events"] {
         wait_same((source, &db), (target, &target_db), table, &config);
     }
-    let log = log_of(&config);
+    let log = cdc_log(&config);
     let resumed = log.matches("Resuming from stored position").count();
     assert!(resumed >= 3, "only {resumed} of {kills} restarts resumed from the target's position:\n{log}");
 
@@ -376,9 +358,9 @@ fn run_until_exit(config: &Path) -> (bool, String) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = cdc.0.try_wait().unwrap() {
-            return (status.success(), log_of(config));
+            return (status.success(), cdc_log(config));
         }
-        assert!(Instant::now() < deadline, "cdc did not stop:\n{}", log_of(config));
+        assert!(Instant::now() < deadline, "cdc did not stop:\n{}", cdc_log(config));
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -469,7 +451,7 @@ fn dropped_target_connections_restart_from_the_target_position_without_repeats()
         // Wait for the (re)connected sink, then cut it at a varying point of the apply.
         let deadline = Instant::now() + Duration::from_secs(10);
         while target.sql("postgres", &format!("SELECT count(*) {cdc_connections}")) == "0" {
-            assert!(Instant::now() < deadline, "cdc never reconnected:\n{}", log_of(&config));
+            assert!(Instant::now() < deadline, "cdc never reconnected:\n{}", cdc_log(&config));
             std::thread::sleep(Duration::from_millis(10));
         }
         std::thread::sleep(Duration::from_millis(20 * (round % 4)));
@@ -478,17 +460,8 @@ fn dropped_target_connections_restart_from_the_target_position_without_repeats()
     }
     wait_same((source, &db), (target, &target_db), "events", &config);
     assert!(terminated >= 4, "only {terminated} connections were dropped");
-    let log = log_of(&config);
+    let log = cdc_log(&config);
     assert!(log.contains("Restarting the pipeline from the stored position"), "{log}");
     assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE op = 'INSERT'"), "20000");
     assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE op = 'UPDATE'"), "0");
-}
-
-/// `cdc verify` with `config`: exit code and standard output.
-fn verify(config: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cdc")).args(["verify", "--config"]).arg(config).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
 }

@@ -4,7 +4,7 @@ mod event;
 mod gtid;
 mod position;
 mod schema;
-mod value;
+pub mod value;
 
 pub use event::{Batch, ChangeEvent, Op, Row, SnapshotMarker, SourceInfo, SourceMeta, TxInfo};
 pub use gtid::{GtidSet, MariaDbGtid, MariaDbGtidList, MySqlGtidSet};

@@ -65,3 +65,37 @@ impl Value {
         matches!(self, Value::Null)
     }
 }
+
+/// `8-4-4-4-12` lowercase hex, the text form of a UUID on every engine.
+pub fn write_uuid_text(out: &mut String, bytes: &[u8; 16]) {
+    use std::fmt::Write;
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        let _ = write!(out, "{byte:02x}");
+    }
+}
+
+/// The `0`/`1` text of a [`Value::Bit`]: `len` bits, the last one the lowest bit of `bytes`.
+pub fn write_bit_text(out: &mut String, len: u32, bytes: &[u8]) {
+    for i in (0..len as usize).rev() {
+        let byte = bytes.len().checked_sub(1 + i / 8).and_then(|at| bytes.get(at)).copied().unwrap_or(0);
+        out.push(if byte >> (i % 8) & 1 == 1 { '1' } else { '0' });
+    }
+}
+
+/// `HH:MM:SS[.ffffff]` of a time of day or a duration in microseconds; a negative or longer
+/// than a day one keeps its sign and hours (`-838:59:59`).
+pub fn write_clock_text(out: &mut String, micros: i64) {
+    use std::fmt::Write;
+    if micros < 0 {
+        out.push('-');
+    }
+    let m = micros.unsigned_abs();
+    let secs = m / 1_000_000;
+    let _ = write!(out, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    if !m.is_multiple_of(1_000_000) {
+        let _ = write!(out, ".{:06}", m % 1_000_000);
+    }
+}

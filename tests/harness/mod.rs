@@ -94,6 +94,35 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Starts `cdc run --config CONFIG`, appending its log (stderr) to CONFIG with the extension
+/// `log`, so restarts of one pipeline share one log.
+pub fn spawn_cdc(config: &Path) -> ChildGuard {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(config.with_extension("log")).unwrap();
+    ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_cdc"))
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The log of the pipelines [`spawn_cdc`] started with `config`.
+pub fn cdc_log(config: &Path) -> String {
+    std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
+}
+
+/// `cdc verify --config CONFIG`: exit code and output (stdout, then stderr).
+pub fn cdc_verify(config: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cdc")).args(["verify", "--config"]).arg(config).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 /// A running server process with its directory.
 pub struct ServerProcess {
     pub child: Child,

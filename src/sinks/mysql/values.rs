@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use crate::format::debezium::civil_from_days;
+use crate::model::value::{write_bit_text, write_clock_text, write_uuid_text};
 use crate::model::{Column, ColumnType, Value};
 use crate::sinks::postgres::values::{LiteralError, SourceEngine};
 
@@ -115,12 +116,12 @@ pub fn write_literal(out: &mut String, value: &Value, column: &Column) -> Result
         }
         Value::Time(micros) => {
             out.push('\'');
-            write_clock(out, *micros);
+            write_clock_text(out, *micros);
             out.push('\'');
         }
         Value::TimeTz { micros, offset_secs } => {
             out.push('\'');
-            write_clock(out, *micros);
+            write_clock_text(out, *micros);
             let o = offset_secs.unsigned_abs();
             let _ = write!(out, "{}{:02}:{:02}'", if *offset_secs < 0 { '-' } else { '+' }, o / 3600, o / 60 % 60);
         }
@@ -128,7 +129,7 @@ pub fn write_literal(out: &mut String, value: &Value, column: &Column) -> Result
             out.push('\'');
             write_date(out, micros.div_euclid(86_400_000_000))?;
             out.push(' ');
-            write_clock(out, micros.rem_euclid(86_400_000_000));
+            write_clock_text(out, micros.rem_euclid(86_400_000_000));
             out.push('\'');
         }
         Value::Interval { months, days, micros } => {
@@ -136,20 +137,12 @@ pub fn write_literal(out: &mut String, value: &Value, column: &Column) -> Result
         }
         Value::Uuid(b) => {
             out.push('\'');
-            for (i, byte) in b.iter().enumerate() {
-                if matches!(i, 4 | 6 | 8 | 10) {
-                    out.push('-');
-                }
-                let _ = write!(out, "{byte:02x}");
-            }
+            write_uuid_text(out, b);
             out.push('\'');
         }
         Value::Bit { len, bytes } => {
             let mut bits = String::with_capacity(*len as usize);
-            for i in (0..*len as usize).rev() {
-                let byte = bytes.len().checked_sub(1 + i / 8).and_then(|at| bytes.get(at)).copied().unwrap_or(0);
-                bits.push(if byte >> (i % 8) & 1 == 1 { '1' } else { '0' });
-            }
+            write_bit_text(&mut bits, *len, bytes);
             if (1..=64).contains(len) && matches!(column.kind, ColumnType::Bit { .. }) {
                 let _ = write!(out, "b'{bits}'");
             } else {
@@ -211,18 +204,6 @@ fn write_date(out: &mut String, days: i64) -> Result<(), LiteralError> {
     }
     let _ = write!(out, "{y:04}-{m:02}-{d:02}");
     Ok(())
-}
-
-fn write_clock(out: &mut String, micros: i64) {
-    if micros < 0 {
-        out.push('-');
-    }
-    let m = micros.unsigned_abs();
-    let secs = m / 1_000_000;
-    let _ = write!(out, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    if !m.is_multiple_of(1_000_000) {
-        let _ = write!(out, ".{:06}", m % 1_000_000);
-    }
 }
 
 #[cfg(test)]

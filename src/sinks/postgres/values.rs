@@ -8,6 +8,7 @@
 use std::fmt::Write;
 
 use crate::format::debezium::civil_from_days;
+use crate::model::value::{write_bit_text, write_clock_text, write_uuid_text};
 use crate::model::{Column, ColumnType, Value};
 
 /// Where a column came from decides a few mappings (a PostgreSQL `json` stays `json`).
@@ -186,9 +187,9 @@ fn write_text(out: &mut String, value: &Value, kind: &ColumnType) -> Result<(), 
         Value::Bytes(b) => write_hex(out, b),
         Value::Geometry { wkb, .. } => write_hex(out, wkb),
         Value::Date(days) => write_date(out, i64::from(*days)),
-        Value::Time(micros) => write_clock(out, *micros),
+        Value::Time(micros) => write_clock_text(out, *micros),
         Value::TimeTz { micros, offset_secs } => {
-            write_clock(out, *micros);
+            write_clock_text(out, *micros);
             write_offset(out, *offset_secs);
         }
         Value::DateTime(micros) => write_date_time(out, *micros),
@@ -199,21 +200,9 @@ fn write_text(out: &mut String, value: &Value, kind: &ColumnType) -> Result<(), 
         Value::Interval { months, days, micros } => {
             let _ = write!(out, "{months} mons {days} days {micros} microseconds");
         }
-        Value::Uuid(b) => {
-            for (i, byte) in b.iter().enumerate() {
-                if matches!(i, 4 | 6 | 8 | 10) {
-                    out.push('-');
-                }
-                let _ = write!(out, "{byte:02x}");
-            }
-        }
+        Value::Uuid(b) => write_uuid_text(out, b),
         Value::Set(items) => out.push_str(&items.join(",")),
-        Value::Bit { len, bytes } => {
-            for i in (0..*len as usize).rev() {
-                let byte = bytes.len().checked_sub(1 + i / 8).and_then(|at| bytes.get(at)).copied().unwrap_or(0);
-                out.push(if byte >> (i % 8) & 1 == 1 { '1' } else { '0' });
-            }
-        }
+        Value::Bit { len, bytes } => write_bit_text(out, *len, bytes),
         Value::Array(items) => {
             let element = match kind {
                 ColumnType::Array { element } => element.as_ref(),
@@ -281,19 +270,6 @@ fn write_date(out: &mut String, days: i64) {
     }
 }
 
-/// `HH:MM:SS.ffffff`; MySQL TIME beyond a day or negative keeps its hours (`-838:59:59`).
-fn write_clock(out: &mut String, micros: i64) {
-    if micros < 0 {
-        out.push('-');
-    }
-    let m = micros.unsigned_abs();
-    let secs = m / 1_000_000;
-    let _ = write!(out, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    if !m.is_multiple_of(1_000_000) {
-        let _ = write!(out, ".{:06}", m % 1_000_000);
-    }
-}
-
 fn write_offset(out: &mut String, offset_secs: i32) {
     out.push(if offset_secs < 0 { '-' } else { '+' });
     let o = offset_secs.unsigned_abs();
@@ -306,7 +282,7 @@ fn write_date_time(out: &mut String, micros: i64) {
     let (y, m, d) = civil_from_days(days);
     let year = if y <= 0 { 1 - y } else { y };
     let _ = write!(out, "{year:04}-{m:02}-{d:02} ");
-    write_clock(out, of_day);
+    write_clock_text(out, of_day);
     if y <= 0 {
         out.push_str(" BC");
     }

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use super::catalog::{self, TypeCache};
 use super::pgoutput::{self, PG_EPOCH_OFFSET_US, PgMessage, Relation, TupleValue};
 use super::protocol::{ConnectParams, PgConnection, quote_ident, quote_literal};
-use super::types::parse_text;
+use super::types::{parse_row, parse_text};
 use crate::config::{Config, PgSourceConfig, SnapshotMode};
 use crate::error::CdcError;
 use crate::model::{
@@ -241,15 +241,7 @@ impl PgSource {
                     break;
                 }
                 for r in fetched {
-                    let after: Row = schema
-                        .columns
-                        .iter()
-                        .zip(r)
-                        .map(|(c, v)| match v {
-                            None => Ok(Value::Null),
-                            Some(text) => parse_text(&c.kind, &text).map_err(|e| format!("{}: {e}", c.name)),
-                        })
-                        .collect::<Result<_, _>>()
+                    let after: Row = parse_row(&schema.columns, r)
                         .map_err(|e| CdcError::definite(format!("snapshot of {id}: {e}"), "report this value"))?;
                     pending.push(ChangeEvent {
                         op: Op::Read,

@@ -174,6 +174,18 @@ pub fn column_type(type_oid: u32, typmod: i32, custom: &dyn Fn(u32) -> Option<Cu
     }
 }
 
+/// Parses a row of text-format values (`None` = NULL) for `columns`; errors name the column.
+pub fn parse_row(columns: &[crate::model::Column], texts: Vec<Option<String>>) -> Result<Vec<Value>, String> {
+    columns
+        .iter()
+        .zip(texts)
+        .map(|(c, v)| match v {
+            None => Ok(Value::Null),
+            Some(text) => parse_text(&c.kind, &text).map_err(|e| format!("{}: {e}", c.name)),
+        })
+        .collect()
+}
+
 /// Parses a text-format value for a column of `kind`.
 pub fn parse_text(kind: &ColumnType, text: &str) -> Result<Value, String> {
     let bad = |what: &str| format!("`{}` is not a valid {what}", text.chars().take(60).collect::<String>());
