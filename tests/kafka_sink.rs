@@ -348,10 +348,21 @@ fn exactly_once_kill_9_committed_transactions_hold_each_change_once() {
             });
         })
     };
-    // Per instance, in order: its `cdc.kafka_txn` prefix and the position it resumed from.
-    let mut instances: Vec<(Option<String>, Option<cdc::model::Position>)> = Vec::new();
+    // Per instance, in order: its `cdc.kafka_txn` prefix and where it resumed: `None` if it was
+    // killed before reading the stored position, `Some(None)` if there was none.
+    type Resumed = Option<Option<cdc::model::Position>>;
+    let mut instances: Vec<(Option<String>, Resumed)> = Vec::new();
     let mut note = |log: &str| {
-        instances.push((field_of(log, "kafka_txn_prefix"), field_of(log, "position").and_then(|p| p.parse().ok())));
+        let resumed = log.lines().find_map(|l| {
+            if l.contains("Resuming from stored position") {
+                Some(field_of(l, "position").and_then(|p| p.parse().ok()))
+            } else if l.contains("No stored position") {
+                Some(None)
+            } else {
+                None
+            }
+        });
+        instances.push((field_of(log, "kafka_txn_prefix"), resumed));
     };
     let mut seed = 0x1234_5678_9abc_def1u64;
     let mut kills = 0;
@@ -394,7 +405,8 @@ fn exactly_once_kill_9_committed_transactions_hold_each_change_once() {
         let Some(p) = record_position.get(label) else { return false };
         let prefix = label.rsplit_once('-').map(|(run, _)| run).unwrap_or_default();
         let i = instances.iter().position(|(run, _)| run.as_deref() == Some(prefix)).expect("instance of a label");
-        match instances.get(i + 1).map(|(_, resumed)| resumed) {
+        // The next instance that got as far as reading the stored position decides.
+        match instances[i + 1..].iter().find_map(|(_, resumed)| resumed.as_ref()) {
             None => true, // the last instance: it was stopped after everything arrived
             Some(Some(resumed)) => p.compare(resumed).unwrap() != std::cmp::Ordering::Greater,
             Some(None) => false,
