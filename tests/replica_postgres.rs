@@ -465,3 +465,37 @@ fn dropped_target_connections_restart_from_the_target_position_without_repeats()
     assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE op = 'INSERT'"), "20000");
     assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE op = 'UPDATE'"), "0");
 }
+
+#[test]
+fn an_ambiguous_schema_change_stops_the_pipeline_naming_the_table() {
+    let source = shared_pg15();
+    let target = pg17();
+    let db = source.create_db("ambiguous");
+    source.sql(&db, "CREATE TABLE t (id int PRIMARY KEY, a text, b int); INSERT INTO t VALUES (1, 'x', 1);");
+    let target_db = target.create_db("ambiguous");
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        write_config(dir.path(), "ambiguous", &pg_source(source, &db, "\"public.t\""), &target.url(&target_db), "");
+    let mut cdc = spawn_cdc(&config);
+    wait_same((source, &db), (target, &target_db), "t", &config);
+    // Two renames before the next change: one new schema with two columns gone and two new.
+    source.sql(&db, "ALTER TABLE t RENAME a TO x; ALTER TABLE t RENAME b TO y; INSERT INTO t VALUES (2, 'y', 2);");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = cdc.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "cdc kept running:\n{}", cdc_log(&config));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let log = cdc_log(&config);
+    assert_eq!(
+        log.lines().last().unwrap_or_default(),
+        "cdc: error: columns of public.t were dropped (a, b) and added (x, y) in one change: renames cannot be told \
+         from drops, so it is not replayed; remedy: apply the same DDL to the target table by hand, then restart cdc",
+        "{log}"
+    );
+    // Nothing of the transaction that brought the change was applied.
+    assert_eq!(target.sql(&target_db, "SELECT count(*) FROM t"), "1");
+}

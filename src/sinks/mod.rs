@@ -4,6 +4,7 @@ mod json_lines;
 pub mod kafka;
 pub mod mysql;
 pub mod postgres;
+pub mod schema_change;
 
 pub use json_lines::JsonLinesSink;
 pub use kafka::KafkaSink;

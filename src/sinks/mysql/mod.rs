@@ -246,22 +246,27 @@ impl MySqlSink {
                 defs.join(", ")
             ));
         } else {
+            let mut renamed_to = None;
             if let Some(old) = previous {
-                for c in &old.columns {
-                    if !schema.columns.iter().any(|n| n.name == c.name) && existing.contains(&c.name) {
-                        ddl.push(format!("ALTER TABLE {target} DROP COLUMN {}", ident(&c.name)));
+                let change = crate::sinks::schema_change::diff(old, schema, |a, b| {
+                    target_type(a, engine, false) == target_type(b, engine, false)
+                })?;
+                if let Some((from, at)) = &change.renamed {
+                    renamed_to = Some(*at);
+                    let to = &schema.columns[*at].name;
+                    ddl.push(format!("ALTER TABLE {target} RENAME COLUMN {} TO {}", ident(from), ident(to)));
+                }
+                for name in &change.dropped {
+                    if existing.contains(name) {
+                        ddl.push(format!("ALTER TABLE {target} DROP COLUMN {}", ident(name)));
                     }
                 }
-                for (i, c) in schema.columns.iter().enumerate() {
-                    if let Some(o) = old.columns.iter().find(|o| o.name == c.name)
-                        && (o.kind != c.kind || o.source_type != c.source_type)
-                    {
-                        ddl.push(format!("ALTER TABLE {target} MODIFY COLUMN {}", definition(i)));
-                    }
+                for &i in &change.retyped {
+                    ddl.push(format!("ALTER TABLE {target} MODIFY COLUMN {}", definition(i)));
                 }
             }
             for (i, c) in schema.columns.iter().enumerate() {
-                if !existing.contains(&c.name) {
+                if !existing.contains(&c.name) && renamed_to != Some(i) {
                     ddl.push(format!("ALTER TABLE {target} ADD COLUMN {}", definition(i)));
                 }
             }

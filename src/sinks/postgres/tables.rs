@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::values::{SourceEngine, forced_nullable, target_type};
 use crate::error::CdcError;
 use crate::model::{ColumnType, TableSchema};
+use crate::sinks::schema_change;
 use crate::sources::postgres::protocol::{PgConnection, quote_ident, quote_literal};
 
 /// How changes of one source table are written: quoted names and the fixed SQL parts.
@@ -188,48 +189,34 @@ async fn replay_schema_change(
     on_target: &[&str],
 ) -> Result<(), CdcError> {
     let table_name = &plan.target;
-    let gone: Vec<&str> =
-        old.columns.iter().map(|c| c.name.as_str()).filter(|n| !new.columns.iter().any(|c| c.name == *n)).collect();
-    let added: Vec<usize> =
-        (0..new.columns.len()).filter(|&i| !old.columns.iter().any(|c| c.name == new.columns[i].name)).collect();
-    // One column gone and one added at the same place with the same type: a rename.
-    if let ([gone_name], [added_index]) = (gone.as_slice(), added.as_slice())
-        && old.columns.iter().position(|c| c.name == *gone_name) == Some(*added_index)
-        && old.columns[*added_index].kind == new.columns[*added_index].kind
-    {
-        let sql = format!(
-            "ALTER TABLE {} RENAME COLUMN {} TO {}",
-            plan.target,
-            quote_ident(gone_name),
-            quote_ident(&new.columns[*added_index].name)
-        );
+    let change = schema_change::diff(old, new, |a, b| target_type(a, engine, false) == target_type(b, engine, false))?;
+    if let Some((from, at)) = &change.renamed {
+        let to = &new.columns[*at].name;
+        let sql = format!("ALTER TABLE {} RENAME COLUMN {} TO {}", plan.target, quote_ident(from), quote_ident(to));
         run_ddl(conn, &sql, table_name).await?;
-        tracing::info!(table = %table_name, from = gone_name, to = %new.columns[*added_index].name, "Renamed column");
-        return Ok(());
+        tracing::info!(table = %table_name, from = %from, to = %to, "Renamed column");
     }
-    for name in gone {
-        if on_target.contains(&name) {
+    for name in &change.dropped {
+        if on_target.contains(&name.as_str()) {
             run_ddl(conn, &format!("ALTER TABLE {} DROP COLUMN {}", plan.target, quote_ident(name)), table_name)
                 .await?;
-            tracing::info!(table = %table_name, column = name, "Dropped column");
+            tracing::info!(table = %table_name, column = %name, "Dropped column");
         }
     }
-    for i in added {
+    for &i in &change.added {
         if !on_target.contains(&new.columns[i].name.as_str()) {
             let def = column_definition(conn, new, i, engine).await?;
             run_ddl(conn, &format!("ALTER TABLE {} ADD COLUMN {def}", plan.target), table_name).await?;
             tracing::info!(table = %table_name, column = %new.columns[i].name, "Added column");
         }
     }
-    for column in &new.columns {
-        let Some(before) = old.columns.iter().find(|c| c.name == column.name) else { continue };
-        if before.kind != column.kind || before.source_type != column.source_type {
-            let ty = target_type(column, engine, false);
-            let name = quote_ident(&column.name);
-            let sql = format!("ALTER TABLE {} ALTER COLUMN {name} TYPE {ty} USING {name}::{ty}", plan.target);
-            run_ddl(conn, &sql, table_name).await?;
-            tracing::info!(table = %table_name, column = %column.name, to = %ty, "Changed column type");
-        }
+    for &i in &change.retyped {
+        let column = &new.columns[i];
+        let ty = target_type(column, engine, false);
+        let name = quote_ident(&column.name);
+        let sql = format!("ALTER TABLE {} ALTER COLUMN {name} TYPE {ty} USING {name}::{ty}", plan.target);
+        run_ddl(conn, &sql, table_name).await?;
+        tracing::info!(table = %table_name, column = %column.name, to = %ty, "Changed column type");
     }
     Ok(())
 }
