@@ -327,7 +327,15 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         tracing::info!("Shutdown requested: draining, flushing, checkpointing (signal again to exit at once)");
         shutdown.cancel();
-        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        // `timeout` and some supervisors deliver one stop twice (to the process and to its
+        // group): a second signal within a second is the same request.
+        let first = std::time::Instant::now();
+        loop {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            if first.elapsed() > std::time::Duration::from_secs(1) {
+                break;
+            }
+        }
         eprintln!("cdc: second signal, exiting without a final checkpoint");
         std::process::exit(130);
     });

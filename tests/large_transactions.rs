@@ -3,8 +3,6 @@
 
 mod harness;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,14 +12,6 @@ const ROWS: u64 = 1_000_000;
 /// Peak resident memory allowed for the whole process (the target is 64 MB in release;
 /// this is a debug build).
 const MAX_RSS_MB: u64 = 100;
-
-fn status(port: u16) -> Option<serde_json::Value> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
-}
 
 fn peak_rss_mb(pid: u32) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -58,13 +48,13 @@ fn drain(source: &str, name: &str, from: Option<&str>) -> u64 {
     );
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        if let Some(s) = status(port)
+        if let Some(s) = harness::cdc_status(port)
             && s["events_checkpointed"].as_u64() >= Some(ROWS)
         {
             assert_eq!(s["events_checkpointed"].as_u64(), Some(ROWS), "every row once: {s}");
             break;
         }
-        assert!(Instant::now() < deadline, "not drained in 10 minutes: {:?}", status(port));
+        assert!(Instant::now() < deadline, "not drained in 10 minutes: {:?}", harness::cdc_status(port));
         std::thread::sleep(Duration::from_millis(200));
     }
     peak_rss_mb(cdc.0.id())

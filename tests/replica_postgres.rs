@@ -439,8 +439,14 @@ fn dropped_target_connections_restart_from_the_target_position_without_repeats()
          CREATE TRIGGER audit_events AFTER INSERT OR UPDATE ON events FOR EACH ROW EXECUTE FUNCTION audit_row();",
     );
     let dir = tempfile::tempdir().unwrap();
-    let config =
-        write_config(dir.path(), "dropconn", &pg_source(source, &db, "\"public.events\""), &target.url(&target_db), "");
+    let http = harness::free_port();
+    let config = write_config(
+        dir.path(),
+        "dropconn",
+        &pg_source(source, &db, "\"public.events\""),
+        &target.url(&target_db),
+        &format!("[http]\nlisten = \"127.0.0.1:{http}\""),
+    );
     let _cdc = spawn_cdc(&config);
     // Transactions of 2500 rows span three batches: a dropped connection in the middle of one
     // loses the open target transaction, which the restart must redo exactly once.
@@ -464,6 +470,17 @@ fn dropped_target_connections_restart_from_the_target_position_without_repeats()
     assert!(log.contains("Restarting the pipeline from the stored position"), "{log}");
     assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE op = 'INSERT'"), "20000");
     assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE op = 'UPDATE'"), "0");
+    // Caught up: the replica's lag reads zero and its position is the source's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = harness::cdc_status(http).unwrap_or_default();
+        if s["lag_events"] == 0 && s["checkpointed_position"] == s["source_position"] {
+            assert_eq!(s["applied_lag_seconds"], 0.0, "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "lag never reached zero: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

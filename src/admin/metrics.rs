@@ -18,6 +18,8 @@ pub struct Metrics {
     errors_transient: AtomicU64,
     errors_definite: AtomicU64,
     events_checkpointed: AtomicU64,
+    /// `events` when the current pipeline run started (a restart reads changes again).
+    run_events_base: AtomicU64,
     /// Bytes of source log the durable position is behind (PostgreSQL slot lag); u64::MAX = unknown.
     source_lag_bytes: AtomicU64,
     ready: AtomicBool,
@@ -34,6 +36,8 @@ struct StatusState {
     source_ts_ms: Option<i64>,
     /// Wall-clock time that event was received.
     received_at_ms: Option<i64>,
+    /// Source commit time of the newest change durable in the sink.
+    applied_source_ts_ms: Option<i64>,
     snapshot: Option<String>,
 }
 
@@ -50,6 +54,9 @@ pub struct Status {
     pub events_checkpointed: u64,
     pub lag_events: u64,
     pub lag_seconds: Option<f64>,
+    /// How far the sink is behind the source in time (Seconds_Behind_Source of a replica):
+    /// 0 when every received change is durable, else the age of the newest durable change.
+    pub applied_lag_seconds: Option<f64>,
     /// PostgreSQL: WAL bytes between the server's current position and the slot's confirmed flush.
     pub source_lag_bytes: Option<u64>,
     pub snapshot: Option<String>,
@@ -83,6 +90,12 @@ impl Metrics {
         self.state().snapshot = progress;
     }
 
+    /// A pipeline run starts: checkpointed-event counts start again from zero.
+    pub fn run_started(&self) {
+        self.run_events_base.store(self.events.load(Relaxed), Relaxed);
+        self.events_checkpointed.store(0, Relaxed);
+    }
+
     pub fn batch_received(&self, events: u64, checkpoint: Option<&Position>, source_ts_ms: Option<i64>) {
         self.events.fetch_add(events, Relaxed);
         self.batches.fetch_add(1, Relaxed);
@@ -109,10 +122,15 @@ impl Metrics {
         if transient { &self.errors_transient } else { &self.errors_definite }.fetch_add(1, Relaxed);
     }
 
-    pub fn checkpointed(&self, position: &Position, events_checkpointed: u64) {
+    /// A checkpoint was saved: everything up to `position` (`events_checkpointed` events, the
+    /// newest committed on the source at `source_ts_ms`) is durable in the sink.
+    pub fn checkpointed(&self, position: &Position, events_checkpointed: u64, source_ts_ms: Option<i64>) {
         self.events_checkpointed.store(events_checkpointed, Relaxed);
         let mut s = self.state();
         s.checkpointed_position = Some(position.clone());
+        if source_ts_ms.is_some() {
+            s.applied_source_ts_ms = source_ts_ms;
+        }
         s.checkpoint_at_ms = Some(now_ms());
     }
 
@@ -126,6 +144,7 @@ impl Metrics {
         let now = now_ms();
         let received = self.events.load(Relaxed);
         let checkpointed = self.events_checkpointed.load(Relaxed);
+        let received_this_run = received.saturating_sub(self.run_events_base.load(Relaxed));
         Status {
             name: self.name.clone(),
             phase: s.phase,
@@ -135,11 +154,16 @@ impl Metrics {
             checkpoint_age_seconds: s.checkpoint_at_ms.map(|t| (now - t).max(0) as f64 / 1000.0),
             events_received: received,
             events_checkpointed: checkpointed,
-            lag_events: received.saturating_sub(checkpointed),
+            lag_events: received_this_run.saturating_sub(checkpointed),
             // How old the newest change was when it arrived: the replica's seconds-behind-source.
             lag_seconds: match (s.source_ts_ms, s.received_at_ms) {
                 (Some(src), Some(at)) => Some((at - src).max(0) as f64 / 1000.0),
                 _ => None,
+            },
+            applied_lag_seconds: if received_this_run <= checkpointed {
+                Some(0.0)
+            } else {
+                s.applied_source_ts_ms.map(|t| (now - t).max(0) as f64 / 1000.0)
             },
             source_lag_bytes: Some(self.source_lag_bytes.load(Relaxed)).filter(|b| *b != u64::MAX),
             snapshot: s.snapshot,
@@ -189,6 +213,14 @@ impl Metrics {
         metric("cdc_lag_events", "gauge", "Events received but not yet checkpointed.", &[("", st.lag_events as f64)]);
         if let Some(age) = st.checkpoint_age_seconds {
             metric("cdc_checkpoint_age_seconds", "gauge", "Seconds since the last checkpoint was saved.", &[("", age)]);
+        }
+        if let Some(lag) = st.applied_lag_seconds {
+            metric(
+                "cdc_applied_lag_seconds",
+                "gauge",
+                "How far the sink is behind the source: 0 when all received changes are durable, else the age of the newest durable change.",
+                &[("", lag)],
+            );
         }
         if let Some(lag) = st.lag_seconds {
             metric("cdc_lag_seconds", "gauge", "Age of the newest change when it was received.", &[("", lag)]);

@@ -12,10 +12,13 @@ pub type BatchSeq = u64;
 pub struct AckTracker {
     /// Highest sequence number with every batch up to it acknowledged.
     released: BatchSeq,
-    /// Batches handed to the sink and not yet released: checkpoint, event count, acked?
-    in_flight: BTreeMap<BatchSeq, (Option<Position>, u64, bool)>,
+    /// Batches handed to the sink and not yet released: checkpoint, event count, source time
+    /// of its newest change, acked?
+    in_flight: BTreeMap<BatchSeq, (Option<Position>, u64, Option<i64>, bool)>,
     /// Events in all released batches.
     released_events: u64,
+    /// Source commit time (ms) of the newest change released.
+    released_source_ts_ms: Option<i64>,
 }
 
 impl AckTracker {
@@ -23,26 +26,30 @@ impl AckTracker {
         AckTracker::default()
     }
 
-    /// Records that batch `seq` (carrying `checkpoint`) was handed to the sink.
-    pub fn sent(&mut self, seq: BatchSeq, checkpoint: Option<Position>, events: u64) {
-        self.in_flight.insert(seq, (checkpoint, events, false));
+    /// Records that batch `seq` (carrying `checkpoint`, its newest change committed at
+    /// `source_ts_ms`) was handed to the sink.
+    pub fn sent(&mut self, seq: BatchSeq, checkpoint: Option<Position>, events: u64, source_ts_ms: Option<i64>) {
+        self.in_flight.insert(seq, (checkpoint, events, source_ts_ms, false));
     }
 
     /// Records the sink's acknowledgement of `seq` and returns the newest checkpoint that is now
     /// safe: the last checkpoint among the contiguous acknowledged prefix, if it moved.
     pub fn acked(&mut self, seq: BatchSeq) -> Option<Position> {
         match self.in_flight.get_mut(&seq) {
-            Some(entry) => entry.2 = true,
+            Some(entry) => entry.3 = true,
             None => return None, // unknown or already released: a duplicate ack changes nothing
         }
         let mut newest = None;
         while let Some(entry) = self.in_flight.first_entry() {
-            if !entry.get().2 || *entry.key() != self.released + 1 {
+            if !entry.get().3 || *entry.key() != self.released + 1 {
                 break;
             }
-            let (seq, (checkpoint, events, _)) = entry.remove_entry();
+            let (seq, (checkpoint, events, source_ts_ms, _)) = entry.remove_entry();
             self.released = seq;
             self.released_events += events;
+            if source_ts_ms.is_some() {
+                self.released_source_ts_ms = source_ts_ms;
+            }
             if checkpoint.is_some() {
                 newest = checkpoint;
             }
@@ -63,6 +70,11 @@ impl AckTracker {
     pub fn released_events(&self) -> u64 {
         self.released_events
     }
+
+    /// Source commit time (ms since the epoch) of the newest change released so far.
+    pub fn released_source_ts_ms(&self) -> Option<i64> {
+        self.released_source_ts_ms
+    }
 }
 
 #[cfg(test)]
@@ -78,9 +90,9 @@ mod tests {
     #[test]
     fn out_of_order_acks_release_in_order() {
         let mut t = AckTracker::new();
-        t.sent(1, Some(pos(10)), 1);
-        t.sent(2, None, 1);
-        t.sent(3, Some(pos(30)), 1);
+        t.sent(1, Some(pos(10)), 1, None);
+        t.sent(2, None, 1, None);
+        t.sent(3, Some(pos(30)), 1, None);
         assert_eq!(t.acked(3), None);
         assert_eq!(t.acked(2), None);
         assert_eq!(t.acked(1), Some(pos(30)));
@@ -99,7 +111,7 @@ mod tests {
             let mut t = AckTracker::new();
             for (i, has) in checkpoints.iter().enumerate() {
                 let seq = i as u64 + 1;
-                t.sent(seq, has.then(|| pos(seq)), 2);
+                t.sent(seq, has.then(|| pos(seq)), 2, None);
             }
             let mut acked = vec![false; n as usize + 1];
             let mut last_released = 0u64;

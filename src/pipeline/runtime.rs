@@ -53,6 +53,7 @@ impl Pipeline {
     /// source resumes; it must already be durable (it comes from the store or `--from`).
     pub async fn run(self, start: Option<Position>) -> Result<PipelineOutcome, CdcError> {
         let Pipeline { source, mut sink, store, config, metrics, shutdown } = self;
+        metrics.run_started();
         let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(config.channel_batches);
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<BatchSeq>();
         let (durable_tx, durable_rx) = watch::channel(start.clone());
@@ -98,14 +99,14 @@ impl Pipeline {
                             break;
                         }
                     }
-                    checkpoint.save(tracker.released_events()).await?;
+                    checkpoint.save(tracker.released_events(), tracker.released_source_ts_ms()).await?;
                 }
                 received = batch_rx.recv() => {
                     let Some(batch) = received else { break };
                     seq += 1;
                     let events = batch.events.len() as u64;
                     metrics.batch_received(events, batch.checkpoint.as_ref(), batch.source_ts_ms);
-                    tracker.sent(seq, batch.checkpoint.clone(), events);
+                    tracker.sent(seq, batch.checkpoint.clone(), events, batch.source_ts_ms);
                     if let Some(p) = &batch.checkpoint {
                         *last_received.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
                     }
@@ -142,7 +143,7 @@ impl Pipeline {
                 checkpoint.pending = Some(p);
             }
         }
-        checkpoint.save(tracker.released_events()).await?;
+        checkpoint.save(tracker.released_events(), tracker.released_source_ts_ms()).await?;
         if tracker.pending() > 0 {
             tracing::warn!(
                 batches = tracker.pending(),
@@ -279,13 +280,13 @@ struct Checkpointer {
 
 impl Checkpointer {
     /// Saves the pending checkpoint, if any, then tells the source it is durable.
-    async fn save(&mut self, events_checkpointed: u64) -> Result<(), CdcError> {
+    async fn save(&mut self, events_checkpointed: u64, source_ts_ms: Option<i64>) -> Result<(), CdcError> {
         let Some(position) = self.pending.take() else {
             return Ok(());
         };
         match self.store.save(&position).await {
             Ok(_) => {
-                self.metrics.checkpointed(&position, events_checkpointed);
+                self.metrics.checkpointed(&position, events_checkpointed, source_ts_ms);
                 let _ = self.durable_tx.send(Some(position.clone()));
                 if self.last_info_log.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
                     tracing::info!(position = %position, store = %self.store.describe(), "Checkpoint saved");

@@ -123,6 +123,17 @@ pub fn cdc_verify(config: &Path) -> (i32, String) {
     )
 }
 
+/// `GET /status` of a running cdc's admin port, as JSON (`None` while it does not answer).
+pub fn cdc_status(port: u16) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
+}
+
 /// A running server process with its directory.
 pub struct ServerProcess {
     pub child: Child,
