@@ -5,7 +5,9 @@
 #   1. a backlog of ROWS inserts (12 mixed columns, transactions of TX_ROWS);
 #   2. a backlog of ROWS mixed changes on those rows: updates (1/2), deletes (1/4), inserts (1/4);
 #   3. MariaDB → PostgreSQL 17: a backlog of ROWS inserts (~200-byte rows), cdc alone (no native
-#      peer), next to cdc's own MariaDB → stdout (JSON lines) rate on the same backlog.
+#      peer), next to cdc's own MariaDB → stdout (JSON lines) rate on the same backlog;
+#   4. initial copy of the table left by step 2 (PostgreSQL 15 → 17): `pg_dump | psql` against
+#      cdc with `snapshot = "initial_only"`; and the same copy by cdc into MariaDB.
 # Each consumer is started once the backlog is written; the time is until the last change of
 # the backlog (a marker row) is visible on the target. Also cdc's peak RSS and CPU seconds.
 #
@@ -202,6 +204,44 @@ kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID=""
 printf 'MariaDB -> stdout JSON (reference): %d rows in %.2f s = %.0f rows/s\n' "$ROWS" "$t_stdout" "$(echo "$ROWS / $t_stdout" | bc -l)" >&2
 printf 'MariaDB -> PostgreSQL: %d rows in %.2f s = %.0f rows/s (%.2fx the stdout rate), peak RSS %d MB\n' "$ROWS" \
   "$t_maria" "$(echo "$ROWS / $t_maria" | bc -l)" "$(echo "$t_stdout / $t_maria" | bc -l)" "$rss" >&2
+
+echo "== 4. initial copy ==" >&2
+N=$(psql -X -At -c "SELECT count(*) FROM t" "$SRC_URL")
+tgt postgres "CREATE DATABASE dumpcopy" >/dev/null
+tgt postgres "CREATE DATABASE cdccopy" >/dev/null
+start=$(date +%s.%N)
+pg_dump -t t "$SRC_URL" | psql -X -q "$TGT_URL/dumpcopy" >/dev/null
+t_dump=$(echo "$(date +%s.%N) - $start" | bc)
+copy_config() {
+  cat <<TOML
+name = "$1"
+[source]
+kind = "postgres"
+url = "$SRC_URL"
+slot = "cdc_$1"
+publication = "bench"
+snapshot = "initial_only"
+[sink]
+$2
+TOML
+}
+copy_config copypg "kind = \"postgres\"
+url = \"$TGT_URL/cdccopy\"" >"$DIR/copypg.toml"
+copy_config copymy "kind = \"mysql\"
+url = \"$MY_URL\"
+namespaces = { public = \"cdccopy\" }" >"$DIR/copymy.toml"
+start=$(date +%s.%N)
+"${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/copypg.toml" >/dev/null 2>>"$DIR/cdc.log"
+t_copy=$(echo "$(date +%s.%N) - $start" | bc)
+start=$(date +%s.%N)
+"${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/copymy.toml" >/dev/null 2>>"$DIR/cdc.log"
+t_copy_my=$(echo "$(date +%s.%N) - $start" | bc)
+[ "$(tgt cdccopy "SELECT count(*) FROM public.t")" = "$N" ] || { echo "cdc copy incomplete" >&2; exit 1; }
+[ "$(sql "SELECT COUNT(*) FROM cdccopy.t")" = "$N" ] || { echo "cdc copy to MariaDB incomplete" >&2; exit 1; }
+printf 'initial copy, pg_dump | psql: %d rows in %.2f s = %.0f rows/s\n' "$N" "$t_dump" "$(echo "$N / $t_dump" | bc -l)" >&2
+printf 'initial copy, cdc -> PostgreSQL 17: %d rows in %.2f s = %.0f rows/s (%.2fx pg_dump | psql)\n' "$N" "$t_copy" \
+  "$(echo "$N / $t_copy" | bc -l)" "$(echo "$t_dump / $t_copy" | bc -l)" >&2
+printf 'initial copy, cdc -> MariaDB: %d rows in %.2f s = %.0f rows/s\n' "$N" "$t_copy_my" "$(echo "$N / $t_copy_my" | bc -l)" >&2
 
 same=$(diff <(tgt native "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM t") \
   <(tgt replica "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM public.t") >/dev/null && echo yes || echo NO)
