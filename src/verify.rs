@@ -38,19 +38,55 @@ enum Db {
     MySql(String),
 }
 
+/// What is wrong with a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    MissingOnTarget,
+    ExtraOnTarget,
+    Different,
+}
+
+/// One row that differs (its key empty for a whole table missing on the target).
+pub struct Difference {
+    pub key: Vec<Value>,
+    pub found: Found,
+    pub what: String,
+}
+
 /// What differs in one table.
 #[derive(Default)]
 pub struct TableReport {
     pub source_rows: u64,
     pub target_rows: u64,
-    /// Keys (canonical text) with what is wrong with each.
-    pub differences: Vec<(Vec<Value>, String)>,
+    /// The first differences found (at most `RECHECKED`).
+    pub differences: Vec<Difference>,
     pub missing: u64,
     pub extra: u64,
     pub differing: u64,
     /// Rows that differed at first and matched once the target caught up.
     pub lagging: u64,
 }
+
+impl TableReport {
+    /// Counts a difference, and keeps it while fewer than `RECHECKED` are kept.
+    fn found(&mut self, key: Vec<Value>, found: Found, what: String) {
+        *self.count(found) += 1;
+        if self.differences.len() < RECHECKED {
+            self.differences.push(Difference { key, found, what });
+        }
+    }
+
+    fn count(&mut self, found: Found) -> &mut u64 {
+        match found {
+            Found::MissingOnTarget => &mut self.missing,
+            Found::ExtraOnTarget => &mut self.extra,
+            Found::Different => &mut self.differing,
+        }
+    }
+}
+
+const MISSING: &str = "missing on the target";
+const EXTRA: &str = "extra on the target (deleted on the source?)";
 
 /// Runs the comparison, prints a report, and returns whether every table matched.
 pub async fn run(config: &Config) -> Result<bool, CdcError> {
@@ -112,7 +148,7 @@ fn print_report(id: &TableId, target_id: &TableId, r: &TableReport) {
         "DIFF {id} → {target_id}: source {} rows, target {} rows; {} missing on the target, {} extra, {} different{lag}",
         r.source_rows, r.target_rows, r.missing, r.extra, r.differing
     );
-    for (key, what) in r.differences.iter().take(SHOWN) {
+    for Difference { key, what, .. } in r.differences.iter().take(SHOWN) {
         if key.is_empty() {
             println!("     {what}");
         } else {
@@ -200,7 +236,8 @@ async fn compare_table(source: &Db, id: &TableId, target: &Db, target_id: &Table
         let rows = stream_table(source.clone(), source_schema.clone(), None);
         report.source_rows = count(rows).await?;
         report.missing = report.source_rows;
-        report.differences.push((vec![], format!("target table {target_id} does not exist")));
+        let what = format!("target table {target_id} does not exist");
+        report.differences.push(Difference { key: vec![], found: Found::MissingOnTarget, what });
         return Ok(report);
     };
     let layout = layout(source_schema, target_schema);
@@ -218,16 +255,14 @@ async fn compare_table(source: &Db, id: &TableId, target: &Db, target_id: &Table
             Ordering::Less => {
                 let row = a.take().unwrap_or_default();
                 report.source_rows += 1;
-                report.missing += 1;
-                note(&mut report, key_of(&layout.source, &row), "missing on the target".into());
+                report.found(key_of(&layout.source, &row), Found::MissingOnTarget, MISSING.into());
                 a = next_row(&mut src).await?;
             }
             Ordering::Greater => {
                 let row = b.take().unwrap_or_default();
                 report.target_rows += 1;
-                report.extra += 1;
                 let key = layout.source.key.iter().filter_map(|&i| layout.target_index[i]).map(|t| row[t].clone());
-                note(&mut report, key.collect(), "extra on the target (deleted on the source?)".into());
+                report.found(key.collect(), Found::ExtraOnTarget, EXTRA.into());
                 b = next_row(&mut tgt).await?;
             }
             Ordering::Equal => {
@@ -235,8 +270,7 @@ async fn compare_table(source: &Db, id: &TableId, target: &Db, target_id: &Table
                 report.source_rows += 1;
                 report.target_rows += 1;
                 if let Some(what) = row_difference(&layout, &x, &y) {
-                    report.differing += 1;
-                    note(&mut report, key_of(&layout.source, &x), what);
+                    report.found(key_of(&layout.source, &x), Found::Different, what);
                 }
                 a = next_row(&mut src).await?;
                 b = next_row(&mut tgt).await?;
@@ -244,12 +278,6 @@ async fn compare_table(source: &Db, id: &TableId, target: &Db, target_id: &Table
         }
     }
     Ok(report)
-}
-
-fn note(report: &mut TableReport, key: Vec<Value>, what: String) {
-    if report.differences.len() < RECHECKED {
-        report.differences.push((key, what));
-    }
 }
 
 fn layout(source: TableSchema, target: TableSchema) -> Layout {
@@ -316,11 +344,17 @@ fn stream_table(db: Db, schema: TableSchema, order_by: Option<Vec<String>>) -> m
     let (tx, rx) = mpsc::channel(2 * CHUNK_ROWS);
     tokio::spawn(async move {
         let order_by = order_by.unwrap_or_else(|| schema.key.iter().map(|&i| schema.columns[i].name.clone()).collect());
-        let result = match &db {
-            Db::Postgres(p) => read_postgres(p, &schema, &order_by, &tx).await,
-            Db::MySql(url) => read_mysql(url, &schema, &order_by, &tx).await,
-        };
-        if let Err(e) = result {
+        // Byte order for text keys on both engines (`COLLATE "C"`, `BINARY`).
+        let order: Vec<String> = order_by
+            .iter()
+            .map(|k| match (&db, is_text(&schema, k)) {
+                (Db::Postgres(_), true) => format!("{} COLLATE \"C\"", quote_ident(k)),
+                (Db::Postgres(_), false) => quote_ident(k),
+                (Db::MySql(_), true) => format!("BINARY {}", my_ident(k)),
+                (Db::MySql(_), false) => my_ident(k),
+            })
+            .collect();
+        if let Err(e) = read_rows(&db, &schema, &format!("ORDER BY {}", order.join(", ")), &tx).await {
             let _ = tx.send(Err(e)).await;
         }
     });
@@ -333,26 +367,38 @@ fn is_text(schema: &TableSchema, name: &str) -> bool {
     })
 }
 
+fn my_ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+/// Sends each row of `SELECT <schema's columns> FROM <its table> <clause>` into `tx`, as
+/// values typed by the schema; stops early when the receiver is gone.
+async fn read_rows(
+    db: &Db,
+    schema: &TableSchema,
+    clause: &str,
+    tx: &mpsc::Sender<Result<Row, CdcError>>,
+) -> Result<(), CdcError> {
+    match db {
+        Db::Postgres(params) => read_postgres(params, schema, clause, tx).await,
+        Db::MySql(url) => read_mysql(url, schema, clause, tx).await,
+    }
+}
+
 async fn read_postgres(
     params: &ConnectParams,
     schema: &TableSchema,
-    order_by: &[String],
+    clause: &str,
     tx: &mpsc::Sender<Result<Row, CdcError>>,
 ) -> Result<(), CdcError> {
     let mut conn = PgConnection::connect(params, false).await?;
     let columns: Vec<String> = schema.columns.iter().map(|c| quote_ident(&c.name)).collect();
-    // Byte order for text keys, the same as MySQL's `BINARY` order.
-    let order: Vec<String> = order_by
-        .iter()
-        .map(|k| if is_text(schema, k) { format!("{} COLLATE \"C\"", quote_ident(k)) } else { quote_ident(k) })
-        .collect();
     conn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
     conn.query(&format!(
-        "DECLARE cdc_verify NO SCROLL CURSOR FOR SELECT {} FROM {}.{} ORDER BY {}",
+        "DECLARE cdc_verify NO SCROLL CURSOR FOR SELECT {} FROM {}.{} {clause}",
         columns.join(", "),
         quote_ident(&schema.id.namespace),
         quote_ident(&schema.id.name),
-        order.join(", ")
     ))
     .await?;
     loop {
@@ -383,22 +429,18 @@ async fn read_postgres(
 async fn read_mysql(
     url: &str,
     schema: &TableSchema,
-    order_by: &[String],
+    clause: &str,
     tx: &mpsc::Sender<Result<Row, CdcError>>,
 ) -> Result<(), CdcError> {
     let mut conn = my_server::connect(url).await?;
     let q = |doing: &'static str| my_server::sql_err(doing);
     conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(q("setting the session time zone"))?;
-    let ident = |s: &str| format!("`{}`", s.replace('`', "``"));
-    let columns: Vec<String> = schema.columns.iter().map(|c| ident(&c.name)).collect();
-    let order: Vec<String> =
-        order_by.iter().map(|k| if is_text(schema, k) { format!("BINARY {}", ident(k)) } else { ident(k) }).collect();
+    let columns: Vec<String> = schema.columns.iter().map(|c| my_ident(&c.name)).collect();
     let sql = format!(
-        "SELECT {} FROM {}.{} ORDER BY {}",
+        "SELECT {} FROM {}.{} {clause}",
         columns.join(", "),
-        ident(&schema.id.namespace),
-        ident(&schema.id.name),
-        order.join(", ")
+        my_ident(&schema.id.namespace),
+        my_ident(&schema.id.name),
     );
     let mut result = conn.query_iter(sql).await.map_err(q("reading a table to verify"))?;
     while let Some(row) = result.next().await.map_err(q("reading a table to verify"))? {
@@ -439,38 +481,36 @@ async fn recheck_after_lag(
         return Ok(());
     };
     let layout = layout(source_schema, target_schema);
+    let target_key: Vec<usize> = layout.source.key.iter().filter_map(|&i| layout.target_index[i]).collect();
     let mut still = Vec::new();
-    let (mut missing, mut extra, mut differing) = (0, 0, 0);
-    for (key, what) in std::mem::take(&mut report.differences) {
-        if key.is_empty() {
-            still.push((key, what));
+    for difference in std::mem::take(&mut report.differences) {
+        if difference.key.is_empty() {
+            still.push(difference);
             continue;
         }
-        let a = read_by_key(source, &layout.source, &layout.source.key, &key).await?;
-        let target_key: Vec<usize> = layout.source.key.iter().filter_map(|&i| layout.target_index[i]).collect();
-        let b = read_by_key(target, &layout.target, &target_key, &key).await?;
+        let a = read_by_key(source, &layout.source, &layout.source.key, &difference.key).await?;
+        let b = read_by_key(target, &layout.target, &target_key, &difference.key).await?;
+        let (Some(a), Some(b)) = (a, b) else {
+            // Cannot be looked up again: stays as found.
+            still.push(difference);
+            continue;
+        };
         let now = match (&a, &b) {
             (None, None) => None,
-            (Some(_), None) => {
-                missing += 1;
-                Some("missing on the target".to_string())
-            }
-            (None, Some(_)) => {
-                extra += 1;
-                Some("extra on the target (deleted on the source?)".to_string())
-            }
-            (Some(x), Some(y)) => row_difference(&layout, x, y).inspect(|_| differing += 1),
+            (Some(_), None) => Some((Found::MissingOnTarget, MISSING.to_string())),
+            (None, Some(_)) => Some((Found::ExtraOnTarget, EXTRA.to_string())),
+            (Some(x), Some(y)) => row_difference(&layout, x, y).map(|what| (Found::Different, what)),
         };
+        // Differences beyond the kept ones were not re-read and keep their counts.
+        *report.count(difference.found) -= 1;
         match now {
-            Some(what) => still.push((key, what)),
+            Some((found, what)) => {
+                *report.count(found) += 1;
+                still.push(Difference { key: difference.key, found, what });
+            }
             None => report.lagging += 1,
         }
     }
-    // Only what was re-read is known to persist; anything beyond the re-read limit stays as found.
-    let unchecked = (report.missing + report.extra + report.differing).saturating_sub(RECHECKED as u64);
-    report.missing = missing + unchecked.min(report.missing);
-    report.extra = extra;
-    report.differing = differing;
     report.differences = still;
     Ok(())
 }
@@ -504,81 +544,40 @@ async fn wait_for_catch_up(config: &Config) -> Result<bool, CdcError> {
     }
 }
 
-async fn read_by_key(db: &Db, schema: &TableSchema, key: &[usize], values: &[Value]) -> Result<Option<Row>, CdcError> {
+/// The row of `schema` whose `key` columns hold `values` (NULL-safe), if there is one;
+/// `None` when a key value cannot be written in this engine's SQL, so it cannot be looked up.
+async fn read_by_key(
+    db: &Db,
+    schema: &TableSchema,
+    key: &[usize],
+    values: &[Value],
+) -> Result<Option<Option<Row>>, CdcError> {
     let mut condition = String::new();
     for (n, (&i, v)) in key.iter().zip(values).enumerate() {
         if n > 0 {
             condition.push_str(" AND ");
         }
         let column = &schema.columns[i];
-        let text = canonical(v).unwrap_or_default().replace('\'', "''");
-        match db {
+        let written = match db {
             Db::Postgres(_) => {
-                let _ = write!(condition, "{}::text = '{text}'", quote_ident(&column.name));
+                condition.push_str(&quote_ident(&column.name));
+                condition.push_str(" IS NOT DISTINCT FROM ");
+                crate::sinks::postgres::values::write_literal(&mut condition, v, column)
             }
             Db::MySql(_) => {
-                let _ = write!(condition, "CAST(`{}` AS CHAR) = '{text}'", column.name.replace('`', "``"));
+                condition.push_str(&my_ident(&column.name));
+                condition.push_str(" <=> ");
+                crate::sinks::mysql::values::write_literal(&mut condition, v, column)
             }
+        };
+        if written.is_err() {
+            return Ok(None);
         }
     }
-    let (tx, mut rx) = mpsc::channel(4);
-    let filtered =
-        TableSchema { id: schema.id.clone(), columns: schema.columns.clone(), key: key.to_vec(), version: 0 };
-    let result = match db {
-        Db::Postgres(p) => read_postgres_where(p, &filtered, &condition, &tx).await,
-        Db::MySql(url) => read_mysql_where(url, &filtered, &condition, &tx).await,
-    };
+    let (tx, mut rx) = mpsc::channel(2);
+    read_rows(db, schema, &format!("WHERE {condition} LIMIT 1"), &tx).await?;
     drop(tx);
-    result?;
-    rx.recv().await.transpose()
-}
-
-async fn read_postgres_where(
-    params: &ConnectParams,
-    schema: &TableSchema,
-    condition: &str,
-    tx: &mpsc::Sender<Result<Row, CdcError>>,
-) -> Result<(), CdcError> {
-    let mut conn = PgConnection::connect(params, false).await?;
-    let columns: Vec<String> = schema.columns.iter().map(|c| quote_ident(&c.name)).collect();
-    let rows = conn
-        .query(&format!(
-            "SELECT {} FROM {}.{} WHERE {condition} LIMIT 1",
-            columns.join(", "),
-            quote_ident(&schema.id.namespace),
-            quote_ident(&schema.id.name)
-        ))
-        .await?;
-    if let Some(r) = rows.into_iter().next() {
-        let row = parse_row(&schema.columns, r)
-            .map_err(|e| CdcError::definite(format!("reading {}: {e}", schema.id), "report this value"))?;
-        let _ = tx.send(Ok(row)).await;
-    }
-    Ok(())
-}
-
-async fn read_mysql_where(
-    url: &str,
-    schema: &TableSchema,
-    condition: &str,
-    tx: &mpsc::Sender<Result<Row, CdcError>>,
-) -> Result<(), CdcError> {
-    let mut conn = my_server::connect(url).await?;
-    let q = |doing: &'static str| my_server::sql_err(doing);
-    conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(q("setting the session time zone"))?;
-    let columns: Vec<String> = schema.columns.iter().map(|c| format!("`{}`", c.name.replace('`', "``"))).collect();
-    let sql = format!(
-        "SELECT {} FROM `{}`.`{}` WHERE {condition} LIMIT 1",
-        columns.join(", "),
-        schema.id.namespace.replace('`', "``"),
-        schema.id.name.replace('`', "``")
-    );
-    let rows: Vec<mysql_async::Row> = conn.query(sql).await.map_err(q("re-reading a row to verify"))?;
-    if let Some(row) = rows.into_iter().next() {
-        let row = mysql_row(schema, row)?;
-        let _ = tx.send(Ok(row)).await;
-    }
-    Ok(())
+    Ok(Some(rx.recv().await.transpose()?))
 }
 
 /// The engine-neutral text of a value (`None` for NULL), used to compare a source value with
@@ -689,6 +688,8 @@ fn compare_values(a: &Value, b: &Value) -> Ordering {
             Value::Int(i) => Some(*i as f64),
             Value::UInt(u) => Some(*u as f64),
             Value::Decimal(d) => d.parse().ok(),
+            Value::Float(f) => Some(f64::from(*f)),
+            Value::Double(d) => Some(*d),
             _ => None,
         }
     }

@@ -516,3 +516,37 @@ fn an_ambiguous_schema_change_stops_the_pipeline_naming_the_table() {
     // Nothing of the transaction that brought the change was applied.
     assert_eq!(target.sql(&target_db, "SELECT count(*) FROM t"), "1");
 }
+
+/// Rows whose key is not an integer are looked up again by their key after the lag wait: a
+/// real difference stays a difference (it must not pass as lag because the lookup failed).
+#[test]
+fn verify_rechecks_rows_by_timestamp_keys() {
+    let source = shared_pg15();
+    let target = pg17();
+    let db = source.create_db("tskeys");
+    source.sql(
+        &db,
+        "CREATE TABLE readings (at timestamptz PRIMARY KEY, v numeric(6,2));
+         INSERT INTO readings VALUES ('2024-01-01 00:00:00+00', 1.50), ('2024-01-02 12:30:00.25+00', 2.00),
+           ('2024-01-03 00:00:00+00', 3.25);",
+    );
+    let target_db = target.create_db("tskeys");
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        write_config(dir.path(), "tskeys", &pg_source(source, &db, "\"public.*\""), &target.url(&target_db), "");
+    let _cdc = spawn_cdc(&config);
+    wait_same((source, &db), (target, &target_db), "readings", &config);
+    target.sql(
+        &target_db,
+        "DELETE FROM readings WHERE at = '2024-01-02 12:30:00.25+00'; UPDATE readings SET v = 9 WHERE v = 3.25;",
+    );
+    let (code, out) = cdc_verify(&config);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(
+            "DIFF public.readings → public.readings: source 3 rows, target 2 rows; 1 missing on the target, 0 extra, 1 different\n"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("because of lag"), "{out}");
+}
