@@ -4,6 +4,7 @@ mod json_lines;
 pub mod kafka;
 pub mod mysql;
 pub mod postgres;
+pub mod row_change;
 pub mod schema_change;
 
 pub use json_lines::JsonLinesSink;
@@ -12,6 +13,7 @@ pub use postgres::PostgresSink;
 
 use crate::config::{Config, SinkConfig, StoreKind};
 use crate::error::CdcError;
+use crate::model::{Batch, SourceMeta};
 use crate::pipeline::Sink;
 
 /// Builds the configured sink.
@@ -27,4 +29,45 @@ pub fn build(config: &Config) -> Result<Box<dyn Sink>, CdcError> {
             Ok(Box::new(mysql::MySqlSink::new(&config.name, d.clone(), config.positions.store == StoreKind::Sink)))
         }
     }
+}
+
+// Shared by the database replica sinks.
+
+/// Which engine a change came from: a few type mappings depend on it (a PostgreSQL `json`
+/// stays `json`, a MySQL `TIME` is a duration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceEngine {
+    MySql,
+    Postgres,
+}
+
+impl SourceEngine {
+    pub fn of(meta: &SourceMeta) -> SourceEngine {
+        match meta {
+            SourceMeta::MySql { .. } => SourceEngine::MySql,
+            SourceMeta::Postgres { .. } => SourceEngine::Postgres,
+        }
+    }
+}
+
+/// Why a value cannot be written to a target column.
+#[derive(Debug)]
+pub struct LiteralError(pub String);
+
+/// The source tables of a batch (five at most), for error messages.
+fn batch_tables(batch: &Batch) -> String {
+    let mut tables: Vec<String> = Vec::new();
+    for event in &batch.events {
+        let name = event.table.id.to_string();
+        if !tables.contains(&name) && tables.len() < 5 {
+            tables.push(name);
+        }
+    }
+    tables.join(", ")
+}
+
+/// A database sink failed with its target transaction open: whatever it held is gone, so a
+/// transient failure restarts the pipeline from the position the target holds (exactly once).
+fn lost_transaction(e: CdcError) -> CdcError {
+    if e.is_transient() { CdcError::restart(e.cause) } else { e }
 }

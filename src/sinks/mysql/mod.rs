@@ -23,9 +23,10 @@ use mysql_async::prelude::Queryable;
 use self::values::{target_type, write_literal};
 use crate::config::DbSinkConfig;
 use crate::error::CdcError;
-use crate::model::{Batch, ChangeEvent, Op, Position, Row, SourceMeta, TableId, TableSchema, Value};
+use crate::model::{Batch, ChangeEvent, Position, Row, TableId, TableSchema, Value};
 use crate::pipeline::{Ack, Sink};
-use crate::sinks::postgres::values::{LiteralError, SourceEngine};
+use crate::sinks::row_change::{RowChange, classify};
+use crate::sinks::{LiteralError, SourceEngine, batch_tables, lost_transaction};
 
 pub struct MySqlSink {
     name: String,
@@ -182,7 +183,7 @@ impl MySqlSink {
         let mut group: Option<(Arc<Plan>, bool)> = None; // (plan, is_delete)
         for event in &batch.events {
             let Some(plan) = self.plans.get(&event.table.id).cloned() else { continue };
-            write_event(&mut sql, &mut group, event, &plan).map_err(|e| {
+            write_event(&mut sql, &mut group, classify(event)?, &plan).map_err(|e| {
                 CdcError::definite(
                     format!("cannot write a change of {} to {}: {}", event.table.id, plan.target, e.0),
                     "create the target column with a type that holds it (see docs/replica.md)",
@@ -197,18 +198,14 @@ impl MySqlSink {
             sql.push_str("COMMIT;\n");
         }
         let conn = self.conn.as_mut().ok_or_else(|| CdcError::transient("not connected to the target"))?;
-        let tables: Vec<String> = self.plans.values().map(|p| p.target.clone()).take(5).collect();
         let bytes = sql.len() as u64;
-        conn.query_drop(sql).await.map_err(|e| sql_error(&format!("changes of {}", tables.join(", ")), e))?;
+        conn.query_drop(sql).await.map_err(|e| sql_error(&format!("changes of {}", batch_tables(batch)), e))?;
         Ok(bytes)
     }
 
     async fn prepare(&mut self, event: &ChangeEvent, previous: Option<&TableSchema>) -> Result<Plan, CdcError> {
         let schema = &event.table;
-        let engine = match event.source.meta {
-            SourceMeta::MySql { .. } => SourceEngine::MySql,
-            SourceMeta::Postgres { .. } => SourceEngine::Postgres,
-        };
+        let engine = SourceEngine::of(&event.source.meta);
         let db = self.config.target_namespace(&schema.id.namespace).to_string();
         let target = format!("{}.{}", ident(&db), ident(&schema.id.name));
         let conn = self.conn.as_mut().ok_or_else(|| CdcError::transient("not connected to the target"))?;
@@ -311,73 +308,60 @@ fn close_group(sql: &mut String, group: &mut Option<(Arc<Plan>, bool)>) {
 fn write_event(
     sql: &mut String,
     group: &mut Option<(Arc<Plan>, bool)>,
-    event: &ChangeEvent,
+    change: RowChange<'_>,
     plan: &Arc<Plan>,
 ) -> Result<(), LiteralError> {
     let keyed = !plan.schema.key.is_empty();
-    let missing = |what: &str| LiteralError(format!("a {} change has no {what}", event.op.code()));
     let same_group = |group: &Option<(Arc<Plan>, bool)>, delete: bool| matches!(group, Some((p, d)) if Arc::ptr_eq(p, plan) && *d == delete);
-    match event.op {
-        Op::Truncate => {
+    match change {
+        RowChange::Truncate => {
             close_group(sql, group);
             sql.push_str(&format!("DELETE FROM {};\n", plan.target));
         }
-        Op::Create | Op::Read | Op::Update => {
-            let after = event.after.as_ref().ok_or_else(|| missing("new row"))?;
-            let key_changed = matches!((&event.before, event.op), (Some(b), Op::Update) if keyed
-                && plan.schema.key.iter().any(|&i| b.get(i) != after.get(i)));
-            let partial = after.iter().any(|v| matches!(v, Value::Unchanged));
-            if event.op == Op::Update && (!keyed || key_changed || partial) {
-                close_group(sql, group);
-                let old = if keyed && !key_changed {
-                    after
-                } else {
-                    event.before.as_ref().ok_or_else(|| missing("old row"))?
-                };
-                sql.push_str(&format!("UPDATE {} SET ", plan.target));
-                let mut first = true;
-                for (i, c) in plan.schema.columns.iter().enumerate() {
-                    let v = after.get(i).unwrap_or(&Value::Null);
-                    if matches!(v, Value::Unchanged) {
-                        continue;
-                    }
-                    if !first {
-                        sql.push_str(", ");
-                    }
-                    first = false;
-                    sql.push_str(&plan.columns[i]);
-                    sql.push_str(" = ");
-                    write_literal(sql, v, c)?;
+        RowChange::Update { set, old } => {
+            close_group(sql, group);
+            sql.push_str(&format!("UPDATE {} SET ", plan.target));
+            let mut first = true;
+            for (i, c) in plan.schema.columns.iter().enumerate() {
+                let v = set.get(i).unwrap_or(&Value::Null);
+                if matches!(v, Value::Unchanged) {
+                    continue;
                 }
-                write_where(sql, plan, old)?;
-                sql.push_str(";\n");
-            } else {
-                if same_group(group, false) {
-                    sql.push(',');
-                } else {
-                    close_group(sql, group);
-                    sql.push_str(&plan.insert_head);
-                    *group = Some((plan.clone(), false));
+                if !first {
+                    sql.push_str(", ");
                 }
-                sql.push('(');
-                for (i, c) in plan.schema.columns.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(',');
-                    }
-                    write_literal(sql, after.get(i).unwrap_or(&Value::Null), c)?;
-                }
-                sql.push(')');
+                first = false;
+                sql.push_str(&plan.columns[i]);
+                sql.push_str(" = ");
+                write_literal(sql, v, c)?;
             }
+            write_where(sql, plan, old)?;
+            sql.push_str(";\n");
         }
-        Op::Delete => {
-            let before = event.before.as_ref().ok_or_else(|| missing("old row"))?;
-            if !keyed {
+        RowChange::Put { row, .. } => {
+            if same_group(group, false) {
+                sql.push(',');
+            } else {
                 close_group(sql, group);
-                sql.push_str(&format!("DELETE FROM {}", plan.target));
-                write_where(sql, plan, before)?;
-                sql.push_str(";\n");
-                return Ok(());
+                sql.push_str(&plan.insert_head);
+                *group = Some((plan.clone(), false));
             }
+            sql.push('(');
+            for (i, c) in plan.schema.columns.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                write_literal(sql, row.get(i).unwrap_or(&Value::Null), c)?;
+            }
+            sql.push(')');
+        }
+        RowChange::Delete { old } if !keyed => {
+            close_group(sql, group);
+            sql.push_str(&format!("DELETE FROM {}", plan.target));
+            write_where(sql, plan, old)?;
+            sql.push_str(";\n");
+        }
+        RowChange::Delete { old } => {
             if same_group(group, true) {
                 sql.push(',');
             } else {
@@ -386,7 +370,7 @@ fn write_event(
                 sql.push_str(&format!("DELETE FROM {} WHERE ({}) IN (", plan.target, key.join(",")));
                 *group = Some((plan.clone(), true));
             }
-            write_key_tuple(sql, plan, before)?;
+            write_key_tuple(sql, plan, old)?;
         }
     }
     Ok(())
@@ -450,7 +434,7 @@ impl Sink for MySqlSink {
             }
             Err(e) => {
                 self.reset();
-                if e.is_transient() { Err(CdcError::restart(e.cause)) } else { Err(e) }
+                Err(lost_transaction(e))
             }
         }
     }

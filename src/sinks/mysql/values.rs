@@ -7,7 +7,7 @@ use std::fmt::Write;
 use crate::format::debezium::civil_from_days;
 use crate::model::value::{write_bit_text, write_clock_text, write_uuid_text};
 use crate::model::{Column, ColumnType, Value};
-use crate::sinks::postgres::values::{LiteralError, SourceEngine};
+use crate::sinks::{LiteralError, SourceEngine};
 
 /// The MySQL type of a column created for `column`. Key columns of text types become
 /// `VARCHAR(255)`: MySQL cannot index `TEXT` without a prefix length.

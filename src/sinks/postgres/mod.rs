@@ -22,11 +22,11 @@ use async_trait::async_trait;
 
 use self::statements::StatementWriter;
 use self::tables::TablePlan;
-use self::values::SourceEngine;
 use crate::config::DbSinkConfig;
 use crate::error::CdcError;
-use crate::model::{Batch, Position, SourceMeta, TableId, TableSchema};
+use crate::model::{Batch, Position, TableId, TableSchema};
 use crate::pipeline::{Ack, Sink};
+use crate::sinks::{SourceEngine, batch_tables, lost_transaction};
 use crate::sources::postgres::protocol::{ConnectParams, PgConnection, PgError, ScriptPart, quote_literal};
 
 pub struct PostgresSink {
@@ -96,6 +96,14 @@ impl PostgresSink {
         self.plans.clear();
     }
 
+    /// After a failure: forget the connection and what its transaction held.
+    fn after_error<T>(&mut self, result: Result<T, CdcError>) -> Result<T, CdcError> {
+        result.map_err(|e| {
+            self.reset();
+            lost_transaction(e)
+        })
+    }
+
     fn conn(&mut self) -> Result<&mut PgConnection, CdcError> {
         self.conn.as_mut().ok_or_else(|| CdcError::transient("not connected to the target"))
     }
@@ -118,7 +126,7 @@ impl PostgresSink {
     /// bytes sent.
     async fn apply(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
         self.connect().await?;
-        let tables = tables_of(batch);
+        let tables = batch_tables(batch);
         let mut sent = 0;
         let mut writer = StatementWriter::new(self.positions_table.is_some());
         if self.open_tx.is_none() {
@@ -137,10 +145,7 @@ impl PostgresSink {
                 if let Err(e) = self.conn()?.run_script(&script).await? {
                     return Err(apply_error(&e, &tables));
                 }
-                let engine = match event.source.meta {
-                    SourceMeta::MySql { .. } => SourceEngine::MySql,
-                    SourceMeta::Postgres { .. } => SourceEngine::Postgres,
-                };
+                let engine = SourceEngine::of(&event.source.meta);
                 self.stages += 1;
                 let stage = format!("cdc_stage_{}", self.stages);
                 let namespace = self.config.target_namespace(&event.table.id.namespace).to_string();
@@ -172,17 +177,6 @@ impl PostgresSink {
     }
 }
 
-impl PostgresSink {
-    fn after_error<T>(&mut self, result: Result<T, CdcError>) -> Result<T, CdcError> {
-        result.map_err(|e| {
-            self.reset();
-            // Whatever the open transaction held is gone with it: exactly-once needs the
-            // whole pipeline to start again from the position the target holds.
-            if e.is_transient() { CdcError::restart(e.cause) } else { e }
-        })
-    }
-}
-
 /// A script sent to the target whose results are not read yet.
 struct InFlight {
     parts: usize,
@@ -190,17 +184,6 @@ struct InFlight {
     tables: String,
     /// The batches of the transaction it commits, if it does.
     committed: Option<Vec<Ack>>,
-}
-
-fn tables_of(batch: &Batch) -> String {
-    let mut tables: Vec<String> = Vec::new();
-    for event in &batch.events {
-        let name = event.table.id.to_string();
-        if !tables.contains(&name) && tables.len() < 5 {
-            tables.push(name);
-        }
-    }
-    tables.join(", ")
 }
 
 fn script_bytes(script: &[ScriptPart]) -> u64 {

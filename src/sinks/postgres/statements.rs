@@ -13,9 +13,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::tables::TablePlan;
-use super::values::{LiteralError, write_copy_field, write_literal};
+use super::values::{write_copy_field, write_literal};
 use crate::error::CdcError;
-use crate::model::{ChangeEvent, ColumnType, Op, Row, Value};
+use crate::model::{ChangeEvent, ColumnType, Row, Value};
+use crate::sinks::LiteralError;
+use crate::sinks::row_change::{RowChange, classify};
 use crate::sources::postgres::protocol::ScriptPart;
 
 /// The statement being accumulated.
@@ -88,51 +90,30 @@ impl StatementWriter {
             )
         };
         let keyed = !plan.schema.key.is_empty();
-        match event.op {
-            Op::Truncate => {
+        match classify(event)? {
+            RowChange::Truncate => {
                 self.finish();
                 self.sql.push_str("TRUNCATE ");
                 self.sql.push_str(&plan.target);
                 self.sql.push_str(";\n");
             }
-            Op::Create | Op::Read | Op::Update => {
-                let Some(after) = &event.after else {
-                    return Err(missing_row(event, "new row"));
-                };
-                let key_changed = match (&event.before, event.op) {
-                    (Some(before), Op::Update) if keyed => {
-                        plan.schema.key.iter().any(|&i| before.get(i) != after.get(i))
-                    }
-                    _ => false,
-                };
-                let partial = after.iter().any(|v| matches!(v, Value::Unchanged));
-                if !keyed && event.op == Op::Update {
-                    let before = event.before.as_ref().ok_or_else(|| missing_row(event, "old row"))?;
-                    self.finish();
-                    self.update(plan, after, |w| w.where_row(plan, before)).map_err(bad)?;
-                } else if key_changed || partial {
-                    self.finish();
-                    let old = event.before.as_ref().filter(|_| key_changed).unwrap_or(after);
-                    self.update(plan, after, |w| w.where_key(plan, old)).map_err(bad)?;
-                } else if event.op != Op::Update && self.copy_inserts {
-                    self.copy_row(plan, after).map_err(bad)?;
+            RowChange::Put { row, insert } if insert && self.copy_inserts => self.copy_row(plan, row).map_err(bad)?,
+            RowChange::Put { row, .. } => self.upsert_row(plan, row).map_err(bad)?,
+            RowChange::Update { set, old } => {
+                self.finish();
+                if keyed {
+                    self.update(plan, set, |w| w.where_key(plan, old)).map_err(bad)?;
                 } else {
-                    self.upsert_row(plan, after).map_err(bad)?;
+                    self.update(plan, set, |w| w.where_row(plan, old)).map_err(bad)?;
                 }
             }
-            Op::Delete => {
-                let Some(before) = &event.before else {
-                    return Err(missing_row(event, "old row"));
-                };
-                if keyed {
-                    self.delete_key(plan, before).map_err(bad)?;
-                } else {
-                    self.finish();
-                    self.sql.push_str("DELETE FROM ");
-                    self.sql.push_str(&plan.target);
-                    self.where_row(plan, before).map_err(bad)?;
-                    self.sql.push_str(";\n");
-                }
+            RowChange::Delete { old } if keyed => self.delete_key(plan, old).map_err(bad)?,
+            RowChange::Delete { old } => {
+                self.finish();
+                self.sql.push_str("DELETE FROM ");
+                self.sql.push_str(&plan.target);
+                self.where_row(plan, old).map_err(bad)?;
+                self.sql.push_str(";\n");
             }
         }
         Ok(())
@@ -304,14 +285,4 @@ fn write_key_tuple(out: &mut String, plan: &TablePlan, row: &Row) -> Result<(), 
     }
     out.push(')');
     Ok(())
-}
-
-fn missing_row(event: &ChangeEvent, what: &str) -> CdcError {
-    let remedy = if event.table.key.is_empty() {
-        "give the table a primary key, or make the source send full old rows \
-         (PostgreSQL: ALTER TABLE … REPLICA IDENTITY FULL; MySQL: binlog_row_image = FULL)"
-    } else {
-        "report this: the source sent a change without the row it needs"
-    };
-    CdcError::definite(format!("a {} change of {} has no {what}", event.op.code(), event.table.id), remedy)
 }

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use super::values::{SourceEngine, forced_nullable, target_type};
+use super::values::{forced_nullable, target_type};
 use crate::error::CdcError;
 use crate::model::{ColumnType, TableSchema};
+use crate::sinks::SourceEngine;
 use crate::sinks::schema_change;
 use crate::sources::postgres::protocol::{PgConnection, quote_ident, quote_literal};
 

@@ -10,13 +10,7 @@ use std::fmt::Write;
 use crate::format::debezium::civil_from_days;
 use crate::model::value::{write_bit_text, write_clock_text, write_uuid_text};
 use crate::model::{Column, ColumnType, Value};
-
-/// Where a column came from decides a few mappings (a PostgreSQL `json` stays `json`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SourceEngine {
-    MySql,
-    Postgres,
-}
+use crate::sinks::{LiteralError, SourceEngine};
 
 /// The PostgreSQL type of a column created for `column`. `Other` types of a PostgreSQL
 /// source keep their name when the target knows it (`known_other`), else become `text`.
@@ -91,10 +85,6 @@ pub fn forced_nullable(column: &Column, engine: SourceEngine) -> bool {
     engine == SourceEngine::MySql
         && matches!(column.kind, ColumnType::Date | ColumnType::DateTime { .. } | ColumnType::Timestamp { .. })
 }
-
-/// Why a value cannot be written.
-#[derive(Debug)]
-pub struct LiteralError(pub String);
 
 /// Appends `value` as an SQL literal for `column`.
 pub fn write_literal(out: &mut String, value: &Value, column: &Column) -> Result<(), LiteralError> {
