@@ -195,10 +195,9 @@ fn position_store(config: &Config) -> Result<Arc<dyn PositionStore>, CdcError> {
             }
             _ => Err(CdcError::definite("positions.store = \"kafka\" needs a Kafka sink", "set sink.kind = \"kafka\"")),
         },
-        cdc::config::StoreKind::Sink => match &config.sink {
-            cdc::config::SinkConfig::Postgres(d) => Ok(Arc::new(SinkPositionStore::postgres(d, &config.name))),
-            cdc::config::SinkConfig::Mysql(d) => Ok(Arc::new(SinkPositionStore::mysql(d, &config.name))),
-            _ => Err(CdcError::definite(
+        cdc::config::StoreKind::Sink => match SinkPositionStore::for_sink(&config.sink, &config.name) {
+            Some(store) => Ok(Arc::new(store)),
+            None => Err(CdcError::definite(
                 "positions.store = \"sink\" needs a database sink",
                 "set sink.kind = \"postgres\" or \"mysql\"",
             )),

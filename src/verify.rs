@@ -119,9 +119,11 @@ pub async fn run(config: &Config) -> Result<bool, CdcError> {
     let mut totals = (0u64, 0u64);
     for id in &tables {
         let target_id = TableId::new(sink.target_namespace(&id.namespace), id.name.clone());
-        let mut report = compare_table(&source, id, &target, &target_id).await?;
-        if report.missing + report.extra + report.differing > 0 {
-            recheck_after_lag(config, &source, id, &target, &target_id, &mut report).await?;
+        let (mut report, layout) = compare_table(&source, id, &target, &target_id).await?;
+        if let Some(layout) = layout.filter(|l| !l.keyless)
+            && report.missing + report.extra + report.differing > 0
+        {
+            recheck_after_lag(config, &source, &target, &layout, &mut report).await?;
         }
         totals.0 += report.source_rows;
         totals.1 += report.target_rows;
@@ -208,13 +210,24 @@ struct Layout {
     target: TableSchema,
     /// For each source column, its index on the target (None: missing there).
     target_index: Vec<Option<usize>>,
+    /// The table has no key: rows are matched on all sortable columns, and a row looked up
+    /// again by them says nothing about how many copies there are.
+    keyless: bool,
 }
 
-async fn compare_table(source: &Db, id: &TableId, target: &Db, target_id: &TableId) -> Result<TableReport, CdcError> {
+/// Compares one table; also returns how its rows were matched (`None` when the target table
+/// is missing), for the re-read of the rows that differ.
+async fn compare_table(
+    source: &Db,
+    id: &TableId,
+    target: &Db,
+    target_id: &TableId,
+) -> Result<(TableReport, Option<Layout>), CdcError> {
     let Some(mut source_schema) = read_schema(source, id).await? else {
-        return Ok(TableReport::default());
+        return Ok((TableReport::default(), None));
     };
-    if source_schema.key.is_empty() {
+    let keyless = source_schema.key.is_empty();
+    if keyless {
         // No key: rows are matched on every column both engines sort alike.
         source_schema.key = (0..source_schema.columns.len())
             .filter(|&i| {
@@ -238,9 +251,9 @@ async fn compare_table(source: &Db, id: &TableId, target: &Db, target_id: &Table
         report.missing = report.source_rows;
         let what = format!("target table {target_id} does not exist");
         report.differences.push(Difference { key: vec![], found: Found::MissingOnTarget, what });
-        return Ok(report);
+        return Ok((report, None));
     };
-    let layout = layout(source_schema, target_schema);
+    let layout = layout(source_schema, target_schema, keyless);
     let mut src = stream_table(source.clone(), layout.source.clone(), None);
     let mut tgt = stream_table(target.clone(), layout.target.clone(), Some(key_names(&layout)));
     let mut a = next_row(&mut src).await?;
@@ -277,12 +290,12 @@ async fn compare_table(source: &Db, id: &TableId, target: &Db, target_id: &Table
             }
         }
     }
-    Ok(report)
+    Ok((report, Some(layout)))
 }
 
-fn layout(source: TableSchema, target: TableSchema) -> Layout {
+fn layout(source: TableSchema, target: TableSchema, keyless: bool) -> Layout {
     let target_index = source.columns.iter().map(|c| target.columns.iter().position(|t| t.name == c.name)).collect();
-    Layout { source, target, target_index }
+    Layout { source, target, target_index, keyless }
 }
 
 /// `ORDER BY` of the target: the source's key columns, by name.
@@ -464,23 +477,17 @@ fn mysql_row(schema: &TableSchema, row: mysql_async::Row) -> Result<Row, CdcErro
 
 /// Rows that differed are read again once the target has applied everything the source held
 /// at this moment (its stored position reaches the source's current one, 60 s at most).
+/// Not for tables without a key (see [`Layout::keyless`]).
 async fn recheck_after_lag(
     config: &Config,
     source: &Db,
-    id: &TableId,
     target: &Db,
-    target_id: &TableId,
+    layout: &Layout,
     report: &mut TableReport,
 ) -> Result<(), CdcError> {
     if !wait_for_catch_up(config).await? {
         return Ok(());
     }
-    let (Some(source_schema), Some(target_schema)) =
-        (read_schema(source, id).await?, read_schema(target, target_id).await?)
-    else {
-        return Ok(());
-    };
-    let layout = layout(source_schema, target_schema);
     let target_key: Vec<usize> = layout.source.key.iter().filter_map(|&i| layout.target_index[i]).collect();
     let mut still = Vec::new();
     for difference in std::mem::take(&mut report.differences) {
@@ -499,7 +506,7 @@ async fn recheck_after_lag(
             (None, None) => None,
             (Some(_), None) => Some((Found::MissingOnTarget, MISSING.to_string())),
             (None, Some(_)) => Some((Found::ExtraOnTarget, EXTRA.to_string())),
-            (Some(x), Some(y)) => row_difference(&layout, x, y).map(|what| (Found::Different, what)),
+            (Some(x), Some(y)) => row_difference(layout, x, y).map(|what| (Found::Different, what)),
         };
         // Differences beyond the kept ones were not re-read and keep their counts.
         *report.count(difference.found) -= 1;
@@ -517,10 +524,10 @@ async fn recheck_after_lag(
 
 /// Waits until the pipeline's stored position reaches the source's current position.
 async fn wait_for_catch_up(config: &Config) -> Result<bool, CdcError> {
-    let store = match (&config.sink, config.positions.store == crate::config::StoreKind::Sink) {
-        (SinkConfig::Postgres(sink), true) => crate::positions::SinkPositionStore::postgres(sink, &config.name),
-        (SinkConfig::Mysql(sink), true) => crate::positions::SinkPositionStore::mysql(sink, &config.name),
-        _ => {
+    let sink_store = crate::positions::SinkPositionStore::for_sink(&config.sink, &config.name);
+    let store = match sink_store.filter(|_| config.positions.store == crate::config::StoreKind::Sink) {
+        Some(store) => store,
+        None => {
             // Without the position in the target there is nothing to wait on; give it a moment.
             tokio::time::sleep(Duration::from_secs(2)).await;
             return Ok(true);

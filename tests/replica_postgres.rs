@@ -224,6 +224,16 @@ fn mariadb_to_postgres_type_mapping_and_edge_values() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK   myshop.items → myshop.items: 2 rows"), "{out}");
     assert!(out.contains("OK   myshop.nokey → myshop.nokey: 2 rows"), "{out}");
+    // A row duplicated on the target of a table without a key is a difference, not lag.
+    pg.sql(&target_db, "INSERT INTO myshop.nokey VALUES (2, 'c')");
+    let (code, out) = cdc_verify(&config);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(
+            "DIFF myshop.nokey → myshop.nokey: source 2 rows, target 3 rows; 0 missing on the target, 1 extra, 0 different\n"
+        ),
+        "{out}"
+    );
     let types = pg.sql(
         &target_db,
         "SELECT string_agg(column_name || ' ' || udt_name, ', ' ORDER BY ordinal_position) \

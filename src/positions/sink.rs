@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 
 use super::PositionStore;
-use crate::config::DbSinkConfig;
+use crate::config::{DbSinkConfig, SinkConfig};
 use crate::error::CdcError;
 use crate::model::Position;
 use crate::sinks::{mysql, postgres};
@@ -25,7 +25,16 @@ enum Target {
 }
 
 impl SinkPositionStore {
-    pub fn postgres(config: &DbSinkConfig, name: &str) -> SinkPositionStore {
+    /// The store of a database sink; `None` for other sinks.
+    pub fn for_sink(sink: &SinkConfig, name: &str) -> Option<SinkPositionStore> {
+        match sink {
+            SinkConfig::Postgres(d) => Some(SinkPositionStore::postgres(d, name)),
+            SinkConfig::Mysql(d) => Some(SinkPositionStore::mysql(d, name)),
+            _ => None,
+        }
+    }
+
+    fn postgres(config: &DbSinkConfig, name: &str) -> SinkPositionStore {
         SinkPositionStore {
             target: Target::Postgres(ConnectParams::from_url(config.url.url())),
             table: config.positions_table.clone(),
@@ -33,7 +42,7 @@ impl SinkPositionStore {
         }
     }
 
-    pub fn mysql(config: &DbSinkConfig, name: &str) -> SinkPositionStore {
+    fn mysql(config: &DbSinkConfig, name: &str) -> SinkPositionStore {
         SinkPositionStore {
             target: Target::MySql(config.url.expose().to_string()),
             table: mysql::positions_table_name(&config.positions_table),
