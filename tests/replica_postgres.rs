@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use harness::{Postgres, cdc_log, cdc_verify, shared_mariadb, shared_pg15, spawn_cdc};
+use harness::{ChildGuard, Postgres, cdc_log, cdc_verify, shared_mariadb, shared_pg15, spawn_cdc};
 
 fn pg13() -> &'static Postgres {
     static PG: OnceLock<Postgres> = OnceLock::new();
@@ -362,10 +362,10 @@ fn kill_9_during_apply_loses_nothing_and_applies_nothing_twice() {
     assert_eq!(out_of_order, "0");
 }
 
-/// Runs `cdc run` until it exits (60 s at most); returns its exit status and log.
-fn run_until_exit(config: &Path) -> (bool, String) {
-    let mut cdc = spawn_cdc(config);
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// Waits (`within` at most) until the cdc started with `config` exits; returns whether it
+/// succeeded, and its log.
+fn wait_exit(cdc: &mut ChildGuard, config: &Path, within: Duration) -> (bool, String) {
+    let deadline = Instant::now() + within;
     loop {
         if let Some(status) = cdc.0.try_wait().unwrap() {
             return (status.success(), cdc_log(config));
@@ -373,6 +373,11 @@ fn run_until_exit(config: &Path) -> (bool, String) {
         assert!(Instant::now() < deadline, "cdc did not stop:\n{}", cdc_log(config));
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Runs `cdc run` until it exits (60 s at most); returns whether it succeeded, and its log.
+fn run_until_exit(config: &Path) -> (bool, String) {
+    wait_exit(&mut spawn_cdc(config), config, Duration::from_secs(60))
 }
 
 #[test]
@@ -507,16 +512,8 @@ fn an_ambiguous_schema_change_stops_the_pipeline_naming_the_table() {
     wait_same((source, &db), (target, &target_db), "t", &config);
     // Two renames before the next change: one new schema with two columns gone and two new.
     source.sql(&db, "ALTER TABLE t RENAME a TO x; ALTER TABLE t RENAME b TO y; INSERT INTO t VALUES (2, 'y', 2);");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = cdc.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "cdc kept running:\n{}", cdc_log(&config));
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(!status.success());
-    let log = cdc_log(&config);
+    let (ok, log) = wait_exit(&mut cdc, &config, Duration::from_secs(30));
+    assert!(!ok);
     assert_eq!(
         log.lines().last().unwrap_or_default(),
         "cdc: error: columns of public.t were dropped (a, b) and added (x, y) in one change: renames cannot be told \
