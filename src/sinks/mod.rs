@@ -13,7 +13,7 @@ pub use postgres::PostgresSink;
 
 use crate::config::{Config, SinkConfig, StoreKind};
 use crate::error::CdcError;
-use crate::model::{Batch, SourceMeta};
+use crate::model::{Batch, SourceMeta, TableId};
 use crate::pipeline::Sink;
 
 /// Builds the configured sink.
@@ -54,16 +54,19 @@ impl SourceEngine {
 #[derive(Debug)]
 pub struct LiteralError(pub String);
 
-/// The source tables of a batch (five at most), for error messages.
+/// The source tables of a batch (five at most), for error messages. Runs for every batch,
+/// so it compares ids and formats only the few it keeps.
 fn batch_tables(batch: &Batch) -> String {
-    let mut tables: Vec<String> = Vec::new();
+    let mut tables: Vec<&TableId> = Vec::new();
     for event in &batch.events {
-        let name = event.table.id.to_string();
-        if !tables.contains(&name) && tables.len() < 5 {
-            tables.push(name);
+        if tables.len() == 5 {
+            break;
+        }
+        if !tables.contains(&&event.table.id) {
+            tables.push(&event.table.id);
         }
     }
-    tables.join(", ")
+    tables.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// A database sink failed with its target transaction open: whatever it held is gone, so a
