@@ -251,6 +251,14 @@ async fn partitions_of(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &s
     Ok(metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map_or(0, |t| t.partitions().len()))
 }
 
+/// Whether a broker of the cluster answers a metadata request within a few seconds.
+pub async fn cluster_answers(admin: &Arc<AdminClient<DefaultClientContext>>) -> bool {
+    let admin = admin.clone();
+    tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, Duration::from_secs(5)).is_ok())
+        .await
+        .unwrap_or(false)
+}
+
 /// Whether `topic` exists, from the cluster's metadata.
 pub async fn topic_exists(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &str) -> Result<bool, CdcError> {
     Ok(partitions_of(admin, topic).await? > 0)

@@ -67,6 +67,8 @@ struct Transactions {
     /// record, so an audit can tell which messages a commit covered (even on a broker that
     /// serves aborted records to `read_committed` consumers).
     label: String,
+    /// `transaction.timeout.ms`: after it the broker aborts an uncommitted transaction.
+    timeout: Duration,
 }
 
 /// Transaction metadata (Debezium's `provide.transaction.metadata`): BEGIN/END records on
@@ -148,6 +150,10 @@ impl KafkaSink {
                 run: now_us(),
                 count: 0,
                 label: String::new(),
+                timeout: producer_config
+                    .get("transaction.timeout.ms")
+                    .and_then(|ms| ms.parse().ok())
+                    .map_or(Duration::from_secs(60), Duration::from_millis),
             }),
         })
     }
@@ -293,24 +299,18 @@ impl KafkaSink {
         .await?;
         let committed = self.commit_waiting().await;
         let acks = self.transactions.as_mut().and_then(|t| t.open.take()).unwrap_or_default();
-        match committed {
-            Ok(()) => {
-                acks.into_iter().for_each(Ack::done);
-                Ok(())
-            }
-            Err(e) => {
-                self.check_failure()?;
-                Err(CdcError::definite(
-                    format!("Kafka transaction commit failed: {e}"),
-                    "restart cdc: the transaction was not committed and is replayed from the last committed position",
-                ))
-            }
-        }
+        committed?;
+        acks.into_iter().for_each(Ack::done);
+        Ok(())
     }
 
     /// Commits the open transaction, waiting (and saying so) while the broker does not answer.
-    async fn commit_waiting(&self) -> Result<(), KafkaError> {
+    /// A commit still pending after `transaction.timeout.ms` while the cluster answers is not an
+    /// outage: the broker has given up on this producer (a broker that drops a fenced
+    /// producer's connection instead of answering PRODUCER_FENCED looks exactly like this).
+    async fn commit_waiting(&self) -> Result<(), CdcError> {
         let started = Instant::now();
+        let timeout = self.transactions.as_ref().map_or(Duration::from_secs(60), |t| t.timeout);
         loop {
             let producer = self.producer.clone();
             let result = tokio::task::spawn_blocking(move || producer.commit_transaction(Duration::from_secs(10)))
@@ -318,16 +318,30 @@ impl KafkaSink {
                 .unwrap_or_else(|e| {
                     Err(KafkaError::Canceled).inspect_err(|_| tracing::error!(error = %e, "commit task"))
                 });
-            match result {
-                Err(KafkaError::Transaction(e)) if e.is_retriable() && self.producer.context().failure().is_none() => {
-                    tracing::warn!(
-                        waiting_s = started.elapsed().as_secs(),
-                        error = %e,
-                        "Waiting for Kafka to commit the transaction"
-                    );
+            let e = match result {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && self.producer.context().failure().is_none() => e,
+                Err(e) => {
+                    self.check_failure()?;
+                    return Err(CdcError::definite(
+                        format!("Kafka transaction commit failed: {e}"),
+                        "restart cdc: the transaction was not committed and is replayed from the last committed position",
+                    ));
                 }
-                other => return other,
+            };
+            let waiting = started.elapsed();
+            if waiting >= timeout && client::cluster_answers(&self.admin).await {
+                return Err(CdcError::definite(
+                    format!(
+                        "Kafka answers but has not committed the transaction for {} s (transaction.timeout.ms): \
+                         the broker no longer accepts this producer",
+                        waiting.as_secs()
+                    ),
+                    "most likely another cdc instance with the same transactional id took over; if none did, \
+                     restart cdc: it resumes from the last committed position",
+                ));
             }
+            tracing::warn!(waiting_s = waiting.as_secs(), error = %e, "Waiting for Kafka to commit the transaction");
         }
     }
 
