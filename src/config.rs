@@ -166,6 +166,10 @@ pub struct KafkaSinkConfig {
     /// (Debezium's `provide.transaction.metadata`).
     #[serde(default)]
     pub transaction_metadata: bool,
+    /// Each key and value as `{"schema": …, "payload": …}` with its Kafka Connect schema, as
+    /// Kafka Connect's `JsonConverter` writes them with `schemas.enable=true`.
+    #[serde(default)]
+    pub json_schemas: bool,
     /// Passed through to librdkafka as is; values of keys containing `password` are secret.
     #[serde(default)]
     pub properties: BTreeMap<String, Secretish>,

@@ -214,6 +214,12 @@ fn write_source(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeContext) {
     out.push(b'}');
 }
 
+/// Whether a time column is Debezium's millisecond `Time` (int32): PostgreSQL time(0..3).
+/// MySQL's TIME is always microseconds (`adaptive_time_microseconds`).
+pub fn time_in_millis(column: &Column) -> bool {
+    matches!(column.kind, ColumnType::Time { fsp } if fsp <= 3 && column.source_type.starts_with("time"))
+}
+
 /// Writes one value the way Debezium's JSON converter renders it for this column type.
 pub fn write_value(out: &mut Vec<u8>, column: &Column, value: &Value) {
     match value {
@@ -227,13 +233,8 @@ pub fn write_value(out: &mut Vec<u8>, column: &Column, value: &Value) {
         Value::Text(s) | Value::Enum(s) | Value::Json(s) => write_str(out, s),
         Value::Bytes(b) => write_base64(out, b),
         Value::Date(days) => push_int(out, *days),
-        Value::Time(micros) => match column.kind {
-            // PostgreSQL time(0..3) is Debezium's millisecond `Time` (int32).
-            ColumnType::Time { fsp } if fsp <= 3 && column.source_type.starts_with("time") => {
-                push_int(out, micros.div_euclid(1000))
-            }
-            _ => push_int(out, *micros),
-        },
+        Value::Time(micros) if time_in_millis(column) => push_int(out, micros.div_euclid(1000)),
+        Value::Time(micros) => push_int(out, *micros),
         Value::TimeTz { micros, offset_secs } => {
             let utc = (micros - *offset_secs as i64 * 1_000_000).rem_euclid(86_400_000_000);
             out.push(b'"');
@@ -566,7 +567,7 @@ fn push_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-fn write_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     // Most strings need no escaping: copy them whole.
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.reserve(s.len() + 2);

@@ -1,3 +1,4 @@
 //! Output encodings of change events.
 
+pub mod connect;
 pub mod debezium;

@@ -1,8 +1,10 @@
 // Runs Debezium's embedded engine (the oracle for encodings) against PostgreSQL and prints each
 // change event's value as JSON (JsonConverter, schemas.enable=false), one per line, until
-// EXPECTED events arrived. Prints "READY" once the engine streams.
+// EXPECTED events arrived. Prints "READY" once the engine streams. With `schemas` as fifth
+// argument the converter includes the Kafka Connect schemas and each line is
+// {"key": KEY, "value": VALUE}.
 //
-// usage: java -cp 'libs/*:.' DbzOracle PORT DATABASE TABLE EXPECTED
+// usage: java -cp 'libs/*:.' DbzOracle PORT DATABASE TABLE EXPECTED [schemas]
 import io.debezium.engine.ChangeEvent;
 import io.debezium.engine.DebeziumEngine;
 import io.debezium.engine.format.Json;
@@ -17,6 +19,7 @@ public class DbzOracle {
     public static void main(String[] args) throws Exception {
         String port = args[0], db = args[1], table = args[2];
         int expected = Integer.parseInt(args[3]);
+        boolean schemas = args.length > 4 && args[4].equals("schemas");
         Properties p = new Properties();
         p.setProperty("name", "oracle");
         p.setProperty("connector.class", "io.debezium.connector.postgresql.PostgresConnector");
@@ -34,9 +37,10 @@ public class DbzOracle {
         p.setProperty("publication.autocreate.mode", "filtered");
         p.setProperty("table.include.list", table);
         p.setProperty("snapshot.mode", "no_data");
-        p.setProperty("key.converter.schemas.enable", "false");
-        p.setProperty("value.converter.schemas.enable", "false");
-        p.setProperty("converter.schemas.enable", "false");
+        String enable = schemas ? "true" : "false";
+        p.setProperty("key.converter.schemas.enable", enable);
+        p.setProperty("value.converter.schemas.enable", enable);
+        p.setProperty("converter.schemas.enable", enable);
         AtomicInteger seen = new AtomicInteger();
         CountDownLatch done = new CountDownLatch(1);
         DebeziumEngine<ChangeEvent<String, String>> engine = DebeziumEngine.create(Json.class)
@@ -52,7 +56,8 @@ public class DbzOracle {
                     if (record.value() == null) {
                         return;
                     }
-                    System.out.println(record.value());
+                    System.out.println(
+                            schemas ? "{\"key\":" + record.key() + ",\"value\":" + record.value() + "}" : record.value());
                     System.out.flush();
                     if (seen.incrementAndGet() >= expected) {
                         done.countDown();

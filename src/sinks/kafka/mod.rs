@@ -25,6 +25,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use self::client::{KafkaContext, PendingBatch};
 use crate::config::KafkaSinkConfig;
 use crate::error::CdcError;
+use crate::format::connect::JsonSchemas;
 use crate::format::debezium::{
     EnvelopeContext, write_envelope_in_tx, write_key, write_transaction_key, write_transaction_record,
 };
@@ -102,6 +103,8 @@ pub struct KafkaSink {
     tx_id: String,
     transactions: Option<Transactions>,
     tx_metadata: Option<TxMetadata>,
+    /// Kafka Connect schemas with each record (`json_schemas`).
+    json_schemas: Option<JsonSchemas>,
 }
 
 impl KafkaSink {
@@ -130,8 +133,10 @@ impl KafkaSink {
             topic: Arc::from(client::sanitize_topic(&format!("{}.transaction", topics.prefix))),
             open: None,
         });
+        let json_schemas = kafka.json_schemas.then(|| JsonSchemas::new(&topics.prefix));
         Ok(KafkaSink {
             tx_metadata,
+            json_schemas,
             producer,
             admin: Arc::new(admin),
             topics,
@@ -249,11 +254,22 @@ impl KafkaSink {
     ) -> Result<(), CdcError> {
         let keyed = !event.table.key.is_empty() && event.key_row().is_some();
         self.key.clear();
-        if keyed {
-            write_key(&mut self.key, event);
-        }
         self.value.clear();
-        write_envelope_in_tx(&mut self.value, event, &self.envelope, tx.or(event.transaction.as_ref()));
+        let tx = tx.or(event.transaction.as_ref());
+        match &mut self.json_schemas {
+            None => {
+                if keyed {
+                    write_key(&mut self.key, event);
+                }
+                write_envelope_in_tx(&mut self.value, event, &self.envelope, tx);
+            }
+            Some(schemas) => {
+                if keyed {
+                    schemas.write_key(&mut self.key, event, |out| write_key(out, event));
+                }
+                schemas.write_value(&mut self.value, event, |out| write_envelope_in_tx(out, event, &self.envelope, tx));
+            }
+        }
         self.tx_id.clear();
         let has_tx_id = write_tx_id(&mut self.tx_id, &event.source.meta);
         let kafka_txn = self.transactions.as_ref().map(|t| t.label.as_bytes());

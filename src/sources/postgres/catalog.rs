@@ -174,6 +174,16 @@ impl TypeCache {
     }
 }
 
+/// Names of the NOT NULL columns of the relation `oid`.
+pub async fn not_null_columns(conn: &mut PgConnection, oid: u32) -> Result<Vec<String>, CdcError> {
+    let rows = conn
+        .query(&format!(
+            "SELECT attname FROM pg_attribute WHERE attrelid = {oid} AND attnum > 0 AND NOT attisdropped AND attnotnull"
+        ))
+        .await?;
+    Ok(rows.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect())
+}
+
 /// Columns of a table from the catalog: (name, type oid, typmod, not null, in primary key).
 pub async fn table_columns(
     conn: &mut PgConnection,

@@ -529,8 +529,14 @@ impl StreamState {
                 let oids: Vec<u32> = rel.columns.iter().map(|c| c.type_oid).collect();
                 self.types.resolve(cat, &oids).await?;
                 let id = TableId::new(rel.namespace.clone(), rel.name.clone());
-                let cols: Vec<(String, u32, i32, bool, bool)> =
-                    rel.columns.iter().map(|c| (c.name.clone(), c.type_oid, c.type_modifier, false, c.key)).collect();
+                // pgoutput does not say which columns are NOT NULL; the catalog does (a column
+                // it no longer has counts as nullable).
+                let not_null = catalog::not_null_columns(cat, rel.oid).await?;
+                let cols: Vec<(String, u32, i32, bool, bool)> = rel
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.type_oid, c.type_modifier, not_null.contains(&c.name), c.key))
+                    .collect();
                 let schema = self.types.schema(id.clone(), &cols);
                 let included = self.filter.matches_id(&id);
                 self.relations.insert(rel.oid, RelationInfo { relation: rel, schema, included });
