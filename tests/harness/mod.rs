@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod oracle;
 pub mod pipeline;
 
 use std::net::{TcpListener, TcpStream};

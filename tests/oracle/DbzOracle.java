@@ -1,10 +1,11 @@
-// Runs Debezium's embedded engine (the oracle for encodings) against PostgreSQL and prints each
+// Runs Debezium's embedded engine (the oracle for encodings) against PostgreSQL or MySQL (a
+// MariaDB reporting a 5.7 version) and prints each
 // change event's value as JSON (JsonConverter, schemas.enable=false), one per line, until
 // EXPECTED events arrived. Prints "READY" once the engine streams. With `schemas` as fifth
 // argument the converter includes the Kafka Connect schemas and each line is
 // {"key": KEY, "value": VALUE}.
 //
-// usage: java -cp 'libs/*:.' DbzOracle PORT DATABASE TABLE EXPECTED [schemas]
+// usage: java -cp 'libs/*:.' DbzOracle postgres|mysql PORT DATABASE TABLE EXPECTED [schemas]
 import io.debezium.engine.ChangeEvent;
 import io.debezium.engine.DebeziumEngine;
 import io.debezium.engine.format.Json;
@@ -17,24 +18,33 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 public class DbzOracle {
     public static void main(String[] args) throws Exception {
-        String port = args[0], db = args[1], table = args[2];
-        int expected = Integer.parseInt(args[3]);
-        boolean schemas = args.length > 4 && args[4].equals("schemas");
+        String kind = args[0], port = args[1], db = args[2], table = args[3];
+        int expected = Integer.parseInt(args[4]);
+        boolean schemas = args.length > 5 && args[5].equals("schemas");
         Properties p = new Properties();
         p.setProperty("name", "oracle");
-        p.setProperty("connector.class", "io.debezium.connector.postgresql.PostgresConnector");
         p.setProperty("offset.storage", "org.apache.kafka.connect.storage.MemoryOffsetBackingStore");
         p.setProperty("offset.flush.interval.ms", "60000");
         p.setProperty("database.hostname", "127.0.0.1");
         p.setProperty("database.port", port);
-        p.setProperty("database.user", "postgres");
         p.setProperty("database.password", "");
-        p.setProperty("database.dbname", db);
         p.setProperty("topic.prefix", "oracle");
-        p.setProperty("plugin.name", "pgoutput");
-        p.setProperty("slot.name", "dbz_oracle");
-        p.setProperty("publication.name", "dbz_oracle");
-        p.setProperty("publication.autocreate.mode", "filtered");
+        if (kind.equals("mysql")) {
+            p.setProperty("connector.class", "io.debezium.connector.mysql.MySqlConnector");
+            p.setProperty("database.user", "root");
+            p.setProperty("database.server.id", "9999");
+            p.setProperty("database.include.list", db);
+            p.setProperty("schema.history.internal", "io.debezium.relational.history.MemorySchemaHistory");
+            p.setProperty("include.schema.changes", "false");
+        } else {
+            p.setProperty("connector.class", "io.debezium.connector.postgresql.PostgresConnector");
+            p.setProperty("database.user", "postgres");
+            p.setProperty("database.dbname", db);
+            p.setProperty("plugin.name", "pgoutput");
+            p.setProperty("slot.name", "dbz_oracle");
+            p.setProperty("publication.name", "dbz_oracle");
+            p.setProperty("publication.autocreate.mode", "filtered");
+        }
         p.setProperty("table.include.list", table);
         p.setProperty("snapshot.mode", "no_data");
         String enable = schemas ? "true" : "false";
