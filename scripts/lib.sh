@@ -9,8 +9,10 @@ free_port() {
 start_mariadb() {
   local port="$1"
   SOCK="$DIR/sock"
+  # Its own tmpdir: bootstraps sharing /tmp can collide on temporary table names.
+  mkdir -p "$DIR/tmp"
   mariadb-install-db --no-defaults --user=root --auth-root-authentication-method=normal --skip-test-db \
-    --datadir="$DIR/data" >/dev/null
+    --datadir="$DIR/data" --tmpdir="$DIR/tmp" >/dev/null
   mariadbd --no-defaults --user=root --datadir="$DIR/data" --port="$port" --bind-address=127.0.0.1 \
     --socket="$SOCK" --pid-file="$DIR/pid" --log-error="$DIR/server.log" --log-bin="$DIR/mariadb-bin" \
     --server-id=1 --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \

@@ -193,6 +193,7 @@ impl MariaDb {
             .arg(format!("--port={port}"))
             .arg(format!("--socket={}", dir.join("sock").display()))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .arg(format!("--tmpdir={}", dir.display()))
             .arg(format!("--log-bin={}", dir.join("mariadb-bin").display()))
             .arg(format!("--log-error={}", log.display()))
             .args([
@@ -249,16 +250,20 @@ impl MariaDb {
     }
 }
 
-/// System tables installed once per test process and copied for each server (faster, and
-/// concurrent `mariadb-install-db` runs were seen to fail).
+/// System tables installed once per test process and copied for each server (faster).
 fn mariadb_template() -> &'static Path {
     static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
         let dir = short_tempdir("cdc-mytpl-");
         let data = dir.join("data");
+        // Its own tmpdir: concurrent bootstraps (one per test process) sharing /tmp collide on
+        // temporary table names ("Unknown table 'mysql.tmp_user_sys'").
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let out = Command::new("mariadb-install-db")
             .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .output()
             .expect("run mariadb-install-db (apt-get install mariadb-server; see scripts/setup.sh)");
         assert!(
@@ -541,6 +546,37 @@ pub fn debezium_decimal(v: &serde_json::Value, scale: usize) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // Shared workloads
+
+/// A MariaDB table with a column of each type (database chosen by the caller).
+pub const MYSQL_TYPES_DDL: &str = "CREATE TABLE types (
+  id INT PRIMARY KEY,
+  ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, mi MEDIUMINT, miu MEDIUMINT UNSIGNED,
+  i INT, iu INT UNSIGNED, bi BIGINT, biu BIGINT UNSIGNED,
+  d1 DECIMAL(65,30), d2 DECIMAL(10,2), f FLOAT, dbl DOUBLE,
+  b1 BIT(1), b12 BIT(12), b64 BIT(64),
+  y YEAR, dt DATE, t0 TIME, t6 TIME(6), dtm DATETIME, dtm3 DATETIME(3), dtm6 DATETIME(6),
+  ts TIMESTAMP NULL, ts6 TIMESTAMP(6) NULL,
+  c CHAR(10), vc VARCHAR(100), l1 VARCHAR(50) CHARACTER SET latin1, txt TEXT,
+  bin BINARY(4), vb VARBINARY(10), bl BLOB,
+  e ENUM('red','green','blue'), s SET('a','b','c'), j JSON, g GEOMETRY
+) DEFAULT CHARSET=utf8mb4";
+
+/// Three rows into it: edge values, other edge values (zero dates, maxima), all NULLs.
+pub const MYSQL_TYPES_ROWS: &str = "SET time_zone = '+00:00'; SET sql_mode = '';
+INSERT INTO types VALUES (1, -128, 0, -32768, -8388608, 0, -2147483648, 0, -9223372036854775808, 0,
+  '-99999999999999999999999999999999999.999999999999999999999999999999', -12345678.90, -1.5, -2.5e-300,
+  b'0', b'000000000001', 0, 1901, '1000-01-01', '-838:59:59', '-00:00:01.000001',
+  '1000-01-01 00:00:00', '1970-01-01 00:00:00.001', '9999-12-31 23:59:59.999999',
+  '1970-01-01 00:00:01', '2038-01-19 03:14:07.999999',
+  'abc', '😀 emoji', 'café', 'long text', 0x01020304, 0x00ff, 0xdeadbeef,
+  'red', 'a,c', '{\"k\": [1, 2.5, \"x\"]}', ST_GeomFromText('POINT(1 2)'));
+INSERT INTO types VALUES (2, 127, 255, 32767, 8388607, 16777215, 2147483647, 4294967295, 9223372036854775807,
+  18446744073709551615, '99999999999999999999999999999999999.999999999999999999999999999999', 0.01, 3.25, 1e308,
+  b'1', b'100000000000', 0xFFFFFFFFFFFFFFFF, 2155, '0000-00-00', '838:59:59', '123:00:00.5',
+  '0000-00-00 00:00:00', '2024-02-29 12:34:56.789', '2024-02-29 12:34:56.000001',
+  NULL, '2000-01-01 00:00:00.5',
+  '', '', '', '', 0x00000000, '', '', 'blue', '', '[]', NULL);
+INSERT INTO types (id) VALUES (3);";
 
 /// A PostgreSQL table with every type the source handles, for the type and Debezium tests.
 pub const PG_TYPES_DDL: &str =

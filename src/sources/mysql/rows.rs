@@ -292,7 +292,8 @@ pub fn read_value(r: &mut Reader<'_>, def: &ColumnDef, nullable: bool) -> Result
                 return Err(malformed("geometry shorter than its SRID"));
             }
             let srid = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-            Value::Geometry { wkb: bytes[4..].to_vec(), srid: Some(srid) }
+            // SRID 0 is "none" (Debezium sends null).
+            Value::Geometry { wkb: bytes[4..].to_vec(), srid: (srid != 0).then_some(srid) }
         }
         VECTOR => {
             let bytes = length_prefixed(r, blob_prefix(def)?)?;

@@ -298,7 +298,7 @@ pub(crate) fn text_value(column: &Column, v: mysql_async::Value) -> Result<Value
         ColumnType::Json => Value::Json(text()),
         ColumnType::Bytes { .. } => Value::Bytes(bytes),
         ColumnType::Geometry if bytes.len() >= 4 => Value::Geometry {
-            srid: Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])),
+            srid: Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])).filter(|&s| s != 0),
             wkb: bytes[4..].to_vec(),
         },
         ColumnType::Array { .. } => Value::Array(
