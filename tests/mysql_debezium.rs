@@ -8,7 +8,7 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::kafka::read_topic;
-use harness::oracle::{Oracle, envelope_differences, record_differences};
+use harness::oracle::{Mode, Oracle, envelope_differences, record_differences};
 use harness::pipeline::start_pipeline;
 use harness::{MYSQL_TYPES_DDL, MYSQL_TYPES_ROWS, MariaDb, shared_kafka, spawn_cdc};
 
@@ -26,9 +26,9 @@ fn spoofed_mariadb() -> &'static MariaDb {
 }
 
 /// Debezium capturing `db.types`, streaming once this returns.
-fn start_oracle(db: &MariaDb, database: &str, schemas: bool) -> Oracle {
+fn start_oracle(db: &MariaDb, database: &str, mode: Mode) -> Oracle {
     let before = binlog_dumps(db);
-    let oracle = Oracle::start("mysql", db.port(), database, &format!("{database}.types"), EVENTS, schemas);
+    let oracle = Oracle::start("mysql", db.port(), database, &format!("{database}.types"), EVENTS, mode);
     let deadline = Instant::now() + Duration::from_secs(60);
     while binlog_dumps(db) <= before {
         assert!(Instant::now() < deadline, "Debezium never started reading the binlog");
@@ -53,7 +53,7 @@ fn run_workload(db: &MariaDb, database: &str) {
 fn mysql_events_equal_debeziums() {
     let db = spoofed_mariadb();
     db.sql(&format!("CREATE DATABASE dbzmy; USE dbzmy; {MYSQL_TYPES_DDL}"));
-    let mut oracle = start_oracle(db, "dbzmy", false);
+    let mut oracle = start_oracle(db, "dbzmy", Mode::Json);
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
         "name = \"oracle\"\n[source]\nkind = \"mysql\"\nurl = \"{}\"\nserver_id = 7201\ntables = [\"dbzmy.types\"]\nsnapshot = \"never\"\n",
@@ -77,7 +77,7 @@ fn mysql_records_with_schemas_equal_debeziums() {
     let db = spoofed_mariadb();
     let kafka = shared_kafka();
     db.sql(&format!("CREATE DATABASE dbzmys; USE dbzmys; {MYSQL_TYPES_DDL}"));
-    let mut oracle = start_oracle(db, "dbzmys", true);
+    let mut oracle = start_oracle(db, "dbzmys", Mode::JsonSchemas);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cdc.toml");
     // Named `oracle` like the Debezium connector: schema names start with the topic prefix.

@@ -8,7 +8,7 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::kafka::read_topic;
-use harness::oracle::{Oracle, envelope_differences, record_differences};
+use harness::oracle::{Mode, Oracle, envelope_differences, record_differences};
 use harness::pipeline::start_pipeline;
 use harness::{Postgres, shared_kafka, shared_pg15, spawn_cdc};
 
@@ -19,8 +19,8 @@ const DELIBERATE: &[&str] = &["a2", "nm"];
 const SOURCE_FIELDS: &[&str] = &["connector", "snapshot", "db", "schema", "table", "txId", "lsn", "xmin", "ts_ms"];
 
 /// Debezium capturing `public.types` of `db`, streaming once this returns.
-fn start_oracle(pg: &Postgres, db: &str, schemas: bool) -> Oracle {
-    let oracle = Oracle::start("postgres", pg.port(), db, "public.types", EVENTS, schemas);
+fn start_oracle(pg: &Postgres, db: &str, mode: Mode) -> Oracle {
+    let oracle = Oracle::start("postgres", pg.port(), db, "public.types", EVENTS, mode);
     // Debezium is streaming once its slot is active.
     let deadline = Instant::now() + Duration::from_secs(60);
     while pg.sql(db, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dbz_oracle' AND active") != "1" {
@@ -42,7 +42,7 @@ fn postgres_events_equal_debeziums() {
     let pg = shared_pg15();
     let db = pg.create_db("dbzoracle");
     pg.sql(&db, harness::PG_TYPES_DDL);
-    let mut oracle = start_oracle(pg, &db, false);
+    let mut oracle = start_oracle(pg, &db, Mode::Json);
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
         "name = \"dbzoracle\"\n[source]\nkind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.types\"]\nsnapshot = \"never\"\n",
@@ -69,7 +69,7 @@ fn postgres_records_with_schemas_equal_debeziums() {
     let kafka = shared_kafka();
     let db = pg.create_db("dbzschemas");
     pg.sql(&db, harness::PG_TYPES_DDL);
-    let mut oracle = start_oracle(pg, &db, true);
+    let mut oracle = start_oracle(pg, &db, Mode::JsonSchemas);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cdc.toml");
     // Named `oracle` like the Debezium connector: schema names start with the topic prefix.

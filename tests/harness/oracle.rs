@@ -10,6 +10,18 @@ use serde_json::Value as Json;
 
 use super::{ChildGuard, test_prefix};
 
+/// How the oracle converts records (`DbzOracle`'s last argument).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// JsonConverter without schemas: one envelope per line.
+    Json,
+    /// JsonConverter with `schemas.enable=true`: `{"key": …, "value": …}` per line.
+    JsonSchemas,
+    /// AvroConverter with an in-memory registry: once all events are in, one line per topic
+    /// with the key and value schemas it registered.
+    Avro,
+}
+
 /// A running Debezium engine printing one event per line.
 pub struct Oracle {
     lines: Lines<BufReader<ChildStdout>>,
@@ -19,9 +31,8 @@ pub struct Oracle {
 
 impl Oracle {
     /// Starts Debezium's `kind` connector (`postgres` or `mysql`) on `table` of `db`; returns
-    /// once its task runs (the caller checks it streams). `schemas`: JsonConverter with
-    /// `schemas.enable=true`, each line then `{"key": …, "value": …}`.
-    pub fn start(kind: &str, port: u16, db: &str, table: &str, events: usize, schemas: bool) -> Oracle {
+    /// once its task runs (the caller checks it streams).
+    pub fn start(kind: &str, port: u16, db: &str, table: &str, events: usize, mode: Mode) -> Oracle {
         let classes = tempfile::tempdir().unwrap();
         let libs = test_prefix().join("debezium/libs");
         assert!(libs.exists(), "Debezium jars missing at {}: run scripts/setup.sh", libs.display());
@@ -36,15 +47,26 @@ impl Oracle {
         let cp = format!("{cp}:{}", classes.path().display());
         let mut args = vec!["-cp".to_string(), cp, "DbzOracle".into(), kind.into(), port.to_string()];
         args.extend([db.to_string(), table.to_string(), events.to_string()]);
-        if schemas {
-            args.push("schemas".into());
+        match mode {
+            Mode::Json => {}
+            Mode::JsonSchemas => args.push("schemas".into()),
+            Mode::Avro => args.push("avro".into()),
         }
-        let mut process =
-            ChildGuard(Command::new("java").args(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+        let log = classes.path().join("oracle.log");
+        let mut process = ChildGuard(
+            Command::new("java")
+                .args(&args)
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
         let mut lines = BufReader::new(process.0.stdout.take().unwrap()).lines();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let line = lines.next().expect("oracle exited before streaming").unwrap();
+            let Some(Ok(line)) = lines.next() else {
+                panic!("oracle exited before streaming:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            };
             if line == "READY" {
                 break;
             }
@@ -55,9 +77,19 @@ impl Oracle {
 
     /// The next `n` events Debezium printed.
     pub fn events(&mut self, n: usize) -> Vec<Json> {
-        (0..n)
-            .map(|_| serde_json::from_str(&self.lines.next().expect("oracle event").unwrap()).expect("oracle JSON"))
-            .collect()
+        let mut events = Vec::with_capacity(n);
+        while events.len() < n {
+            match self.lines.next() {
+                // Libraries may log to standard output too.
+                Some(Ok(line)) if !line.starts_with('{') => {}
+                Some(Ok(line)) => events.push(serde_json::from_str(&line).expect("oracle JSON")),
+                _ => panic!(
+                    "oracle exited:\n{}",
+                    std::fs::read_to_string(self._classes.path().join("oracle.log")).unwrap_or_default()
+                ),
+            }
+        }
+        events
     }
 }
 

@@ -3,9 +3,11 @@
 // change event's value as JSON (JsonConverter, schemas.enable=false), one per line, until
 // EXPECTED events arrived. Prints "READY" once the engine streams. With `schemas` as fifth
 // argument the converter includes the Kafka Connect schemas and each line is
-// {"key": KEY, "value": VALUE}.
+// {"key": KEY, "value": VALUE}. With `avro` instead, the converter is Confluent's AvroConverter
+// with an in-memory registry, and each line is the Avro key and value schemas it registered:
+// {"topic": TOPIC, "key": KEY SCHEMA, "value": VALUE SCHEMA}.
 //
-// usage: java -cp 'libs/*:.' DbzOracle postgres|mysql PORT DATABASE TABLE EXPECTED [schemas]
+// usage: java -cp 'libs/*:.' DbzOracle postgres|mysql PORT DATABASE TABLE EXPECTED [schemas|avro]
 import io.debezium.engine.ChangeEvent;
 import io.debezium.engine.DebeziumEngine;
 import io.debezium.engine.format.Json;
@@ -21,6 +23,7 @@ public class DbzOracle {
         String kind = args[0], port = args[1], db = args[2], table = args[3];
         int expected = Integer.parseInt(args[4]);
         boolean schemas = args.length > 5 && args[5].equals("schemas");
+        boolean avro = args.length > 5 && args[5].equals("avro");
         Properties p = new Properties();
         p.setProperty("name", "oracle");
         p.setProperty("offset.storage", "org.apache.kafka.connect.storage.MemoryOffsetBackingStore");
@@ -74,9 +77,52 @@ public class DbzOracle {
                     }
                 })
                 .build();
+        if (avro) {
+            p.setProperty("converter.schema.registry.url", "mock://oracle");
+            runAvro(p, expected);
+            return;
+        }
         var executor = Executors.newSingleThreadExecutor();
         executor.execute(engine);
         boolean ok = done.await(120, TimeUnit.SECONDS);
+        engine.close();
+        executor.shutdown();
+        System.exit(ok ? 0 : 3);
+    }
+
+    static void runAvro(Properties p, int expected) throws Exception {
+        AtomicInteger seen = new AtomicInteger();
+        CountDownLatch done = new CountDownLatch(1);
+        java.util.Set<String> topics = java.util.concurrent.ConcurrentHashMap.newKeySet();
+        DebeziumEngine<ChangeEvent<byte[], byte[]>> engine = DebeziumEngine.create(io.debezium.engine.format.Avro.class)
+                .using(p)
+                .using(new DebeziumEngine.ConnectorCallback() {
+                    @Override
+                    public void taskStarted() {
+                        System.out.println("READY");
+                        System.out.flush();
+                    }
+                })
+                .notifying(record -> {
+                    if (record.value() == null) {
+                        return;
+                    }
+                    topics.add(record.destination());
+                    if (seen.incrementAndGet() >= expected) {
+                        done.countDown();
+                    }
+                })
+                .build();
+        var executor = Executors.newSingleThreadExecutor();
+        executor.execute(engine);
+        boolean ok = done.await(120, TimeUnit.SECONDS);
+        var registry = io.confluent.kafka.schemaregistry.testutil.MockSchemaRegistry.getClientForScope("oracle");
+        for (String topic : topics) {
+            String key = registry.getLatestSchemaMetadata(topic + "-key").getSchema();
+            String value = registry.getLatestSchemaMetadata(topic + "-value").getSchema();
+            System.out.println("{\"topic\":\"" + topic + "\",\"key\":" + key + ",\"value\":" + value + "}");
+        }
+        System.out.flush();
         engine.close();
         executor.shutdown();
         System.exit(ok ? 0 : 3);
