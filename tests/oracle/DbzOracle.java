@@ -35,7 +35,8 @@ public class DbzOracle {
         if (kind.equals("mysql")) {
             p.setProperty("connector.class", "io.debezium.connector.mysql.MySqlConnector");
             p.setProperty("database.user", "root");
-            p.setProperty("database.server.id", "9999");
+            // One replica id per database: two oracles with the same id would drop each other.
+            p.setProperty("database.server.id", Integer.toString(9000 + Math.floorMod(db.hashCode(), 900)));
             p.setProperty("database.include.list", db);
             p.setProperty("schema.history.internal", "io.debezium.relational.history.MemorySchemaHistory");
             p.setProperty("include.schema.changes", "false");
