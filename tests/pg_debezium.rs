@@ -23,7 +23,9 @@ fn start_oracle(pg: &Postgres, db: &str, mode: Mode) -> Oracle {
     let oracle = Oracle::start("postgres", pg.port(), db, "public.types", EVENTS, mode);
     // Debezium is streaming once its slot is active.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while pg.sql(db, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dbz_oracle' AND active") != "1" {
+    // DbzOracle names its slot after the database (slots are per server, and tests share one).
+    let active = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dbz_{db}' AND active");
+    while pg.sql(db, &active) != "1" {
         assert!(Instant::now() < deadline, "Debezium's slot never became active");
         std::thread::sleep(Duration::from_millis(100));
     }

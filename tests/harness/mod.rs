@@ -57,8 +57,24 @@ fn tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
+/// A hung test must not hold CI until its global time limit (`cargo test` has no timeout):
+/// once any server started, the test binary exits after `CDC_TEST_BINARY_MINUTES` (default 10;
+/// the slowest binary takes about a minute). The watchdogs below then stop its servers.
+fn limit_test_binary_time() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let minutes: u64 = std::env::var("CDC_TEST_BINARY_MINUTES").ok().and_then(|m| m.parse().ok()).unwrap_or(10);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(minutes * 60));
+            eprintln!("test binary still running after {minutes} minutes: a test hangs; exiting");
+            std::process::exit(101);
+        });
+    });
+}
+
 /// Kills `pid` and removes `dir` once this test process is gone.
-fn spawn_watchdog(pid: u32, dir: &Path) {
+pub fn spawn_watchdog(pid: u32, dir: &Path) {
+    limit_test_binary_time();
     let script = format!(
         "while kill -0 {parent} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
          kill -QUIT {pid} 2>/dev/null; sleep 1; kill -KILL {pid} 2>/dev/null; rm -rf '{dir}'",

@@ -2,8 +2,9 @@
 //! captures the same changes as cdc, and these helpers compare the two.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Lines};
-use std::process::{ChildStdout, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
@@ -24,7 +25,8 @@ pub enum Mode {
 
 /// A running Debezium engine printing one event per line.
 pub struct Oracle {
-    lines: Lines<BufReader<ChildStdout>>,
+    /// Debezium's standard output, line by line (read on a thread so every wait is bounded).
+    lines: Receiver<String>,
     _process: ChildGuard,
     _classes: tempfile::TempDir,
 }
@@ -61,32 +63,42 @@ impl Oracle {
                 .spawn()
                 .unwrap(),
         );
-        let mut lines = BufReader::new(process.0.stdout.take().unwrap()).lines();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let Some(Ok(line)) = lines.next() else {
-                panic!("oracle exited before streaming:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-            };
-            if line == "READY" {
-                break;
+        // Stopped with the test process even when it exits without unwinding.
+        super::spawn_watchdog(process.0.id(), classes.path());
+        let stdout = process.0.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
-            assert!(Instant::now() < deadline, "Debezium did not start");
+        });
+        let mut oracle = Oracle { lines, _process: process, _classes: classes };
+        while oracle.next_line(Duration::from_secs(120), "start streaming") != "READY" {}
+        oracle
+    }
+
+    /// The next line Debezium printed; panics with its log when none comes within `wait`.
+    fn next_line(&mut self, wait: Duration, doing: &str) -> String {
+        let log = || std::fs::read_to_string(self._classes.path().join("oracle.log")).unwrap_or_default();
+        match self.lines.recv_timeout(wait) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => panic!("Debezium did not {doing} within {wait:?}:\n{}", log()),
+            Err(RecvTimeoutError::Disconnected) => panic!("Debezium exited before it could {doing}:\n{}", log()),
         }
-        Oracle { lines, _process: process, _classes: classes }
     }
 
     /// The next `n` events Debezium printed.
     pub fn events(&mut self, n: usize) -> Vec<Json> {
         let mut events = Vec::with_capacity(n);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while events.len() < n {
-            match self.lines.next() {
-                // Libraries may log to standard output too.
-                Some(Ok(line)) if !line.starts_with('{') => {}
-                Some(Ok(line)) => events.push(serde_json::from_str(&line).expect("oracle JSON")),
-                _ => panic!(
-                    "oracle exited:\n{}",
-                    std::fs::read_to_string(self._classes.path().join("oracle.log")).unwrap_or_default()
-                ),
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let line = self.next_line(wait, &format!("print {n} events (got {})", events.len()));
+            // Libraries may log to standard output too.
+            if line.starts_with('{') {
+                events.push(serde_json::from_str(&line).expect("oracle JSON"));
             }
         }
         events

@@ -45,8 +45,9 @@ public class DbzOracle {
             p.setProperty("database.user", "postgres");
             p.setProperty("database.dbname", db);
             p.setProperty("plugin.name", "pgoutput");
-            p.setProperty("slot.name", "dbz_oracle");
-            p.setProperty("publication.name", "dbz_oracle");
+            // Slots are per server: one per database, so two oracles on one server never share one.
+            p.setProperty("slot.name", "dbz_" + db);
+            p.setProperty("publication.name", "dbz_" + db);
             p.setProperty("publication.autocreate.mode", "filtered");
         }
         p.setProperty("table.include.list", table);
