@@ -170,9 +170,46 @@ pub struct KafkaSinkConfig {
     /// Kafka Connect's `JsonConverter` writes them with `schemas.enable=true`.
     #[serde(default)]
     pub json_schemas: bool,
+    /// How keys and values are encoded: Debezium's JSON (default) or Avro in the Confluent
+    /// wire format with schemas in `schema_registry`.
+    #[serde(default)]
+    pub format: KafkaFormat,
+    /// The Confluent-compatible schema registry for `format = "avro"`.
+    pub schema_registry: Option<SchemaRegistryConfig>,
     /// Passed through to librdkafka as is; values of keys containing `password` are secret.
     #[serde(default)]
     pub properties: BTreeMap<String, Secretish>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaFormat {
+    #[default]
+    Json,
+    Avro,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistryConfig {
+    /// `http://host:8081` or `https://…`.
+    pub url: String,
+    /// HTTP basic authentication (Confluent Cloud: the API key and secret).
+    pub username: Option<String>,
+    pub password: Option<Secretish>,
+    /// Subject names: `<topic>-key` / `<topic>-value` (default, Confluent's
+    /// TopicNameStrategy) or the record names `<prefix>.<db>.<table>.Key` / `….Envelope`
+    /// (RecordNameStrategy, for several tables in one topic).
+    #[serde(default)]
+    pub subjects: SubjectNames,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectNames {
+    #[default]
+    Topic,
+    Record,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -451,6 +488,21 @@ impl Config {
                 }
                 if k.replication_factor < 1 && k.replication_factor != -1 {
                     return Err(("sink.replication_factor", "must be at least 1 (or -1: the broker's default)".into()));
+                }
+                match (k.format, &k.schema_registry) {
+                    (KafkaFormat::Avro, None) => {
+                        return Err(("sink.schema_registry", "format = \"avro\" needs schema_registry.url".into()));
+                    }
+                    (KafkaFormat::Avro, Some(_)) if k.json_schemas => {
+                        return Err(("sink.json_schemas", "applies to format = \"json\" only".into()));
+                    }
+                    (KafkaFormat::Json, Some(_)) => {
+                        return Err(("sink.schema_registry", "is used by format = \"avro\" only".into()));
+                    }
+                    (_, Some(r)) if !(r.url.starts_with("http://") || r.url.starts_with("https://")) => {
+                        return Err(("sink.schema_registry.url", "must start with http:// or https://".into()));
+                    }
+                    _ => {}
                 }
                 if k.exactly_once && self.positions.store != StoreKind::Kafka {
                     return Err((

@@ -8,7 +8,9 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::kafka::read_topic;
-use harness::oracle::{Mode, Oracle, envelope_differences, record_differences};
+use harness::oracle::{
+    Mode, Oracle, SchemaRegistry, avro_to_json, envelope_differences, json_differences, record_differences,
+};
 use harness::pipeline::start_pipeline;
 use harness::{Postgres, shared_kafka, shared_pg15, spawn_cdc};
 
@@ -38,6 +40,32 @@ fn run_workload(pg: &Postgres, db: &str) {
     pg.sql(db, "UPDATE types SET t = 'changed', n = 2.5 WHERE id = 1; DELETE FROM types WHERE id = 2;");
 }
 const EVENTS: usize = 5;
+
+/// Starts cdc streaming `public.types` of `db` to Kafka, named `oracle` like the Debezium
+/// connector (schema names start with the topic prefix), into the topic named after `db` (tests
+/// share the broker); `sink` adds settings to `[sink]`.
+fn start_cdc(pg: &Postgres, db: &str, dir: &std::path::Path, sink: &str) -> harness::ChildGuard {
+    let config = dir.join("cdc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"oracle\"\n[source]\nkind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.types\"]\n\
+             snapshot = \"never\"\nslot = \"cdc_{db}\"\npublication = \"cdc_{db}\"\n\
+             [positions]\npath = \"{}\"\n[sink]\nkind = \"kafka\"\nbrokers = \"{}\"\ntopic = \"{db}\"\n{sink}\n",
+            pg.url(db),
+            dir.join("positions.json").display(),
+            shared_kafka().bootstrap(),
+        ),
+    )
+    .unwrap();
+    let cdc = spawn_cdc(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !harness::cdc_log(&config).contains("Streaming from the replication slot") {
+        assert!(Instant::now() < deadline, "cdc did not start:\n{}", harness::cdc_log(&config));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cdc
+}
 
 #[test]
 fn postgres_events_equal_debeziums() {
@@ -73,31 +101,51 @@ fn postgres_records_with_schemas_equal_debeziums() {
     pg.sql(&db, harness::PG_TYPES_DDL);
     let mut oracle = start_oracle(pg, &db, Mode::JsonSchemas);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cdc.toml");
-    // Named `oracle` like the Debezium connector: schema names start with the topic prefix.
-    std::fs::write(
-        &config,
-        format!(
-            "name = \"oracle\"\n[source]\nkind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.types\"]\n\
-             snapshot = \"never\"\nslot = \"cdc_schemas\"\npublication = \"cdc_schemas\"\n\
-             [sink]\nkind = \"kafka\"\nbrokers = \"{}\"\njson_schemas = true\n[positions]\npath = \"{}\"\n",
-            pg.url(&db),
-            kafka.bootstrap(),
-            dir.path().join("positions.json").display()
-        ),
-    )
-    .unwrap();
-    let _cdc = spawn_cdc(&config);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !harness::cdc_log(&config).contains("Streaming from the replication slot") {
-        assert!(Instant::now() < deadline, "cdc did not start:\n{}", harness::cdc_log(&config));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _cdc = start_cdc(pg, &db, dir.path(), "json_schemas = true");
     run_workload(pg, &db);
     let theirs = oracle.events(EVENTS);
     // Five events and the delete's tombstone.
-    let ours = read_topic(&kafka.bootstrap(), "oracle.public.types", EVENTS + 1, false, Duration::ZERO);
+    let ours = read_topic(&kafka.bootstrap(), &db, EVENTS + 1, false, Duration::ZERO);
     let ours: Vec<_> = ours.into_iter().filter(|r| r.value.is_some()).collect();
     let diffs = record_differences(&theirs, &ours, DELIBERATE, SOURCE_FIELDS);
+    assert!(diffs.is_empty(), "{} differences from Debezium:\n{}", diffs.len(), diffs.join("\n"));
+}
+
+/// With `format = "avro"` cdc registers the same Avro key and value schemas as Debezium with
+/// Confluent's AvroConverter (each in its own registry), and its records decode to the same
+/// envelopes.
+#[test]
+fn postgres_avro_records_equal_debeziums() {
+    let pg = shared_pg15();
+    let kafka = shared_kafka();
+    let db = pg.create_db("dbzavro");
+    pg.sql(&db, harness::PG_TYPES_DDL);
+    let (their_registry, our_registry) = (SchemaRegistry::start(), SchemaRegistry::start());
+    let mut oracle = start_oracle(pg, &db, Mode::Avro(&their_registry.url));
+    let dir = tempfile::tempdir().unwrap();
+    let _cdc = start_cdc(
+        pg,
+        &db,
+        dir.path(),
+        &format!("format = \"avro\"\nschema_registry = {{ url = \"{}\" }}", our_registry.url),
+    );
+    run_workload(pg, &db);
+    let theirs = oracle.events(EVENTS);
+    let ours = read_topic(&kafka.bootstrap(), &db, EVENTS + 1, false, Duration::ZERO);
+    let ours: Vec<_> = ours.into_iter().filter(|r| r.value.is_some()).collect();
+    let mut diffs = Vec::new();
+    for part in ["key", "value"] {
+        let (theirs, ours) = (format!("oracle.public.types-{part}"), format!("{db}-{part}"));
+        diffs.extend(json_differences(&ours, &their_registry.latest(&theirs), &our_registry.latest(&ours)));
+    }
+    let values: Vec<_> = ours.iter().map(|r| avro_to_json(&our_registry, r.raw_value.as_ref().unwrap())).collect();
+    diffs.extend(envelope_differences(&theirs, &values, DELIBERATE, SOURCE_FIELDS));
+    for (record, value) in ours.iter().zip(&values) {
+        let key = avro_to_json(&our_registry, record.raw_key.as_ref().expect("a key"));
+        let row = if value["after"].is_null() { &value["before"] } else { &value["after"] };
+        if key != serde_json::json!({ "id": row["id"] }) {
+            diffs.push(format!("key {key} of a change to row {}", row["id"]));
+        }
+    }
     assert!(diffs.is_empty(), "{} differences from Debezium:\n{}", diffs.len(), diffs.join("\n"));
 }

@@ -17,6 +17,9 @@ pub struct Record {
     /// `None` for a tombstone.
     pub value: Option<Json>,
     pub headers: BTreeMap<String, String>,
+    /// The bytes as they arrived (`key`/`value` hold them parsed as JSON, or as text).
+    pub raw_key: Option<Vec<u8>>,
+    pub raw_value: Option<Vec<u8>>,
 }
 
 impl Record {
@@ -122,6 +125,8 @@ fn read(
             key: json(m.key()),
             value: json(m.payload()),
             headers,
+            raw_key: m.key().map(<[u8]>::to_vec),
+            raw_value: m.payload().map(<[u8]>::to_vec),
         });
         last_new = Instant::now();
     }

@@ -3,24 +3,47 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use super::{ChildGuard, test_prefix};
+use super::{ChildGuard, free_port, spawn_watchdog, test_prefix};
+
+/// Compiles the Java helpers (`tests/oracle/*.java`) once per test binary; their class path.
+fn class_path() -> String {
+    static CLASSES: OnceLock<PathBuf> = OnceLock::new();
+    let libs = test_prefix().join("debezium/libs");
+    assert!(libs.exists(), "Debezium jars missing at {}: run scripts/setup.sh", libs.display());
+    let jars = format!("{}/*", libs.display());
+    let classes = CLASSES.get_or_init(|| {
+        let classes = tempfile::tempdir().unwrap().keep();
+        let sources = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oracle");
+        let out = Command::new("javac")
+            .args(["-cp", &jars, "-d"])
+            .arg(&classes)
+            .args([format!("{sources}/DbzOracle.java"), format!("{sources}/SchemaRegistry.java")])
+            .output()
+            .expect("run javac (Java 17)");
+        assert!(out.status.success(), "javac failed: {}", String::from_utf8_lossy(&out.stderr));
+        classes
+    });
+    format!("{jars}:{}", classes.display())
+}
 
 /// How the oracle converts records (`DbzOracle`'s last argument).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub enum Mode<'a> {
     /// JsonConverter without schemas: one envelope per line.
     Json,
     /// JsonConverter with `schemas.enable=true`: `{"key": …, "value": …}` per line.
     JsonSchemas,
-    /// AvroConverter with an in-memory registry: once all events are in, one line per topic
-    /// with the key and value schemas it registered.
-    Avro,
+    /// Confluent's AvroConverter registering its schemas in the registry at this URL; each
+    /// event is printed as the JSON of what its Avro bytes decode to.
+    Avro(&'a str),
 }
 
 /// A running Debezium engine printing one event per line.
@@ -28,7 +51,7 @@ pub struct Oracle {
     /// Debezium's standard output, line by line (read on a thread so every wait is bounded).
     lines: Receiver<String>,
     _process: ChildGuard,
-    _classes: tempfile::TempDir,
+    log_dir: tempfile::TempDir,
 }
 
 impl Oracle {
@@ -36,23 +59,12 @@ impl Oracle {
     /// once its task runs (the caller checks it streams).
     pub fn start(kind: &str, port: u16, db: &str, table: &str, events: usize, mode: Mode) -> Oracle {
         let classes = tempfile::tempdir().unwrap();
-        let libs = test_prefix().join("debezium/libs");
-        assert!(libs.exists(), "Debezium jars missing at {}: run scripts/setup.sh", libs.display());
-        let cp = format!("{}/*", libs.display());
-        let out = Command::new("javac")
-            .args(["-cp", &cp, "-d"])
-            .arg(classes.path())
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oracle/DbzOracle.java"))
-            .output()
-            .expect("run javac (Java 17)");
-        assert!(out.status.success(), "javac failed: {}", String::from_utf8_lossy(&out.stderr));
-        let cp = format!("{cp}:{}", classes.path().display());
-        let mut args = vec!["-cp".to_string(), cp, "DbzOracle".into(), kind.into(), port.to_string()];
+        let mut args = vec!["-cp".to_string(), class_path(), "DbzOracle".into(), kind.into(), port.to_string()];
         args.extend([db.to_string(), table.to_string(), events.to_string()]);
         match mode {
             Mode::Json => {}
             Mode::JsonSchemas => args.push("schemas".into()),
-            Mode::Avro => args.push("avro".into()),
+            Mode::Avro(registry) => args.push(format!("avro={registry}")),
         }
         let log = classes.path().join("oracle.log");
         let mut process = ChildGuard(
@@ -64,7 +76,7 @@ impl Oracle {
                 .unwrap(),
         );
         // Stopped with the test process even when it exits without unwinding.
-        super::spawn_watchdog(process.0.id(), classes.path());
+        spawn_watchdog(process.0.id(), classes.path());
         let stdout = process.0.stdout.take().unwrap();
         let (tx, lines) = channel();
         std::thread::spawn(move || {
@@ -74,14 +86,14 @@ impl Oracle {
                 }
             }
         });
-        let mut oracle = Oracle { lines, _process: process, _classes: classes };
+        let mut oracle = Oracle { lines, _process: process, log_dir: classes };
         while oracle.next_line(Duration::from_secs(120), "start streaming") != "READY" {}
         oracle
     }
 
     /// The next line Debezium printed; panics with its log when none comes within `wait`.
     fn next_line(&mut self, wait: Duration, doing: &str) -> String {
-        let log = || std::fs::read_to_string(self._classes.path().join("oracle.log")).unwrap_or_default();
+        let log = || std::fs::read_to_string(self.log_dir.path().join("oracle.log")).unwrap_or_default();
         match self.lines.recv_timeout(wait) {
             Ok(line) => line,
             Err(RecvTimeoutError::Timeout) => panic!("Debezium did not {doing} within {wait:?}:\n{}", log()),
@@ -102,6 +114,95 @@ impl Oracle {
             }
         }
         events
+    }
+}
+
+/// A Confluent-compatible schema registry (`tests/oracle/SchemaRegistry.java`: Confluent's
+/// in-memory registry behind its REST API) on a free port.
+pub struct SchemaRegistry {
+    pub url: String,
+    _process: ChildGuard,
+}
+
+impl SchemaRegistry {
+    pub fn start() -> SchemaRegistry {
+        let port = free_port();
+        let mut process = ChildGuard(
+            Command::new("java")
+                .args(["-cp", &class_path(), "SchemaRegistry", &port.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        );
+        spawn_watchdog(process.0.id(), &std::env::temp_dir().join("no-such-dir"));
+        let mut ready = String::new();
+        BufReader::new(process.0.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+        assert_eq!(ready.trim(), "READY", "schema registry did not start");
+        SchemaRegistry { url: format!("http://127.0.0.1:{port}"), _process: process }
+    }
+
+    /// `GET path` (e.g. `/subjects/t-value/versions/latest`): status and JSON body.
+    pub fn get(&self, path: &str) -> (u16, Json) {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", &format!("{}{path}", self.url)])
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (status.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Json::Null))
+    }
+
+    /// The schema registered last under `subject`.
+    pub fn latest(&self, subject: &str) -> Json {
+        let (status, body) = self.get(&format!("/subjects/{subject}/versions/latest"));
+        assert_eq!(status, 200, "no schema under {subject}: {body}");
+        serde_json::from_str(body["schema"].as_str().unwrap()).unwrap()
+    }
+}
+
+/// What a Confluent-framed Avro record (magic byte, schema id, Avro body) holds, with its
+/// schema fetched from `registry` by id, as JSON the way Kafka Connect's JsonConverter writes
+/// it (bytes in base64, unions unwrapped, non-finite floats as "NaN"/"Infinity").
+pub fn avro_to_json(registry: &SchemaRegistry, bytes: &[u8]) -> Json {
+    assert!(bytes.len() > 5 && bytes[0] == 0, "not in the Confluent wire format: {bytes:?}");
+    let id = u32::from_be_bytes(bytes[1..5].try_into().unwrap());
+    let (status, body) = registry.get(&format!("/schemas/ids/{id}"));
+    assert_eq!(status, 200, "schema {id} not in the registry: {body}");
+    let schema = apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).expect("registered schema parses");
+    let mut reader = &bytes[5..];
+    let value = apache_avro::reader::datum::GenericDatumReader::builder(&schema)
+        .build()
+        .and_then(|r| r.read_value(&mut reader))
+        .expect("Avro body decodes");
+    assert!(reader.is_empty(), "{} bytes after the Avro body", reader.len());
+    connect_json(value)
+}
+
+fn connect_json(value: apache_avro::types::Value) -> Json {
+    use apache_avro::types::Value as A;
+    use base64::Engine as _;
+    let base64 = |b: &[u8]| Json::from(base64::engine::general_purpose::STANDARD.encode(b));
+    let float = |f: f64, text: String| {
+        if f.is_finite() { serde_json::from_str(&text).unwrap() } else { Json::from(text.replace("inf", "Infinity")) }
+    };
+    match value {
+        A::Null => Json::Null,
+        A::Boolean(b) => b.into(),
+        A::Int(i) => i.into(),
+        A::Long(l) => l.into(),
+        // Shortest text that reads back as the same f32, as Java prints a float.
+        A::Float(f) => float(f as f64, format!("{f:?}")),
+        A::Double(d) => float(d, format!("{d:?}")),
+        A::Bytes(b) | A::Fixed(_, b) => base64(&b),
+        A::Decimal(d) => base64(&Vec::<u8>::try_from(&d).unwrap()),
+        A::String(s) | A::Enum(_, s) => s.into(),
+        A::Union(_, inner) => connect_json(*inner),
+        A::Array(items) => items.into_iter().map(connect_json).collect(),
+        A::Record(fields) => {
+            fields.into_iter().map(|(k, v)| (k, connect_json(v))).collect::<serde_json::Map<_, _>>().into()
+        }
+        other => panic!("unexpected Avro value {other:?}"),
     }
 }
 
@@ -174,6 +275,36 @@ pub fn schema_differences(at: &str, theirs: &Json, ours: &Json) -> Vec<String> {
         diffs.extend(schema_differences(&format!("{at}.{}", d["field"].as_str().unwrap_or("?")), d, c));
     }
     diffs
+}
+
+/// Differences between two JSON documents (e.g. Avro schemas), by path: object members by
+/// name, array elements by position.
+pub fn json_differences(at: &str, theirs: &Json, ours: &Json) -> Vec<String> {
+    match (theirs, ours) {
+        (Json::Object(d), Json::Object(c)) => {
+            let mut keys: Vec<&String> = d.keys().chain(c.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            let null = Json::Null;
+            keys.into_iter()
+                .flat_map(|k| {
+                    let (dv, cv) = (d.get(k).unwrap_or(&null), c.get(k).unwrap_or(&null));
+                    json_differences(&format!("{at}.{k}"), dv, cv)
+                })
+                .collect()
+        }
+        (Json::Array(d), Json::Array(c)) if d.len() == c.len() => d
+            .iter()
+            .zip(c)
+            .enumerate()
+            .flat_map(|(i, (dv, cv))| {
+                let label = dv["name"].as_str().map_or(i.to_string(), str::to_string);
+                json_differences(&format!("{at}[{label}]"), dv, cv)
+            })
+            .collect(),
+        _ if theirs == ours => vec![],
+        _ => vec![format!("{at}: Debezium {theirs}\n    cdc {ours}")],
+    }
 }
 
 /// Differences between Debezium's records (`{"key","value"}` with schemas) and cdc's Kafka

@@ -3,11 +3,11 @@
 // change event's value as JSON (JsonConverter, schemas.enable=false), one per line, until
 // EXPECTED events arrived. Prints "READY" once the engine streams. With `schemas` as fifth
 // argument the converter includes the Kafka Connect schemas and each line is
-// {"key": KEY, "value": VALUE}. With `avro` instead, the converter is Confluent's AvroConverter
-// with an in-memory registry, and each line is the Avro key and value schemas it registered:
-// {"topic": TOPIC, "key": KEY SCHEMA, "value": VALUE SCHEMA}.
+// {"key": KEY, "value": VALUE}. With `avro=URL` instead, the converter is Confluent's AvroConverter
+// registering its schemas in the schema registry at URL; each event is printed as the JSON of
+// what its Avro bytes decode to.
 //
-// usage: java -cp 'libs/*:.' DbzOracle postgres|mysql PORT DATABASE TABLE EXPECTED [schemas|avro]
+// usage: java -cp 'libs/*:.' DbzOracle postgres|mysql PORT DATABASE TABLE EXPECTED [schemas|avro=URL]
 import io.debezium.engine.ChangeEvent;
 import io.debezium.engine.DebeziumEngine;
 import io.debezium.engine.format.Json;
@@ -23,7 +23,7 @@ public class DbzOracle {
         String kind = args[0], port = args[1], db = args[2], table = args[3];
         int expected = Integer.parseInt(args[4]);
         boolean schemas = args.length > 5 && args[5].equals("schemas");
-        boolean avro = args.length > 5 && args[5].equals("avro");
+        String registry = args.length > 5 && args[5].startsWith("avro=") ? args[5].substring(5) : null;
         Properties p = new Properties();
         p.setProperty("name", "oracle");
         p.setProperty("offset.storage", "org.apache.kafka.connect.storage.MemoryOffsetBackingStore");
@@ -56,9 +56,30 @@ public class DbzOracle {
         p.setProperty("key.converter.schemas.enable", enable);
         p.setProperty("value.converter.schemas.enable", enable);
         p.setProperty("converter.schemas.enable", enable);
+        if (registry != null) {
+            p.setProperty("converter.schema.registry.url", registry);
+            var decoder = new io.confluent.connect.avro.AvroConverter();
+            decoder.configure(java.util.Map.of("schema.registry.url", registry), false);
+            var json = new org.apache.kafka.connect.json.JsonConverter();
+            json.configure(java.util.Map.of("schemas.enable", "false"), false);
+            boolean ok = run(io.debezium.engine.format.Avro.class, p, expected, (ChangeEvent<byte[], byte[]> record) -> {
+                var value = decoder.toConnectData(record.destination(), record.value());
+                return new String(json.fromConnectData(record.destination(), value.schema(), value.value()));
+            });
+            System.exit(ok ? 0 : 3);
+        }
+        boolean ok = run(Json.class, p, expected, (ChangeEvent<String, String> record) ->
+                schemas ? "{\"key\":" + record.key() + ",\"value\":" + record.value() + "}" : record.value());
+        System.exit(ok ? 0 : 3);
+    }
+
+    /// Runs the engine with `format`, printing each event (tombstones skipped) as `render` gives
+    /// it, until `expected` events were printed; false when they did not come within 120 s.
+    static <T> boolean run(Class<? extends io.debezium.engine.format.SerializationFormat<T>> format, Properties p,
+            int expected, java.util.function.Function<ChangeEvent<T, T>, String> render) throws Exception {
         AtomicInteger seen = new AtomicInteger();
         CountDownLatch done = new CountDownLatch(1);
-        DebeziumEngine<ChangeEvent<String, String>> engine = DebeziumEngine.create(Json.class)
+        DebeziumEngine<ChangeEvent<T, T>> engine = DebeziumEngine.create(format)
                 .using(p)
                 .using(new DebeziumEngine.ConnectorCallback() {
                     @Override
@@ -67,66 +88,30 @@ public class DbzOracle {
                         System.out.flush();
                     }
                 })
+                .using((success, message, error) -> {
+                    if (!success) {
+                        System.err.println("engine stopped: " + message);
+                        if (error != null) {
+                            error.printStackTrace();
+                        }
+                    }
+                })
                 .notifying(record -> {
                     if (record.value() == null) {
                         return;
                     }
-                    System.out.println(
-                            schemas ? "{\"key\":" + record.key() + ",\"value\":" + record.value() + "}" : record.value());
+                    System.out.println(render.apply(record));
                     System.out.flush();
                     if (seen.incrementAndGet() >= expected) {
                         done.countDown();
                     }
                 })
                 .build();
-        if (avro) {
-            p.setProperty("converter.schema.registry.url", "mock://oracle");
-            runAvro(p, expected);
-            return;
-        }
         var executor = Executors.newSingleThreadExecutor();
         executor.execute(engine);
         boolean ok = done.await(120, TimeUnit.SECONDS);
         engine.close();
         executor.shutdown();
-        System.exit(ok ? 0 : 3);
-    }
-
-    static void runAvro(Properties p, int expected) throws Exception {
-        AtomicInteger seen = new AtomicInteger();
-        CountDownLatch done = new CountDownLatch(1);
-        java.util.Set<String> topics = java.util.concurrent.ConcurrentHashMap.newKeySet();
-        DebeziumEngine<ChangeEvent<byte[], byte[]>> engine = DebeziumEngine.create(io.debezium.engine.format.Avro.class)
-                .using(p)
-                .using(new DebeziumEngine.ConnectorCallback() {
-                    @Override
-                    public void taskStarted() {
-                        System.out.println("READY");
-                        System.out.flush();
-                    }
-                })
-                .notifying(record -> {
-                    if (record.value() == null) {
-                        return;
-                    }
-                    topics.add(record.destination());
-                    if (seen.incrementAndGet() >= expected) {
-                        done.countDown();
-                    }
-                })
-                .build();
-        var executor = Executors.newSingleThreadExecutor();
-        executor.execute(engine);
-        boolean ok = done.await(120, TimeUnit.SECONDS);
-        var registry = io.confluent.kafka.schemaregistry.testutil.MockSchemaRegistry.getClientForScope("oracle");
-        for (String topic : topics) {
-            String key = registry.getLatestSchemaMetadata(topic + "-key").getSchema();
-            String value = registry.getLatestSchemaMetadata(topic + "-value").getSchema();
-            System.out.println("{\"topic\":\"" + topic + "\",\"key\":" + key + ",\"value\":" + value + "}");
-        }
-        System.out.flush();
-        engine.close();
-        executor.shutdown();
-        System.exit(ok ? 0 : 3);
+        return ok;
     }
 }

@@ -8,6 +8,7 @@
 //! data and the resume point become visible to `read_committed` consumers together.
 
 pub mod client;
+mod registry;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -23,7 +24,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 use self::client::{KafkaContext, PendingBatch};
-use crate::config::KafkaSinkConfig;
+use self::registry::AvroRecords;
+use crate::config::{KafkaFormat, KafkaSinkConfig};
 use crate::error::CdcError;
 use crate::format::connect::JsonSchemas;
 use crate::format::debezium::{
@@ -105,6 +107,8 @@ pub struct KafkaSink {
     tx_metadata: Option<TxMetadata>,
     /// Kafka Connect schemas with each record (`json_schemas`).
     json_schemas: Option<JsonSchemas>,
+    /// Avro with schemas in a registry (`format = "avro"`).
+    avro: Option<AvroRecords>,
 }
 
 impl KafkaSink {
@@ -134,7 +138,18 @@ impl KafkaSink {
             open: None,
         });
         let json_schemas = kafka.json_schemas.then(|| JsonSchemas::new(&topics.prefix));
+        let avro = match (kafka.format, &kafka.schema_registry) {
+            (KafkaFormat::Avro, Some(registry)) => Some(AvroRecords::new(registry, &topics.prefix)?),
+            (KafkaFormat::Avro, None) => {
+                return Err(CdcError::definite(
+                    "format = \"avro\" without a schema registry",
+                    "set sink.schema_registry.url",
+                ));
+            }
+            (KafkaFormat::Json, _) => None,
+        };
         Ok(KafkaSink {
+            avro,
             tx_metadata,
             json_schemas,
             producer,
@@ -199,6 +214,15 @@ impl KafkaSink {
             };
             self.routes.insert(event.table.id.clone(), (name, partition));
         }
+        // Registering before anything of the batch is produced keeps a registry outage from
+        // interrupting a batch half-way.
+        if let Some(avro) = &mut self.avro {
+            for event in &batch.events {
+                if let Some((topic, _)) = self.routes.get(&event.table.id) {
+                    avro.prepare(event, topic).await?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -256,19 +280,22 @@ impl KafkaSink {
         self.key.clear();
         self.value.clear();
         let tx = tx.or(event.transaction.as_ref());
-        match &mut self.json_schemas {
-            None => {
-                if keyed {
-                    write_key(&mut self.key, event);
-                }
-                write_envelope_in_tx(&mut self.value, event, &self.envelope, tx);
+        if let Some(avro) = &mut self.avro {
+            avro.prepare(event, to.0).await?;
+            if keyed {
+                avro.write_key(&mut self.key, event, |out| write_key(out, event))?;
             }
-            Some(schemas) => {
-                if keyed {
-                    schemas.write_key(&mut self.key, event, |out| write_key(out, event));
-                }
-                schemas.write_value(&mut self.value, event, |out| write_envelope_in_tx(out, event, &self.envelope, tx));
+            avro.write_value(&mut self.value, event, |out| write_envelope_in_tx(out, event, &self.envelope, tx))?;
+        } else if let Some(schemas) = &mut self.json_schemas {
+            if keyed {
+                schemas.write_key(&mut self.key, event, |out| write_key(out, event));
             }
+            schemas.write_value(&mut self.value, event, |out| write_envelope_in_tx(out, event, &self.envelope, tx));
+        } else {
+            if keyed {
+                write_key(&mut self.key, event);
+            }
+            write_envelope_in_tx(&mut self.value, event, &self.envelope, tx);
         }
         self.tx_id.clear();
         let has_tx_id = write_tx_id(&mut self.tx_id, &event.source.meta);

@@ -1,0 +1,219 @@
+//! Avro keys and values with their schemas in a Confluent-compatible schema registry: each
+//! table's key and envelope schemas are registered (under `<topic>-key` / `<topic>-value`, or
+//! the record names) when the table is first seen and again whenever its schema changes; the
+//! registry decides whether the new version is compatible with the old.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{SchemaRegistryConfig, SubjectNames};
+use crate::error::CdcError;
+use crate::format::avro;
+use crate::format::connect::{ConnectSchema, Connector, envelope_schema, key_schema};
+use crate::model::{ChangeEvent, SourceMeta, TableId, TableSchema};
+
+/// A Confluent-compatible schema registry's REST API (the part a producer needs).
+struct Registry {
+    http: reqwest::Client,
+    url: String,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl Registry {
+    /// Registers `schema` under `subject` (or finds it registered already) and returns its id.
+    async fn register(&self, subject: &str, schema: &str, table: &TableId) -> Result<u32, CdcError> {
+        let url = format!("{}/subjects/{}/versions", self.url.trim_end_matches('/'), url_segment(subject));
+        let body = serde_json::json!({ "schema": schema }).to_string();
+        let mut request = self
+            .http
+            .post(&url)
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .header("Accept", "application/vnd.schemaregistry.v1+json, application/json")
+            .body(body);
+        if let Some(user) = &self.username {
+            request = request.basic_auth(user, self.password.as_deref());
+        }
+        let unreachable =
+            |e: reqwest::Error| CdcError::transient(format!("schema registry at {} did not answer: {e}", self.url));
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(unreachable)?;
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        let message = answer["message"].as_str().unwrap_or(&text).to_string();
+        match status {
+            200..=299 => answer["id"].as_u64().and_then(|id| u32::try_from(id).ok()).ok_or_else(|| {
+                CdcError::definite(
+                    format!("schema registry at {} answered without a schema id: {text}", self.url),
+                    "check that sink.schema_registry.url points at a Confluent-compatible schema registry",
+                )
+            }),
+            401 | 403 => Err(CdcError::definite(
+                format!("schema registry refused to register subject `{subject}` ({status}): {message}"),
+                "check sink.schema_registry.username/password and the registry's permissions for the subject",
+            )),
+            409 => Err(CdcError::definite(
+                format!(
+                    "schema registry refused the new schema of {}.{} under subject `{subject}`: {message}",
+                    table.namespace, table.name
+                ),
+                "make the schema change compatible, relax the subject's compatibility level in the registry, \
+                 or route the table to a new topic",
+            )),
+            // A registry briefly overloaded or restarting.
+            408 | 429 | 500..=599 => {
+                Err(CdcError::transient(format!("schema registry at {} answered {status}: {message}", self.url)))
+            }
+            _ => Err(CdcError::definite(
+                format!("schema registry rejected the schema of subject `{subject}` ({status}): {message}"),
+                "check sink.schema_registry.url; if it is right, report this as a bug with the schema from the debug log",
+            )),
+        }
+    }
+}
+
+/// A subject as one URL path segment.
+fn url_segment(subject: &str) -> String {
+    let mut out = String::with_capacity(subject.len());
+    for b in subject.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Avro encoding for the Kafka sink: registered schemas per table, and the records.
+pub struct AvroRecords {
+    registry: Registry,
+    subjects: SubjectNames,
+    prefix: String,
+    tables: HashMap<TableId, Registered>,
+}
+
+/// A table's schemas as registered: the Connect schemas and their registry ids.
+struct Registered {
+    table: Arc<TableSchema>,
+    key: Option<(ConnectSchema, u32)>,
+    envelope: (ConnectSchema, u32),
+}
+
+impl AvroRecords {
+    /// `prefix`: Debezium's `topic.prefix`, the first part of every schema name.
+    pub fn new(config: &SchemaRegistryConfig, prefix: &str) -> Result<AvroRecords, CdcError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| {
+                CdcError::definite(format!("cannot set up the schema registry client: {e}"), "report this as a bug")
+            })?;
+        Ok(AvroRecords {
+            registry: Registry {
+                http,
+                url: config.url.clone(),
+                username: config.username.clone(),
+                password: config.password.as_ref().map(|p| p.0.clone()),
+            },
+            subjects: config.subjects,
+            prefix: prefix.to_string(),
+            tables: HashMap::new(),
+        })
+    }
+
+    /// Registers the event's table schemas unless the current ones are registered already.
+    pub async fn prepare(&mut self, event: &ChangeEvent, topic: &str) -> Result<(), CdcError> {
+        let current = self
+            .tables
+            .get(&event.table.id)
+            .is_some_and(|r| Arc::ptr_eq(&r.table, &event.table) || *r.table == *event.table);
+        if current {
+            return Ok(());
+        }
+        let connector = match event.source.meta {
+            SourceMeta::MySql { .. } => Connector::MySql,
+            SourceMeta::Postgres { .. } => Connector::Postgres,
+        };
+        let table = &event.table;
+        let envelope = envelope_schema(table, &self.prefix, connector);
+        let key = key_schema(table, &self.prefix);
+        let subject = |schema: &ConnectSchema, part: &str| match self.subjects {
+            SubjectNames::Topic => format!("{topic}-{part}"),
+            SubjectNames::Record => schema.name.clone().unwrap_or_default(),
+        };
+        let key = match key {
+            Some(key) => {
+                let text = avro::schema_text(&key);
+                tracing::debug!(table = %format_args!("{}.{}", table.id.namespace, table.id.name), schema = %text, "Registering the Avro key schema");
+                let id = self.registry.register(&subject(&key, "key"), &text, &table.id).await?;
+                Some((key, id))
+            }
+            None => None,
+        };
+        let text = avro::schema_text(&envelope);
+        tracing::debug!(table = %format_args!("{}.{}", table.id.namespace, table.id.name), schema = %text, "Registering the Avro value schema");
+        let id = self.registry.register(&subject(&envelope, "value"), &text, &table.id).await?;
+        self.tables.insert(table.id.clone(), Registered { table: table.clone(), key, envelope: (envelope, id) });
+        Ok(())
+    }
+
+    /// Appends the Avro key of `event` (whose JSON `payload` writes) in the wire format.
+    pub fn write_key(
+        &self,
+        out: &mut Vec<u8>,
+        event: &ChangeEvent,
+        payload: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), CdcError> {
+        let Some((schema, id)) = self.registered(event)?.key.as_ref() else {
+            return Err(CdcError::definite("an Avro key for a table without a key", "report this as a bug"));
+        };
+        encode(out, schema, *id, event, payload)
+    }
+
+    /// Appends the Avro envelope of `event` (whose JSON `payload` writes) in the wire format.
+    pub fn write_value(
+        &self,
+        out: &mut Vec<u8>,
+        event: &ChangeEvent,
+        payload: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), CdcError> {
+        let (schema, id) = &self.registered(event)?.envelope;
+        encode(out, schema, *id, event, payload)
+    }
+
+    fn registered(&self, event: &ChangeEvent) -> Result<&Registered, CdcError> {
+        match self.tables.get(&event.table.id) {
+            Some(r) if Arc::ptr_eq(&r.table, &event.table) || *r.table == *event.table => Ok(r),
+            _ => Err(CdcError::definite(
+                "a change encoded before its Avro schema was registered",
+                "report this as a bug",
+            )),
+        }
+    }
+}
+
+/// The JSON payload re-encoded as Avro under `schema`, after the wire format header.
+fn encode(
+    out: &mut Vec<u8>,
+    schema: &ConnectSchema,
+    id: u32,
+    event: &ChangeEvent,
+    payload: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), CdcError> {
+    let mut json = Vec::with_capacity(1024);
+    payload(&mut json);
+    let table = || format!("{}.{}", event.table.id.namespace, event.table.id.name);
+    let value: serde_json::Value = serde_json::from_slice(&json).map_err(|e| {
+        CdcError::definite(format!("cannot re-read the JSON of a change to {}: {e}", table()), "report this as a bug")
+    })?;
+    avro::write_header(out, id);
+    avro::encode(schema, &value, out).map_err(|why| {
+        CdcError::definite(
+            format!("a change to {} does not fit its Avro schema at {why}", table()),
+            "report this as a bug, with the table's definition",
+        )
+    })
+}
