@@ -101,6 +101,19 @@ impl Oracle {
         }
     }
 
+    /// Waits until Debezium's log (its standard error) contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = std::fs::read_to_string(self.log_dir.path().join("oracle.log")).unwrap_or_default();
+            if log.contains(needle) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "Debezium never logged {needle:?}:\n{log}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The next `n` events Debezium printed.
     pub fn events(&mut self, n: usize) -> Vec<Json> {
         let mut events = Vec::with_capacity(n);
@@ -305,6 +318,34 @@ pub fn json_differences(at: &str, theirs: &Json, ours: &Json) -> Vec<String> {
         _ if theirs == ours => vec![],
         _ => vec![format!("{at}: Debezium {theirs}\n    cdc {ours}")],
     }
+}
+
+/// Differences between Debezium's Avro records and cdc's, each side with its own registry:
+/// the latest key and value schemas registered under the subject prefixes (`<topic>` of
+/// TopicNameStrategy), the envelopes cdc's records decode to, and their keys (the key columns
+/// of the row).
+pub fn avro_differences(
+    (their_registry, their_topic, theirs): (&SchemaRegistry, &str, &[Json]),
+    (our_registry, our_topic, ours): (&SchemaRegistry, &str, &[super::kafka::Record]),
+    deliberate: &[&str],
+    source: &[&str],
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for part in ["key", "value"] {
+        let (theirs, ours) = (format!("{their_topic}-{part}"), format!("{our_topic}-{part}"));
+        diffs.extend(json_differences(&ours, &their_registry.latest(&theirs), &our_registry.latest(&ours)));
+    }
+    let values: Vec<Json> = ours.iter().map(|r| avro_to_json(our_registry, r.raw_value.as_ref().unwrap())).collect();
+    diffs.extend(envelope_differences(theirs, &values, deliberate, source));
+    for (record, value) in ours.iter().zip(&values) {
+        let key = avro_to_json(our_registry, record.raw_key.as_ref().expect("a key"));
+        let row = if value["after"].is_null() { &value["before"] } else { &value["after"] };
+        let columns = key.as_object().expect("a key record");
+        if columns.is_empty() || columns.iter().any(|(name, v)| row[name] != *v) {
+            diffs.push(format!("key {key} of the change to {row}"));
+        }
+    }
+    diffs
 }
 
 /// Differences between Debezium's records (`{"key","value"}` with schemas) and cdc's Kafka
