@@ -628,3 +628,55 @@ fn order_by_table_keeps_each_table_in_one_partition() {
     let partitions: std::collections::BTreeSet<i32> = by_key.iter().map(|r| r.partition).collect();
     assert!(partitions.len() > 1, "keys spread over partitions by default");
 }
+
+/// Avro with a schema registry: the registry is down when cdc starts (cdc waits and says so,
+/// nothing is lost); an added column registers a second, compatible version and each record
+/// names the version it was written with; a change the registry refuses as incompatible (INT
+/// to VARCHAR) stops cdc with an error naming the table and subject, and nothing after it is
+/// delivered.
+#[test]
+fn avro_registry_outage_added_column_and_refused_change() {
+    let db = shared_mariadb();
+    let kafka = shared_kafka();
+    db.sql("CREATE DATABASE kavro; CREATE TABLE kavro.t (id INT PRIMARY KEY, a VARCHAR(10)); INSERT INTO kavro.t VALUES (1, 'x'), (2, NULL);");
+    let port = harness::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("format = \"avro\"\nschema_registry = {{ url = \"http://127.0.0.1:{port}\" }}");
+    let config = write_config(dir.path(), "kavro", &mysql_source(db, "kavro", 7111), &kafka.bootstrap(), &extra);
+    let mut cdc = spawn_cdc(&config);
+    wait_for_log(&config, "schema registry at http://127.0.0.1");
+    assert!(cdc.0.try_wait().unwrap().is_none(), "cdc must wait for the registry, not exit");
+    let registry = harness::oracle::SchemaRegistry::start_on(port);
+    let decoded = |want: usize| -> Vec<serde_json::Value> {
+        read_topic(&kafka.bootstrap(), "kavro.kavro.t", want, false, Duration::ZERO)
+            .iter()
+            .map(|r| harness::oracle::avro_to_json(&registry, r.raw_value.as_ref().unwrap()))
+            .collect()
+    };
+    assert_eq!(
+        decoded(2).iter().map(|v| v["after"].clone()).collect::<Vec<_>>(),
+        [json!({"id": 1, "a": "x"}), json!({"id": 2, "a": null})]
+    );
+    db.sql("ALTER TABLE kavro.t ADD COLUMN b INT; INSERT INTO kavro.t VALUES (3, 'y', 7);");
+    let values = decoded(3);
+    assert_eq!(values[2]["after"], json!({"id": 3, "a": "y", "b": 7}));
+    assert_eq!(registry.get("/subjects/kavro.kavro.t-value/versions"), (200, json!([1, 2])));
+    assert_eq!(registry.get("/subjects/kavro.kavro.t-key/versions"), (200, json!([1])));
+    db.sql("ALTER TABLE kavro.t MODIFY b VARCHAR(20); INSERT INTO kavro.t VALUES (4, 'z', 'text');");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = cdc.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "cdc kept running after the registry refused a schema");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
+    let line = log.lines().find(|l| l.contains("refused the new schema")).unwrap_or_else(|| panic!("{log}"));
+    for part in ["kavro.t", "`kavro.kavro.t-value`", "compatib"] {
+        assert!(line.contains(part), "`{part}` missing from: {line}");
+    }
+    let got = read_topic(&kafka.bootstrap(), "kavro.kavro.t", 3, false, Duration::from_millis(500));
+    assert_eq!(got.len(), 3, "nothing after the refused change is delivered");
+}

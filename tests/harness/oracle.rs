@@ -139,7 +139,10 @@ pub struct SchemaRegistry {
 
 impl SchemaRegistry {
     pub fn start() -> SchemaRegistry {
-        let port = free_port();
+        SchemaRegistry::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> SchemaRegistry {
         let mut process = ChildGuard(
             Command::new("java")
                 .args(["-cp", &class_path(), "SchemaRegistry", &port.to_string()])

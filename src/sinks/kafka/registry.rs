@@ -35,8 +35,16 @@ impl Registry {
         if let Some(user) = &self.username {
             request = request.basic_auth(user, self.password.as_deref());
         }
-        let unreachable =
-            |e: reqwest::Error| CdcError::transient(format!("schema registry at {} did not answer: {e}", self.url));
+        let unreachable = |e: reqwest::Error| {
+            // reqwest's message leaves the cause (refused, timed out, TLS…) to its sources.
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                why = format!("{why}: {cause}");
+                source = cause.source();
+            }
+            CdcError::transient(format!("schema registry at {} did not answer: {why}", self.url))
+        };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
         let text = response.text().await.map_err(unreachable)?;
