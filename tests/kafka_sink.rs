@@ -641,7 +641,9 @@ fn avro_registry_outage_added_column_and_refused_change() {
     db.sql("CREATE DATABASE kavro; CREATE TABLE kavro.t (id INT PRIMARY KEY, a VARCHAR(10)); INSERT INTO kavro.t VALUES (1, 'x'), (2, NULL);");
     let port = harness::free_port();
     let dir = tempfile::tempdir().unwrap();
-    let extra = format!("format = \"avro\"\nschema_registry = {{ url = \"http://127.0.0.1:{port}\" }}");
+    let extra = format!(
+        "format = \"avro\"\ntransaction_metadata = true\nschema_registry = {{ url = \"http://127.0.0.1:{port}\" }}"
+    );
     let config = write_config(dir.path(), "kavro", &mysql_source(db, "kavro", 7111), &kafka.bootstrap(), &extra);
     let mut cdc = spawn_cdc(&config);
     wait_for_log(&config, "schema registry at http://127.0.0.1");
@@ -662,6 +664,17 @@ fn avro_registry_outage_added_column_and_refused_change() {
     assert_eq!(values[2]["after"], json!({"id": 3, "a": "y", "b": 7}));
     assert_eq!(registry.get("/subjects/kavro.kavro.t-value/versions"), (200, json!([1, 2])));
     assert_eq!(registry.get("/subjects/kavro.kavro.t-key/versions"), (200, json!([1])));
+    // Transaction records are Avro too: BEGIN and END of the insert after the ALTER, with its
+    // counts (the first rows came from the snapshot, which has no transactions).
+    let transactions: Vec<_> = read_topic(&kafka.bootstrap(), "kavro.transaction", 2, false, Duration::ZERO)
+        .iter()
+        .map(|r| harness::oracle::avro_to_json(&registry, r.raw_value.as_ref().unwrap()))
+        .collect();
+    let (begin, end) = (&transactions[0], &transactions[1]);
+    assert_eq!((&begin["status"], &begin["event_count"]), (&json!("BEGIN"), &json!(null)));
+    assert_eq!(end["status"], "END");
+    assert_eq!(end["id"], begin["id"]);
+    assert_eq!(end["data_collections"], json!([{"data_collection": "kavro.t", "event_count": 1}]));
     db.sql("ALTER TABLE kavro.t MODIFY b VARCHAR(20); INSERT INTO kavro.t VALUES (4, 'z', 'text');");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let status = loop {

@@ -322,6 +322,26 @@ mod tests {
         assert_eq!(err, r#".a[0]: not an integer: "x""#);
     }
 
+    /// The transaction records' schemas as Debezium 3.6 declares them (`SchemaFactory`) and
+    /// Confluent's AvroData 7.0 converts them.
+    #[test]
+    fn transaction_schemas_equal_avro_datas() {
+        let (key, value) = super::super::connect::transaction_schemas();
+        let parse = |s: &str| serde_json::from_str::<Json>(s).unwrap();
+        assert_eq!(
+            parse(&schema_text(&key)),
+            parse(
+                r#"{"type":"record","name":"TransactionMetadataKey","namespace":"io.debezium.connector.common","fields":[{"name":"id","type":"string"}],"connect.version":1,"connect.name":"io.debezium.connector.common.TransactionMetadataKey"}"#
+            )
+        );
+        assert_eq!(
+            parse(&schema_text(&value)),
+            parse(
+                r#"{"type":"record","name":"TransactionMetadataValue","namespace":"io.debezium.connector.common","fields":[{"name":"status","type":"string"},{"name":"id","type":"string"},{"name":"event_count","type":["null","long"],"default":null},{"name":"data_collections","type":["null",{"type":"array","items":["null",{"type":"record","name":"collection","namespace":"event","fields":[{"name":"data_collection","type":"string"},{"name":"event_count","type":"long"}],"connect.version":1,"connect.name":"event.collection"}]}],"default":null},{"name":"ts_ms","type":"long"}],"connect.version":1,"connect.name":"io.debezium.connector.common.TransactionMetadataValue"}"#
+            )
+        );
+    }
+
     #[test]
     fn names_are_made_valid_for_avro() {
         assert_eq!(avro_name("order-items"), "order_items");

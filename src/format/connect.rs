@@ -198,6 +198,37 @@ pub fn envelope_schema(table: &TableSchema, prefix: &str, connector: Connector) 
     }
 }
 
+/// The key and value schemas of the transaction metadata records on `<prefix>.transaction`
+/// (`write_transaction_key` / `write_transaction_record`), as Debezium declares them.
+pub fn transaction_schemas() -> (ConnectSchema, ConnectSchema) {
+    let string = || ConnectSchema::of(Kind::String, false);
+    let key = ConnectSchema::named(
+        Kind::Struct(vec![ConnectSchema::field("id", string())]),
+        false,
+        "io.debezium.connector.common.TransactionMetadataKey",
+    );
+    let collection = ConnectSchema::named(
+        Kind::Struct(vec![
+            ConnectSchema::field("data_collection", string()),
+            ConnectSchema::field("event_count", ConnectSchema::of(Kind::Int64, false)),
+        ]),
+        true,
+        "event.collection",
+    );
+    let value = ConnectSchema::named(
+        Kind::Struct(vec![
+            ConnectSchema::field("status", string()),
+            ConnectSchema::field("id", string()),
+            ConnectSchema::field("event_count", ConnectSchema::of(Kind::Int64, true)),
+            ConnectSchema::field("data_collections", ConnectSchema::of(Kind::Array(Box::new(collection)), true)),
+            ConnectSchema::field("ts_ms", ConnectSchema::of(Kind::Int64, false)),
+        ]),
+        false,
+        "io.debezium.connector.common.TransactionMetadataValue",
+    );
+    (key, value)
+}
+
 /// The `source` block's schema of each connector.
 fn source_schema(connector: Connector) -> ConnectSchema {
     let string = |optional| ConnectSchema::of(Kind::String, optional);
@@ -255,6 +286,8 @@ fn source_schema(connector: Connector) -> ConnectSchema {
 pub struct JsonSchemas {
     prefix: String,
     tables: HashMap<TableId, Rendered>,
+    /// The transaction metadata records' key and value schemas, rendered.
+    transaction: (Vec<u8>, Vec<u8>),
 }
 
 struct Rendered {
@@ -266,7 +299,11 @@ struct Rendered {
 impl JsonSchemas {
     /// `prefix`: Debezium's `topic.prefix`, the first part of every schema name.
     pub fn new(prefix: &str) -> JsonSchemas {
-        JsonSchemas { prefix: prefix.to_string(), tables: HashMap::new() }
+        let (key, value) = transaction_schemas();
+        let mut transaction = (Vec::new(), Vec::new());
+        key.write_json(&mut transaction.0, None);
+        value.write_json(&mut transaction.1, None);
+        JsonSchemas { prefix: prefix.to_string(), tables: HashMap::new(), transaction }
     }
 
     fn rendered(&mut self, event: &ChangeEvent) -> &Rendered {
@@ -301,6 +338,11 @@ impl JsonSchemas {
     pub fn write_value(&mut self, out: &mut Vec<u8>, event: &ChangeEvent, payload: impl FnOnce(&mut Vec<u8>)) {
         let schema = &self.rendered(event).envelope;
         wrap(out, schema, payload);
+    }
+
+    /// Appends a transaction metadata record's key (`key = true`) or value with its schema.
+    pub fn write_transaction(&self, out: &mut Vec<u8>, key: bool, payload: impl FnOnce(&mut Vec<u8>)) {
+        wrap(out, if key { &self.transaction.0 } else { &self.transaction.1 }, payload);
     }
 }
 
@@ -418,6 +460,25 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"10","connect.decimal.precision":"38"},"field":"n"}"#
+        );
+    }
+
+    /// The transaction records' schemas as Debezium 3.6 declares them (JsonConverter's layout).
+    #[test]
+    fn transaction_schemas_equal_debeziums() {
+        let (key, value) = transaction_schemas();
+        let render = |s: &ConnectSchema| {
+            let mut out = Vec::new();
+            s.write_json(&mut out, None);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            render(&key),
+            r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"}],"optional":false,"name":"io.debezium.connector.common.TransactionMetadataKey","version":1}"#
+        );
+        assert_eq!(
+            render(&value),
+            r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"status"},{"type":"string","optional":false,"field":"id"},{"type":"int64","optional":true,"field":"event_count"},{"type":"array","items":{"type":"struct","fields":[{"type":"string","optional":false,"field":"data_collection"},{"type":"int64","optional":false,"field":"event_count"}],"optional":true,"name":"event.collection","version":1},"optional":true,"field":"data_collections"},{"type":"int64","optional":false,"field":"ts_ms"}],"optional":false,"name":"io.debezium.connector.common.TransactionMetadataValue","version":1}"#
         );
     }
 

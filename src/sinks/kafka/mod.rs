@@ -193,6 +193,9 @@ impl KafkaSink {
         {
             let topic = meta.topic.clone();
             self.ensure_topic(&topic).await?;
+            if let Some(avro) = &mut self.avro {
+                avro.prepare_transaction(&topic).await?;
+            }
             self.ready.insert(topic);
         }
         for event in &batch.events {
@@ -457,8 +460,18 @@ impl KafkaSink {
         let Some(meta) = &self.tx_metadata else { return Ok(()) };
         let topic = meta.topic.clone();
         let (mut key, mut value) = (Vec::with_capacity(64), Vec::with_capacity(256));
-        write_transaction_key(&mut key, id);
-        write_transaction_record(&mut value, id, end, now_ms());
+        let ts_ms = now_ms();
+        if let Some(avro) = &mut self.avro {
+            avro.prepare_transaction(&topic).await?;
+            avro.write_transaction(&mut key, true, |out| write_transaction_key(out, id))?;
+            avro.write_transaction(&mut value, false, |out| write_transaction_record(out, id, end, ts_ms))?;
+        } else if let Some(schemas) = &self.json_schemas {
+            schemas.write_transaction(&mut key, true, |out| write_transaction_key(out, id));
+            schemas.write_transaction(&mut value, false, |out| write_transaction_record(out, id, end, ts_ms));
+        } else {
+            write_transaction_key(&mut key, id);
+            write_transaction_record(&mut value, id, end, ts_ms);
+        }
         let no_headers = || OwnedHeaders::new();
         send_raw(&self.producer, (&topic, None), Some(&key), Some(&value), &no_headers, pending, || {
             format!("transaction record for {id}")

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::config::{SchemaRegistryConfig, SubjectNames};
 use crate::error::CdcError;
 use crate::format::avro;
-use crate::format::connect::{ConnectSchema, Connector, envelope_schema, key_schema};
+use crate::format::connect::{ConnectSchema, Connector, envelope_schema, key_schema, transaction_schemas};
 use crate::model::{ChangeEvent, SourceMeta, TableId, TableSchema};
 
 /// A Confluent-compatible schema registry's REST API (the part a producer needs).
@@ -22,8 +22,10 @@ struct Registry {
 }
 
 impl Registry {
-    /// Registers `schema` under `subject` (or finds it registered already) and returns its id.
-    async fn register(&self, subject: &str, schema: &str, table: &TableId) -> Result<u32, CdcError> {
+    /// Registers `schema` (of `what`: a table, or the transaction records) under `subject`, or
+    /// finds it registered already, and returns its id.
+    async fn register(&self, subject: &str, schema: &str, what: &str) -> Result<u32, CdcError> {
+        tracing::debug!(subject, what, schema, "Registering an Avro schema");
         let url = format!("{}/subjects/{}/versions", self.url.trim_end_matches('/'), url_segment(subject));
         let body = serde_json::json!({ "schema": schema }).to_string();
         let mut request = self
@@ -62,10 +64,7 @@ impl Registry {
                 "check sink.schema_registry.username/password and the registry's permissions for the subject",
             )),
             409 => Err(CdcError::definite(
-                format!(
-                    "schema registry refused the new schema of {}.{} under subject `{subject}`: {message}",
-                    table.namespace, table.name
-                ),
+                format!("schema registry refused the new schema of {what} under subject `{subject}`: {message}"),
                 "make the schema change compatible, relax the subject's compatibility level in the registry, \
                  or route the table to a new topic",
             )),
@@ -100,6 +99,8 @@ pub struct AvroRecords {
     subjects: SubjectNames,
     prefix: String,
     tables: HashMap<TableId, Registered>,
+    /// The transaction metadata records' key and value schemas, once registered.
+    transaction: Option<[(ConnectSchema, u32); 2]>,
 }
 
 /// A table's schemas as registered: the Connect schemas and their registry ids.
@@ -129,6 +130,7 @@ impl AvroRecords {
             subjects: config.subjects,
             prefix: prefix.to_string(),
             tables: HashMap::new(),
+            transaction: None,
         })
     }
 
@@ -152,18 +154,15 @@ impl AvroRecords {
             SubjectNames::Topic => format!("{topic}-{part}"),
             SubjectNames::Record => schema.name.clone().unwrap_or_default(),
         };
+        let what = format!("{}.{}", table.id.namespace, table.id.name);
         let key = match key {
             Some(key) => {
-                let text = avro::schema_text(&key);
-                tracing::debug!(table = %format_args!("{}.{}", table.id.namespace, table.id.name), schema = %text, "Registering the Avro key schema");
-                let id = self.registry.register(&subject(&key, "key"), &text, &table.id).await?;
+                let id = self.registry.register(&subject(&key, "key"), &avro::schema_text(&key), &what).await?;
                 Some((key, id))
             }
             None => None,
         };
-        let text = avro::schema_text(&envelope);
-        tracing::debug!(table = %format_args!("{}.{}", table.id.namespace, table.id.name), schema = %text, "Registering the Avro value schema");
-        let id = self.registry.register(&subject(&envelope, "value"), &text, &table.id).await?;
+        let id = self.registry.register(&subject(&envelope, "value"), &avro::schema_text(&envelope), &what).await?;
         self.tables.insert(table.id.clone(), Registered { table: table.clone(), key, envelope: (envelope, id) });
         Ok(())
     }
@@ -178,7 +177,7 @@ impl AvroRecords {
         let Some((schema, id)) = self.registered(event)?.key.as_ref() else {
             return Err(CdcError::definite("an Avro key for a table without a key", "report this as a bug"));
         };
-        encode(out, schema, *id, event, payload)
+        encode(out, schema, *id, &format!("{}.{}", event.table.id.namespace, event.table.id.name), payload)
     }
 
     /// Appends the Avro envelope of `event` (whose JSON `payload` writes) in the wire format.
@@ -189,7 +188,44 @@ impl AvroRecords {
         payload: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(), CdcError> {
         let (schema, id) = &self.registered(event)?.envelope;
-        encode(out, schema, *id, event, payload)
+        encode(out, schema, *id, &format!("{}.{}", event.table.id.namespace, event.table.id.name), payload)
+    }
+
+    /// Registers the transaction metadata records' schemas (for `topic`) unless done already.
+    pub async fn prepare_transaction(&mut self, topic: &str) -> Result<(), CdcError> {
+        if self.transaction.is_some() {
+            return Ok(());
+        }
+        let (key, value) = transaction_schemas();
+        let what = "the transaction metadata records";
+        let mut ids = [0; 2];
+        for (i, (schema, part)) in [(&key, "key"), (&value, "value")].into_iter().enumerate() {
+            let subject = match self.subjects {
+                SubjectNames::Topic => format!("{topic}-{part}"),
+                SubjectNames::Record => schema.name.clone().unwrap_or_default(),
+            };
+            ids[i] = self.registry.register(&subject, &avro::schema_text(schema), what).await?;
+        }
+        self.transaction = Some([(key, ids[0]), (value, ids[1])]);
+        Ok(())
+    }
+
+    /// Appends a transaction metadata record's key (`key = true`) or value, whose JSON
+    /// `payload` writes, in the wire format.
+    pub fn write_transaction(
+        &self,
+        out: &mut Vec<u8>,
+        key: bool,
+        payload: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), CdcError> {
+        let Some([key_schema, value_schema]) = &self.transaction else {
+            return Err(CdcError::definite(
+                "a transaction record encoded before its Avro schema was registered",
+                "report this as a bug",
+            ));
+        };
+        let (schema, id) = if key { key_schema } else { value_schema };
+        encode(out, schema, *id, "the transaction metadata", payload)
     }
 
     fn registered(&self, event: &ChangeEvent) -> Result<&Registered, CdcError> {
@@ -203,24 +239,24 @@ impl AvroRecords {
     }
 }
 
-/// The JSON payload re-encoded as Avro under `schema`, after the wire format header.
+/// The JSON payload (of a record of `what`) re-encoded as Avro under `schema`, after the wire
+/// format header.
 fn encode(
     out: &mut Vec<u8>,
     schema: &ConnectSchema,
     id: u32,
-    event: &ChangeEvent,
+    what: &str,
     payload: impl FnOnce(&mut Vec<u8>),
 ) -> Result<(), CdcError> {
     let mut json = Vec::with_capacity(1024);
     payload(&mut json);
-    let table = || format!("{}.{}", event.table.id.namespace, event.table.id.name);
     let value: serde_json::Value = serde_json::from_slice(&json).map_err(|e| {
-        CdcError::definite(format!("cannot re-read the JSON of a change to {}: {e}", table()), "report this as a bug")
+        CdcError::definite(format!("cannot re-read the JSON of a record of {what}: {e}"), "report this as a bug")
     })?;
     avro::write_header(out, id);
     avro::encode(schema, &value, out).map_err(|why| {
         CdcError::definite(
-            format!("a change to {} does not fit its Avro schema at {why}", table()),
+            format!("a record of {what} does not fit its Avro schema at {why}"),
             "report this as a bug, with the table's definition",
         )
     })
