@@ -68,6 +68,14 @@ pub fn write_envelope_in_tx(
     out.push(b'}');
 }
 
+/// `ts_us` and `ts_ns` of the source block (the change's commit time, at millisecond precision).
+fn write_source_ts(out: &mut Vec<u8>, ts_ms: i64) {
+    out.extend_from_slice(b",\"ts_us\":");
+    push_int(out, ts_ms as i128 * 1000);
+    out.extend_from_slice(b",\"ts_ns\":");
+    push_int(out, ts_ms as i128 * 1_000_000);
+}
+
 /// Appends a record of Debezium's transaction metadata topic: `BEGIN` (no counts) or `END`
 /// with the number of events in all and per table (`db.table` / `schema.table`).
 pub fn write_transaction_record(out: &mut Vec<u8>, id: &str, end: Option<(u64, &[(String, u64)])>, ts_ms: i64) {
@@ -149,6 +157,8 @@ fn write_row(out: &mut Vec<u8>, table: &TableSchema, row: Option<&Row>) {
     out.push(b'}');
 }
 
+/// The source block, its fields in the order of Debezium's schema (as JsonConverter writes them,
+/// and as the Avro encoder reads them).
 fn write_source(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeContext) {
     let s = &event.source;
     out.extend_from_slice(concat!("{\"version\":\"", env!("CARGO_PKG_VERSION"), "\",\"connector\":").as_bytes());
@@ -160,10 +170,6 @@ fn write_source(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeContext) {
     write_str(out, &ctx.name);
     out.extend_from_slice(b",\"ts_ms\":");
     push_int(out, s.ts_ms);
-    out.extend_from_slice(b",\"ts_us\":");
-    push_int(out, s.ts_ms as i128 * 1000);
-    out.extend_from_slice(b",\"ts_ns\":");
-    push_int(out, s.ts_ms as i128 * 1_000_000);
     out.extend_from_slice(b",\"snapshot\":\"");
     out.extend_from_slice(s.snapshot.as_str().as_bytes());
     out.extend_from_slice(b"\",\"db\":");
@@ -171,7 +177,9 @@ fn write_source(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeContext) {
     match &s.meta {
         SourceMeta::MySql { server_id, gtid, file, pos, row, thread, query } => {
             write_str(out, &table.namespace);
-            out.extend_from_slice(b",\"sequence\":null,\"table\":");
+            out.extend_from_slice(b",\"sequence\":null");
+            write_source_ts(out, s.ts_ms);
+            out.extend_from_slice(b",\"table\":");
             write_str(out, &table.name);
             out.extend_from_slice(b",\"server_id\":");
             push_int(out, *server_id);
@@ -198,7 +206,9 @@ fn write_source(out: &mut Vec<u8>, event: &ChangeEvent, ctx: &EnvelopeContext) {
                 }
                 None => out.extend_from_slice(b"null"),
             }
-            let _ = write!(out, ",\\\"{lsn}\\\"]\",\"schema\":");
+            let _ = write!(out, ",\\\"{lsn}\\\"]\"");
+            write_source_ts(out, s.ts_ms);
+            out.extend_from_slice(b",\"schema\":");
             write_str(out, &table.namespace);
             out.extend_from_slice(b",\"table\":");
             write_str(out, &table.name);
@@ -306,18 +316,20 @@ pub fn write_value(out: &mut Vec<u8>, column: &Column, value: &Value) {
             out.push(b']');
         }
         Value::Geometry { wkb, srid } => {
-            out.extend_from_slice(b"{\"wkb\":");
-            write_base64(out, wkb);
-            out.extend_from_slice(b",\"srid\":");
-            write_opt_num(out, srid.map(u64::from));
-            // A PostgreSQL point is Debezium's Point: x and y besides the WKB.
+            out.push(b'{');
+            // A PostgreSQL point is Debezium's Point: x and y first, then the WKB.
             if column.source_type == "point" && wkb.len() == 21 {
                 let coord = |at: usize| f64::from_le_bytes(wkb[at..at + 8].try_into().unwrap_or([0; 8]));
-                out.extend_from_slice(b",\"x\":");
+                out.extend_from_slice(b"\"x\":");
                 write_float(out, coord(5), None);
                 out.extend_from_slice(b",\"y\":");
                 write_float(out, coord(13), None);
+                out.push(b',');
             }
+            out.extend_from_slice(b"\"wkb\":");
+            write_base64(out, wkb);
+            out.extend_from_slice(b",\"srid\":");
+            write_opt_num(out, srid.map(u64::from));
             out.push(b'}');
         }
         Value::Unchanged => match column.kind {

@@ -250,11 +250,8 @@ fn encode(
 ) -> Result<(), CdcError> {
     let mut json = Vec::with_capacity(1024);
     payload(&mut json);
-    let value: serde_json::Value = serde_json::from_slice(&json).map_err(|e| {
-        CdcError::definite(format!("cannot re-read the JSON of a record of {what}: {e}"), "report this as a bug")
-    })?;
     avro::write_header(out, id);
-    avro::encode(schema, &value, out).map_err(|why| {
+    avro::encode(schema, &json, out).map_err(|why| {
         CdcError::definite(
             format!("a record of {what} does not fit its Avro schema at {why}"),
             "report this as a bug, with the table's definition",
