@@ -351,7 +351,12 @@ async fn check(config: &Config) -> anyhow::Result<()> {
             anyhow::bail!("check failed");
         }
     }
-    let report = sources::check(config).await;
+    let mut report = sources::check(config).await;
+    if let cdc::config::SinkConfig::Kafka(k) = &config.sink
+        && let Some(registry) = &k.schema_registry
+    {
+        report.push(cdc::sinks::kafka::registry::check(registry).await);
+    }
     let mut failed = false;
     for item in &report {
         println!("{item}");

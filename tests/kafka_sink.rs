@@ -659,6 +659,13 @@ fn avro_registry_outage_added_column_and_refused_change() {
         decoded(2).iter().map(|v| v["after"].clone()).collect::<Vec<_>>(),
         [json!({"id": 1, "a": "x"}), json!({"id": 2, "a": null})]
     );
+    // The table's and the transaction records' key and value subjects.
+    let check = Command::new(env!("CARGO_BIN_EXE_cdc")).args(["check", "--config"]).arg(&config).output().unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        report.contains(&format!("PASS schema registry at http://127.0.0.1:{port} answers (4 subjects)")),
+        "{report}"
+    );
     db.sql("ALTER TABLE kavro.t ADD COLUMN b INT; INSERT INTO kavro.t VALUES (3, 'y', 7);");
     let values = decoded(3);
     assert_eq!(values[2]["after"], json!({"id": 3, "a": "y", "b": 7}));

@@ -8,7 +8,7 @@
 //! data and the resume point become visible to `read_committed` consumers together.
 
 pub mod client;
-mod registry;
+pub mod registry;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;

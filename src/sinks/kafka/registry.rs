@@ -12,6 +12,7 @@ use crate::error::CdcError;
 use crate::format::avro;
 use crate::format::connect::{ConnectSchema, Connector, envelope_schema, key_schema, transaction_schemas};
 use crate::model::{ChangeEvent, SourceMeta, TableId, TableSchema};
+use crate::sources::CheckItem;
 
 /// A Confluent-compatible schema registry's REST API (the part a producer needs).
 struct Registry {
@@ -22,6 +23,22 @@ struct Registry {
 }
 
 impl Registry {
+    fn new(config: &SchemaRegistryConfig) -> Result<Registry, CdcError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| {
+                CdcError::definite(format!("cannot set up the schema registry client: {e}"), "report this as a bug")
+            })?;
+        Ok(Registry {
+            http,
+            url: config.url.clone(),
+            username: config.username.clone(),
+            password: config.password.as_ref().map(|p| p.0.clone()),
+        })
+    }
+
     /// Registers `schema` (of `what`: a table, or the transaction records) under `subject`, or
     /// finds it registered already, and returns its id.
     async fn register(&self, subject: &str, schema: &str, what: &str) -> Result<u32, CdcError> {
@@ -38,14 +55,7 @@ impl Registry {
             request = request.basic_auth(user, self.password.as_deref());
         }
         let unreachable = |e: reqwest::Error| {
-            // reqwest's message leaves the cause (refused, timed out, TLS…) to its sources.
-            let mut why = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                why = format!("{why}: {cause}");
-                source = cause.source();
-            }
-            CdcError::transient(format!("schema registry at {} did not answer: {why}", self.url))
+            CdcError::transient(format!("schema registry at {} did not answer: {}", self.url, error_chain(&e)))
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
@@ -78,6 +88,49 @@ impl Registry {
             )),
         }
     }
+}
+
+/// `cdc check`: the registry answers (with these credentials) and how many subjects it holds.
+pub async fn check(config: &SchemaRegistryConfig) -> CheckItem {
+    let registry = match Registry::new(config) {
+        Ok(r) => r,
+        Err(e) => return CheckItem::Fail(format!("schema registry: {e}")),
+    };
+    let url = format!("{}/subjects", registry.url.trim_end_matches('/'));
+    let mut request =
+        registry.http.get(&url).header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+    if let Some(user) = &registry.username {
+        request = request.basic_auth(user, registry.password.as_deref());
+    }
+    match request.send().await {
+        Err(e) => CheckItem::Fail(format!("schema registry at {} did not answer: {}", registry.url, error_chain(&e))),
+        Ok(response) if response.status().is_success() => {
+            let text = response.text().await.unwrap_or_default();
+            match serde_json::from_str::<Vec<String>>(&text).map(|s| s.len()) {
+                Ok(n) => CheckItem::Pass(format!("schema registry at {} answers ({n} subjects)", registry.url)),
+                Err(e) => CheckItem::Fail(format!(
+                    "schema registry at {} answered without a list of subjects ({e}): is it a Confluent-compatible registry?",
+                    registry.url
+                )),
+            }
+        }
+        Ok(response) => CheckItem::Fail(format!(
+            "schema registry at {} answered {} to GET /subjects: check sink.schema_registry.url and its credentials",
+            registry.url,
+            response.status()
+        )),
+    }
+}
+
+/// A reqwest error with its causes (its own message leaves out refused, timed out, TLS…).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut why = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        why = format!("{why}: {cause}");
+        source = cause.source();
+    }
+    why
 }
 
 /// A subject as one URL path segment.
@@ -113,20 +166,8 @@ struct Registered {
 impl AvroRecords {
     /// `prefix`: Debezium's `topic.prefix`, the first part of every schema name.
     pub fn new(config: &SchemaRegistryConfig, prefix: &str) -> Result<AvroRecords, CdcError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| {
-                CdcError::definite(format!("cannot set up the schema registry client: {e}"), "report this as a bug")
-            })?;
         Ok(AvroRecords {
-            registry: Registry {
-                http,
-                url: config.url.clone(),
-                username: config.username.clone(),
-                password: config.password.as_ref().map(|p| p.0.clone()),
-            },
+            registry: Registry::new(config)?,
             subjects: config.subjects,
             prefix: prefix.to_string(),
             tables: HashMap::new(),
