@@ -700,3 +700,34 @@ fn avro_registry_outage_added_column_and_refused_change() {
     let got = read_topic(&kafka.bootstrap(), "kavro.kavro.t", 3, false, Duration::from_millis(500));
     assert_eq!(got.len(), 3, "nothing after the refused change is delivered");
 }
+
+/// Credentials the broker refuses stop cdc at once with a definite error (not a wait for an
+/// unreachable broker), with positions in Kafka (admin and consumer calls first) and in a file
+/// (the producer first); the password never appears in the log.
+#[test]
+fn refused_sasl_credentials_are_a_definite_error() {
+    let db = shared_mariadb();
+    let broker = harness::KafkaBroker::start_authenticating();
+    db.sql("CREATE DATABASE ksasl; CREATE TABLE ksasl.t (id INT PRIMARY KEY); INSERT INTO ksasl.t VALUES (1);");
+    for positions in ["store = \"kafka\"", ""] {
+        let dir = tempfile::tempdir().unwrap();
+        let sasl = "[sink.properties]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\
+                    \"sasl.username\" = \"cdc\"\n\"sasl.password\" = \"hunter2-secret\"";
+        let config = write_config(dir.path(), "ksasl", &mysql_source(db, "ksasl", 7112), &broker.bootstrap(), sasl);
+        add_to_section(&config, "positions", positions);
+        let mut cdc = spawn_cdc(&config);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = cdc.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "cdc kept waiting with refused credentials ({positions})");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(!status.success());
+        let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
+        let last = log.lines().last().unwrap_or_default();
+        assert!(last.contains("Kafka authentication failed") && last.contains("sasl"), "{positions}: {last}");
+        assert!(!log.contains("hunter2-secret"), "the password leaked into the log");
+    }
+}

@@ -6,8 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -18,7 +16,7 @@ use super::{PositionRecord, PositionStore, needs_write};
 use crate::config::KafkaSinkConfig;
 use crate::error::CdcError;
 use crate::model::Position;
-use crate::sinks::kafka::client;
+use crate::sinks::kafka::client::{self, KafkaContext};
 
 pub struct KafkaPositionStore {
     kafka: KafkaSinkConfig,
@@ -26,8 +24,8 @@ pub struct KafkaPositionStore {
     name: String,
     /// Exactly-once: the sink commits each position with its data; `save` only remembers it.
     written_by_sink: bool,
-    producer: FutureProducer,
-    admin: Arc<AdminClient<DefaultClientContext>>,
+    producer: FutureProducer<KafkaContext>,
+    admin: Arc<client::Admin>,
     last: Mutex<Option<Position>>,
 }
 
@@ -40,13 +38,14 @@ impl KafkaPositionStore {
         producer_config.set("linger.ms", "0");
         // Non-transactional even when sink.properties names a transactional.id.
         producer_config.remove("transactional.id");
+        let context = KafkaContext::default();
         Ok(KafkaPositionStore {
             kafka: kafka.clone(),
             topic: topic.to_string(),
             name: name.to_string(),
             written_by_sink: kafka.exactly_once,
-            producer: producer_config.create().map_err(bad)?,
-            admin: Arc::new(client::base_config(kafka).create().map_err(bad)?),
+            admin: Arc::new(client::admin(kafka, &context).map_err(bad)?),
+            producer: producer_config.create_with_context(context).map_err(bad)?,
             last: Mutex::new(None),
         })
     }

@@ -475,6 +475,16 @@ impl KafkaBroker {
 
     /// Starts a broker on a given port (e.g. one a pipeline already points at).
     pub fn start_on(port: u16) -> KafkaBroker {
+        KafkaBroker::start_with(port, &[])
+    }
+
+    /// A broker requiring SASL (SCRAM) authentication. With memory storage it knows no users
+    /// (tansu creates users only over an authenticated connection), so every login fails.
+    pub fn start_authenticating() -> KafkaBroker {
+        KafkaBroker::start_with(free_port(), &["--authentication"])
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> KafkaBroker {
         let bin = test_prefix().join("tansu/bin/tansu");
         assert!(bin.exists(), "tansu is not installed at {}: run scripts/setup.sh", bin.display());
         let dir = short_tempdir("cdc-kafka-");
@@ -487,6 +497,7 @@ impl KafkaBroker {
             .arg("--advertised-listener-url")
             .arg(&url)
             .args(["--storage-engine", "memory://tansu/"])
+            .args(extra)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))

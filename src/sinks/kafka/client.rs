@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -51,14 +50,21 @@ pub fn producer_config(kafka: &KafkaSinkConfig) -> ClientConfig {
 }
 
 /// Client context: logs through `tracing` and keeps the first error that must stop the
-/// pipeline, reported by the sink on its next call.
+/// pipeline, reported by the sink on its next call. Clients of one component share that slot
+/// (`sharing_failures`): an admin client hears nothing of refused credentials itself, its
+/// producer does.
 #[derive(Default)]
 pub struct KafkaContext {
-    failure: Mutex<Option<CdcError>>,
+    failure: Arc<Mutex<Option<CdcError>>>,
     last_outage_warning: Mutex<Option<Instant>>,
 }
 
 impl KafkaContext {
+    /// A context for another client whose definite failures are this one's too.
+    pub fn sharing_failures(&self) -> KafkaContext {
+        KafkaContext { failure: self.failure.clone(), last_outage_warning: Mutex::new(None) }
+    }
+
     pub fn failure(&self) -> Option<CdcError> {
         self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -72,11 +78,22 @@ impl KafkaContext {
     }
 }
 
+fn authentication_failed(reason: &str) -> CdcError {
+    CdcError::definite(
+        format!("Kafka authentication failed: {reason}"),
+        "check the sasl.* and ssl.* settings in sink.properties and the broker's listeners",
+    )
+}
+
 impl ClientContext for KafkaContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         match level {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                tracing::error!(target: "librdkafka", facility, "{message}")
+                tracing::error!(target: "librdkafka", facility, "{message}");
+                // Some clients get no error callback for refused credentials, only this line.
+                if message.contains("SASL authentication error") {
+                    self.fail(authentication_failed(message));
+                }
             }
             RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
@@ -88,10 +105,7 @@ impl ClientContext for KafkaContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::Authentication) => self.fail(CdcError::definite(
-                format!("Kafka authentication failed: {reason}"),
-                "check the sasl.* and ssl.* settings in sink.properties and the broker's listeners",
-            )),
+            Some(RDKafkaErrorCode::Authentication) => self.fail(authentication_failed(reason)),
             Some(code @ (RDKafkaErrorCode::Fatal | RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)) => {
                 let fenced = code != RDKafkaErrorCode::Fatal || reason.to_ascii_lowercase().contains("fenced");
                 self.fail(CdcError::definite(
@@ -193,9 +207,41 @@ pub fn delivery_error(error: &KafkaError, topic: &str, key: Option<&str>, bytes:
     CdcError::definite(format!("Kafka refused the {what}: {error}"), remedy)
 }
 
+/// An admin client sharing the failures its producer records (`producer`: that producer's
+/// context), so an admin call that times out because the credentials were refused says so
+/// instead of waiting for a broker forever.
+pub type Admin = AdminClient<KafkaContext>;
+
+pub fn admin(kafka: &KafkaSinkConfig, producer: &KafkaContext) -> Result<Admin, KafkaError> {
+    base_config(kafka).create_with_context(producer.sharing_failures())
+}
+
+/// The error for an admin call that failed with `e`: the client's definite failure if it has
+/// one (credentials refused), else a transient one (`what` failed; the broker may be away).
+fn admin_error(admin: &Admin, what: String) -> CdcError {
+    admin.inner().context().failure().unwrap_or_else(|| CdcError::transient(what))
+}
+
+/// `call`'s result, unless the client records a definite failure first (refused credentials
+/// would otherwise let the call run to its timeout).
+async fn unless_failed<T>(admin: &Admin, call: impl std::future::Future<Output = T>) -> Result<T, CdcError> {
+    let failed = async {
+        loop {
+            if let Some(e) = admin.inner().context().failure() {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        result = call => Ok(result),
+        e = failed => Err(e),
+    }
+}
+
 /// Creates `topic` if it does not exist. A topic that exists is accepted as it is.
 pub async fn ensure_topic(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &Admin,
     topic: &str,
     partitions: i32,
     replication_factor: i32,
@@ -206,10 +252,9 @@ pub async fn ensure_topic(
         new_topic = new_topic.set(k, v);
     }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics([&new_topic], &options)
-        .await
-        .map_err(|e| CdcError::transient(format!("cannot create Kafka topic `{topic}` (broker unreachable?): {e}")))?;
+    let results = unless_failed(admin, admin.create_topics([&new_topic], &options))
+        .await?
+        .map_err(|e| admin_error(admin, format!("cannot create Kafka topic `{topic}` (broker unreachable?): {e}")))?;
     for result in results {
         match result {
             Ok(_) => tracing::info!(topic, partitions, replication_factor, "Created Kafka topic"),
@@ -240,19 +285,20 @@ pub async fn ensure_topic(
 }
 
 /// Number of partitions of `topic` from the cluster's metadata; 0 when it does not exist.
-async fn partitions_of(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &str) -> Result<usize, CdcError> {
-    let (admin, name) = (admin.clone(), topic.to_string());
+async fn partitions_of(admin: &Arc<Admin>, topic: &str) -> Result<usize, CdcError> {
+    let (client, name) = (admin.clone(), topic.to_string());
     // librdkafka's metadata call blocks.
-    let metadata =
-        tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(Some(&name), Duration::from_secs(30)))
-            .await
-            .map_err(|e| CdcError::transient(format!("metadata task failed: {e}")))?
-            .map_err(|e| CdcError::transient(format!("cannot read Kafka metadata for `{topic}`: {e}")))?;
+    let fetch =
+        tokio::task::spawn_blocking(move || client.inner().fetch_metadata(Some(&name), Duration::from_secs(30)));
+    let metadata = unless_failed(admin, fetch)
+        .await?
+        .map_err(|e| CdcError::transient(format!("metadata task failed: {e}")))?
+        .map_err(|e| admin_error(admin, format!("cannot read Kafka metadata for `{topic}`: {e}")))?;
     Ok(metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map_or(0, |t| t.partitions().len()))
 }
 
 /// Whether a broker of the cluster answers a metadata request within a few seconds.
-pub async fn cluster_answers(admin: &Arc<AdminClient<DefaultClientContext>>) -> bool {
+pub async fn cluster_answers(admin: &Arc<Admin>) -> bool {
     let admin = admin.clone();
     tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, Duration::from_secs(5)).is_ok())
         .await
@@ -260,7 +306,7 @@ pub async fn cluster_answers(admin: &Arc<AdminClient<DefaultClientContext>>) -> 
 }
 
 /// Whether `topic` exists, from the cluster's metadata.
-pub async fn topic_exists(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &str) -> Result<bool, CdcError> {
+pub async fn topic_exists(admin: &Arc<Admin>, topic: &str) -> Result<bool, CdcError> {
     Ok(partitions_of(admin, topic).await? > 0)
 }
 
@@ -272,7 +318,7 @@ pub fn sanitize_topic(name: &str) -> String {
 }
 
 /// Number of partitions of `topic`, which must exist.
-pub async fn partition_count(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &str) -> Result<i32, CdcError> {
+pub async fn partition_count(admin: &Arc<Admin>, topic: &str) -> Result<i32, CdcError> {
     match partitions_of(admin, topic).await? {
         0 => Err(CdcError::transient(format!("Kafka topic `{topic}` has no partitions yet"))),
         n => Ok(n as i32),

@@ -16,8 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -90,7 +88,7 @@ struct OpenTx {
 
 pub struct KafkaSink {
     producer: ThreadedProducer<KafkaContext>,
-    admin: Arc<AdminClient<DefaultClientContext>>,
+    admin: Arc<client::Admin>,
     topics: Topics,
     tombstones: bool,
     /// Topic of each table seen (and its partition when ordered by table), and the topics
@@ -124,7 +122,7 @@ impl KafkaSink {
         }
         let producer = ThreadedProducer::from_config_and_context(&producer_config, KafkaContext::default())
             .map_err(bad_property)?;
-        let admin: AdminClient<DefaultClientContext> = client::base_config(kafka).create().map_err(bad_property)?;
+        let admin = client::admin(kafka, producer.context()).map_err(bad_property)?;
         let topics = Topics {
             prefix: kafka.topic_prefix.clone().unwrap_or_else(|| name.to_string()),
             single: kafka.topic.clone(),
