@@ -4,7 +4,8 @@
 # this machine.
 #   0. the broker's ceiling: one producer with cdc's settings (examples/kafka_produce_ceiling.rs);
 #   1. MariaDB → cdc → Kafka: backlog drain of ROWS rows (~200 bytes, 12 mixed columns),
-#      rows/s and peak RSS;
+#      rows/s and peak RSS; then the same drain with format = "avro" (schemas in the test
+#      schema registry, tests/oracle/SchemaRegistry.java);
 #   2. PostgreSQL → Kafka: the same backlog drained by pg_recvlogical (to /dev/null, its own
 #      slot) and by cdc → Kafka; rows/s, ratio, peak RSS;
 #   3. latency commit → readable in Kafka at a steady RATE rows/s (PostgreSQL and MariaDB
@@ -84,6 +85,24 @@ server_id = 5498
 tables = [\"bench.t\"]"
 drain mykafka --from "mysql:file=$FILE:pos=4"
 printf 'MariaDB -> Kafka: %d rows in %.2f s = %.0f rows/s, peak RSS %d MB\n' "$ROWS" "$T_CDC" \
+  "$(echo "$ROWS / $T_CDC" | bc -l)" "$RSS_MB" >&2
+
+echo "== 1b. the same drain as Avro ==" >&2
+REGISTRY_PORT="$(free_port)"
+JARS="${CDC_TEST_PREFIX:-/opt/cdc-test}/debezium/libs/*"
+mkdir -p "$DIR/classes"
+javac -cp "$JARS" -d "$DIR/classes" tests/oracle/SchemaRegistry.java
+java -cp "$JARS:$DIR/classes" SchemaRegistry "$REGISTRY_PORT" >"$DIR/registry.log" 2>&1 &
+REGISTRY_PID=$!
+until grep -q READY "$DIR/registry.log"; do sleep 0.2; done
+cdc_config myavro "kind = \"mysql\"
+url = \"mysql://root@127.0.0.1:$MY_PORT\"
+server_id = 5499
+tables = [\"bench.t\"]"
+sed -i "s|^brokers = .*|&\nformat = \"avro\"\nschema_registry = { url = \"http://127.0.0.1:$REGISTRY_PORT\" }|" "$DIR/myavro.toml"
+drain myavro --from "mysql:file=$FILE:pos=4"
+kill "$REGISTRY_PID" 2>/dev/null || true
+printf 'MariaDB -> Kafka (Avro): %d rows in %.2f s = %.0f rows/s, peak RSS %d MB\n' "$ROWS" "$T_CDC" \
   "$(echo "$ROWS / $T_CDC" | bc -l)" "$RSS_MB" >&2
 
 echo "== 2. PostgreSQL -> Kafka, beside pg_recvlogical ==" >&2
