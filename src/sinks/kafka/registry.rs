@@ -177,12 +177,16 @@ impl AvroRecords {
 
     /// Registers the event's table schemas unless the current ones are registered already.
     pub async fn prepare(&mut self, event: &ChangeEvent, topic: &str) -> Result<(), CdcError> {
-        let current = self
-            .tables
-            .get(&event.table.id)
-            .is_some_and(|r| Arc::ptr_eq(&r.table, &event.table) || *r.table == *event.table);
-        if current {
-            return Ok(());
+        if let Some(r) = self.tables.get_mut(&event.table.id) {
+            if Arc::ptr_eq(&r.table, &event.table) {
+                return Ok(());
+            }
+            if *r.table == *event.table {
+                // The same schema in a new allocation (a source may rebuild it per transaction):
+                // keep this one so the next events match by pointer.
+                r.table = event.table.clone();
+                return Ok(());
+            }
         }
         let connector = match event.source.meta {
             SourceMeta::MySql { .. } => Connector::MySql,
