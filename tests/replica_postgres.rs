@@ -557,3 +557,53 @@ fn verify_rechecks_rows_by_timestamp_keys() {
     );
     assert!(!out.contains("because of lag"), "{out}");
 }
+
+/// The target refuses every connection for a while (its database closed to connections, the
+/// open ones terminated) while the source keeps changing: cdc waits and retries instead of
+/// stopping, then catches up with every change applied exactly once.
+#[test]
+fn target_down_for_a_while_then_everything_applied_once() {
+    let source = shared_pg15();
+    let target = pg17();
+    let db = source.create_db("targetdown");
+    source.sql(&db, "CREATE TABLE events (id bigserial PRIMARY KEY, v int NOT NULL)");
+    let target_db = target.create_db("targetdown");
+    target.sql(
+        &target_db,
+        "CREATE TABLE events (id bigint PRIMARY KEY, v int NOT NULL);
+         CREATE TABLE audit (id bigint, op text);
+         CREATE FUNCTION audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO audit VALUES (NEW.id, TG_OP); RETURN NULL; END $$;
+         CREATE TRIGGER audit_events AFTER INSERT OR UPDATE ON events FOR EACH ROW EXECUTE FUNCTION audit_row();",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "targetdown",
+        &pg_source(source, &db, "\"public.events\""),
+        &target.url(&target_db),
+        "",
+    );
+    let mut cdc = spawn_cdc(&config);
+    source.sql(&db, "INSERT INTO events (v) SELECT 0 FROM generate_series(1, 1000)");
+    wait_same((source, &db), (target, &target_db), "events", &config);
+    // Down: no new connections, the open ones cut.
+    target.sql(
+        "postgres",
+        &format!(
+            "ALTER DATABASE {target_db} ALLOW_CONNECTIONS false;
+             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{target_db}';"
+        ),
+    );
+    for round in 1..=5 {
+        source.sql(&db, &format!("INSERT INTO events (v) SELECT {round} FROM generate_series(1, 1000)"));
+        source.sql(&db, &format!("UPDATE events SET v = v + 100 WHERE id % 97 = {round}"));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(cdc.0.try_wait().unwrap().is_none(), "cdc stopped while the target was down:\n{}", cdc_log(&config));
+    target.sql("postgres", &format!("ALTER DATABASE {target_db} ALLOW_CONNECTIONS true"));
+    wait_same((source, &db), (target, &target_db), "events", &config);
+    let updated: u64 = source.sql(&db, "SELECT count(*) FROM events WHERE v >= 100").parse().unwrap();
+    assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE op = 'INSERT'"), "6000");
+    assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE op = 'UPDATE'"), updated.to_string());
+}

@@ -59,6 +59,9 @@ impl PgError {
                 "grant the cdc user REPLICATION (ALTER ROLE cdc REPLICATION) and SELECT on the tables",
             ),
             "3D000" => CdcError::definite(cause, "check the database name in source.url"),
+            // At login: the database is closed to connections for now (ALLOW_CONNECTIONS false
+            // during maintenance), which passes.
+            "55000" if doing == "connecting" => CdcError::transient(cause),
             "55000" | "42704" => {
                 CdcError::definite(cause, "see the message: the slot or publication is missing or unusable")
             }
