@@ -195,10 +195,7 @@ impl AvroRecords {
         let table = &event.table;
         let envelope = envelope_schema(table, &self.prefix, connector);
         let key = key_schema(table, &self.prefix);
-        let subject = |schema: &ConnectSchema, part: &str| match self.subjects {
-            SubjectNames::Topic => format!("{topic}-{part}"),
-            SubjectNames::Record => schema.name.clone().unwrap_or_default(),
-        };
+        let subject = |schema: &ConnectSchema, part: &str| subject(self.subjects, topic, schema, part);
         let what = format!("{}.{}", table.id.namespace, table.id.name);
         let key = match key {
             Some(key) => {
@@ -245,10 +242,7 @@ impl AvroRecords {
         let what = "the transaction metadata records";
         let mut ids = [0; 2];
         for (i, (schema, part)) in [(&key, "key"), (&value, "value")].into_iter().enumerate() {
-            let subject = match self.subjects {
-                SubjectNames::Topic => format!("{topic}-{part}"),
-                SubjectNames::Record => schema.name.clone().unwrap_or_default(),
-            };
+            let subject = subject(self.subjects, topic, schema, part);
             ids[i] = self.registry.register(&subject, &avro::schema_text(schema), what).await?;
         }
         self.transaction = Some([(key, ids[0]), (value, ids[1])]);
@@ -284,6 +278,14 @@ impl AvroRecords {
     }
 }
 
+/// The subject a key (`part` = "key") or value schema is registered under.
+fn subject(names: SubjectNames, topic: &str, schema: &ConnectSchema, part: &str) -> String {
+    match names {
+        SubjectNames::Topic => format!("{topic}-{part}"),
+        SubjectNames::Record => schema.name.clone().unwrap_or_default(),
+    }
+}
+
 /// The JSON payload (of a record of `what`) re-encoded as Avro under `schema`, after the wire
 /// format header.
 fn encode(
@@ -302,4 +304,32 @@ fn encode(
             "report this as a bug, with the table's definition",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Column, ColumnType};
+
+    #[test]
+    fn subjects_by_topic_or_by_record_name() {
+        let table = TableSchema {
+            id: TableId::new("shop", "orders"),
+            columns: vec![Column {
+                name: "id".into(),
+                source_type: "int".into(),
+                kind: ColumnType::Int { bytes: 4, unsigned: false },
+                nullable: false,
+                charset: None,
+            }],
+            key: vec![0],
+            version: 1,
+        };
+        let envelope = envelope_schema(&table, "cdc", Connector::MySql);
+        let key = key_schema(&table, "cdc").unwrap();
+        assert_eq!(subject(SubjectNames::Topic, "all-changes", &envelope, "value"), "all-changes-value");
+        assert_eq!(subject(SubjectNames::Record, "all-changes", &envelope, "value"), "cdc.shop.orders.Envelope");
+        assert_eq!(subject(SubjectNames::Record, "all-changes", &key, "key"), "cdc.shop.orders.Key");
+        assert_eq!(url_segment("a b/c.d-e"), "a%20b%2Fc.d-e");
+    }
 }
