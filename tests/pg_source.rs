@@ -203,6 +203,9 @@ fn toast_with_and_without_replica_identity_full_truncate_and_ddl() {
         assert_eq!(e[2]["after"]["n"], 1);
         // REPLICA IDENTITY FULL: taken from the old row.
         assert_eq!(e[3]["after"]["big"].as_str().unwrap().len(), 10_000);
+        // Keyed by the primary key, not by the replica identity's columns (FULL: all of them).
+        let keys = p.keys.lock().unwrap().clone();
+        assert_eq!(keys[..4], [json!({"id": 1}), json!({"id": 1}), json!({"id": 1}), json!({"id": 1})]);
         assert_eq!(e[3]["before"]["n"], 0);
         // The column added mid-stream is in the next event.
         assert_eq!(e[4]["after"], json!({"id": 2, "big": "s", "n": 2, "added": "d"}));

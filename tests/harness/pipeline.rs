@@ -8,17 +8,19 @@ use async_trait::async_trait;
 use cdc::admin::Metrics;
 use cdc::config::Config;
 use cdc::error::CdcError;
-use cdc::format::debezium::{EnvelopeContext, write_envelope};
+use cdc::format::debezium::{EnvelopeContext, write_envelope, write_key};
 use cdc::model::{Batch, Position};
 use cdc::pipeline::{Ack, Pipeline, PipelineOutcome, Sink};
 use cdc::positions::{FilePositionStore, PositionStore};
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
-/// Acknowledges every batch at once and keeps its events as Debezium JSON.
+/// Acknowledges every batch at once and keeps its events as Debezium JSON, and their keys
+/// (what a Kafka record's key would be).
 #[derive(Clone, Default)]
 pub struct CollectSink {
     pub events: Arc<Mutex<Vec<Json>>>,
+    pub keys: Arc<Mutex<Vec<Json>>>,
 }
 
 #[async_trait]
@@ -26,12 +28,17 @@ impl Sink for CollectSink {
     async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
         let ctx = EnvelopeContext { name: "test".into(), now_us: 0 };
         let mut got = Vec::with_capacity(batch.events.len());
+        let mut keys = Vec::with_capacity(batch.events.len());
         for e in &batch.events {
             let mut buf = Vec::new();
             write_envelope(&mut buf, e, &ctx);
             got.push(serde_json::from_slice(&buf).expect("envelope is valid JSON"));
+            buf.clear();
+            write_key(&mut buf, e);
+            keys.push(serde_json::from_slice(&buf).expect("key is valid JSON"));
         }
         self.events.lock().unwrap().extend(got);
+        self.keys.lock().unwrap().extend(keys);
         ack.done();
         Ok(0)
     }
@@ -44,6 +51,7 @@ pub struct RunningPipeline {
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<Result<PipelineOutcome, CdcError>>,
     pub events: Arc<Mutex<Vec<Json>>>,
+    pub keys: Arc<Mutex<Vec<Json>>>,
     pub store: Arc<FilePositionStore>,
     pub metrics: Arc<Metrics>,
 }
@@ -65,7 +73,7 @@ pub async fn start_pipeline(config_text: &str, positions: &std::path::Path, from
         None => store.load().await.unwrap(),
     };
     let sink = CollectSink::default();
-    let events = sink.events.clone();
+    let (events, keys) = (sink.events.clone(), sink.keys.clone());
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::new(&config.name));
     let pipeline = Pipeline {
@@ -77,7 +85,7 @@ pub async fn start_pipeline(config_text: &str, positions: &std::path::Path, from
         shutdown: shutdown.clone(),
     };
     let task = tokio::spawn(pipeline.run(start));
-    RunningPipeline { shutdown, task, events, store, metrics }
+    RunningPipeline { shutdown, task, events, keys, store, metrics }
 }
 
 impl RunningPipeline {

@@ -175,13 +175,36 @@ impl TypeCache {
 }
 
 /// Names of the NOT NULL columns of the relation `oid`.
-pub async fn not_null_columns(conn: &mut PgConnection, oid: u32) -> Result<Vec<String>, CdcError> {
+pub async fn column_constraints(conn: &mut PgConnection, oid: u32) -> Result<ColumnConstraints, CdcError> {
     let rows = conn
         .query(&format!(
-            "SELECT attname FROM pg_attribute WHERE attrelid = {oid} AND attnum > 0 AND NOT attisdropped AND attnotnull"
+            "SELECT a.attname, a.attnotnull::text, \
+             (EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey)))::text \
+             FROM pg_attribute a WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped"
         ))
         .await?;
-    Ok(rows.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect())
+    let mut facts = ColumnConstraints::default();
+    for row in rows {
+        let mut fields = row.into_iter();
+        let (Some(Some(name)), Some(not_null), Some(primary)) = (fields.next(), fields.next(), fields.next()) else {
+            continue;
+        };
+        if not_null.as_deref() == Some("true") {
+            facts.not_null.push(name.clone());
+        }
+        if primary.as_deref() == Some("true") {
+            facts.primary_key.push(name);
+        }
+    }
+    Ok(facts)
+}
+
+/// What pgoutput's Relation message leaves out: which columns are NOT NULL, and which form the
+/// primary key (its key flags mark the replica identity: every column with REPLICA IDENTITY FULL).
+#[derive(Debug, Default)]
+pub struct ColumnConstraints {
+    pub not_null: Vec<String>,
+    pub primary_key: Vec<String>,
 }
 
 /// Columns of a table from the catalog: (name, type oid, typmod, not null, in primary key).

@@ -529,13 +529,20 @@ impl StreamState {
                 let oids: Vec<u32> = rel.columns.iter().map(|c| c.type_oid).collect();
                 self.types.resolve(cat, &oids).await?;
                 let id = TableId::new(rel.namespace.clone(), rel.name.clone());
-                // pgoutput does not say which columns are NOT NULL; the catalog does (a column
-                // it no longer has counts as nullable).
-                let not_null = catalog::not_null_columns(cat, rel.oid).await?;
+                // pgoutput says neither which columns are NOT NULL nor which form the primary key
+                // (its key flags are the replica identity's); the catalog does. A column it no
+                // longer has counts as nullable. The primary key keys when the replica identity
+                // covers it (DEFAULT, FULL), so old rows carry it; else the identity's columns do.
+                let facts = catalog::column_constraints(cat, rel.oid).await?;
+                let by_primary_key = !facts.primary_key.is_empty()
+                    && facts.primary_key.iter().all(|pk| rel.columns.iter().any(|c| c.key && c.name == *pk));
                 let cols: Vec<(String, u32, i32, bool, bool)> = rel
                     .columns
                     .iter()
-                    .map(|c| (c.name.clone(), c.type_oid, c.type_modifier, not_null.contains(&c.name), c.key))
+                    .map(|c| {
+                        let key = if by_primary_key { facts.primary_key.contains(&c.name) } else { c.key };
+                        (c.name.clone(), c.type_oid, c.type_modifier, facts.not_null.contains(&c.name), key)
+                    })
                     .collect();
                 let schema = self.types.schema(id.clone(), &cols);
                 let included = self.filter.matches_id(&id);
