@@ -154,6 +154,8 @@ pub struct AvroRecords {
     tables: HashMap<TableId, Registered>,
     /// The transaction metadata records' key and value schemas, once registered.
     transaction: Option<[(ConnectSchema, u32); 2]>,
+    /// The JSON payload of the record being encoded (reused).
+    json: Vec<u8>,
 }
 
 /// A table's schemas as registered: the Connect schemas and their registry ids.
@@ -172,6 +174,7 @@ impl AvroRecords {
             prefix: prefix.to_string(),
             tables: HashMap::new(),
             transaction: None,
+            json: Vec::with_capacity(4096),
         })
     }
 
@@ -211,26 +214,27 @@ impl AvroRecords {
 
     /// Appends the Avro key of `event` (whose JSON `payload` writes) in the wire format.
     pub fn write_key(
-        &self,
+        &mut self,
         out: &mut Vec<u8>,
         event: &ChangeEvent,
         payload: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(), CdcError> {
-        let Some((schema, id)) = self.registered(event)?.key.as_ref() else {
+        let registered = registered(&self.tables, event)?;
+        let Some((schema, id)) = registered.key.as_ref() else {
             return Err(CdcError::definite("an Avro key for a table without a key", "report this as a bug"));
         };
-        encode(out, schema, *id, &format!("{}.{}", event.table.id.namespace, event.table.id.name), payload)
+        encode(&mut self.json, out, schema, *id, || table_name(event), payload)
     }
 
     /// Appends the Avro envelope of `event` (whose JSON `payload` writes) in the wire format.
     pub fn write_value(
-        &self,
+        &mut self,
         out: &mut Vec<u8>,
         event: &ChangeEvent,
         payload: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(), CdcError> {
-        let (schema, id) = &self.registered(event)?.envelope;
-        encode(out, schema, *id, &format!("{}.{}", event.table.id.namespace, event.table.id.name), payload)
+        let (schema, id) = &registered(&self.tables, event)?.envelope;
+        encode(&mut self.json, out, schema, *id, || table_name(event), payload)
     }
 
     /// Registers the transaction metadata records' schemas (for `topic`) unless done already.
@@ -252,7 +256,7 @@ impl AvroRecords {
     /// Appends a transaction metadata record's key (`key = true`) or value, whose JSON
     /// `payload` writes, in the wire format.
     pub fn write_transaction(
-        &self,
+        &mut self,
         out: &mut Vec<u8>,
         key: bool,
         payload: impl FnOnce(&mut Vec<u8>),
@@ -264,17 +268,18 @@ impl AvroRecords {
             ));
         };
         let (schema, id) = if key { key_schema } else { value_schema };
-        encode(out, schema, *id, "the transaction metadata", payload)
+        encode(&mut self.json, out, schema, *id, || "the transaction metadata".to_string(), payload)
     }
+}
 
-    fn registered(&self, event: &ChangeEvent) -> Result<&Registered, CdcError> {
-        match self.tables.get(&event.table.id) {
-            Some(r) if Arc::ptr_eq(&r.table, &event.table) || *r.table == *event.table => Ok(r),
-            _ => Err(CdcError::definite(
-                "a change encoded before its Avro schema was registered",
-                "report this as a bug",
-            )),
-        }
+fn table_name(event: &ChangeEvent) -> String {
+    format!("{}.{}", event.table.id.namespace, event.table.id.name)
+}
+
+fn registered<'a>(tables: &'a HashMap<TableId, Registered>, event: &ChangeEvent) -> Result<&'a Registered, CdcError> {
+    match tables.get(&event.table.id) {
+        Some(r) if Arc::ptr_eq(&r.table, &event.table) || *r.table == *event.table => Ok(r),
+        _ => Err(CdcError::definite("a change encoded before its Avro schema was registered", "report this as a bug")),
     }
 }
 
@@ -286,21 +291,22 @@ fn subject(names: SubjectNames, topic: &str, schema: &ConnectSchema, part: &str)
     }
 }
 
-/// The JSON payload (of a record of `what`) re-encoded as Avro under `schema`, after the wire
-/// format header.
+/// The JSON payload (written into `json`, a reused buffer) of a record of `what` re-encoded as
+/// Avro under `schema`, after the wire format header.
 fn encode(
+    json: &mut Vec<u8>,
     out: &mut Vec<u8>,
     schema: &ConnectSchema,
     id: u32,
-    what: &str,
+    what: impl FnOnce() -> String,
     payload: impl FnOnce(&mut Vec<u8>),
 ) -> Result<(), CdcError> {
-    let mut json = Vec::with_capacity(1024);
-    payload(&mut json);
+    json.clear();
+    payload(json);
     avro::write_header(out, id);
-    avro::encode(schema, &json, out).map_err(|why| {
+    avro::encode(schema, json, out).map_err(|why| {
         CdcError::definite(
-            format!("a record of {what} does not fit its Avro schema at {why}"),
+            format!("a record of {} does not fit its Avro schema at {why}", what()),
             "report this as a bug, with the table's definition",
         )
     })
