@@ -168,31 +168,24 @@ pub fn encode(schema: &ConnectSchema, json: &[u8], out: &mut Vec<u8>) -> Result<
 fn encode_at(schema: &ConnectSchema, value: &J<'_>, out: &mut Vec<u8>, path: &mut String) -> Result<(), String> {
     let value = fitted(schema, value);
     if schema.optional {
-        // Union branch: null is first unless the field has a default.
-        let null_branch = if schema.default.is_some() { 1 } else { 0 };
         if matches!(value, J::Null) {
-            write_long(out, null_branch);
+            write_long(out, null_branch(schema));
             return Ok(());
         }
-        write_long(out, 1 - null_branch);
+        write_long(out, 1 - null_branch(schema));
     }
     let wrong = |path: &str, what: &str| {
         Err(format!("{}: {what} {}", if path.is_empty() { "." } else { path }, value.describe()))
     };
     match (&schema.kind, value) {
         (Kind::Boolean, J::Bool(b)) => out.push(*b as u8),
-        (Kind::Int16 | Kind::Int32 | Kind::Int64, J::Num(n)) => match (n.parse::<i64>(), n.parse::<u64>()) {
-            (Ok(i), _) => write_long(out, i),
-            // BIGINT UNSIGNED above i64::MAX: the same 64 bits, as Debezium's `long` mode sends them.
-            (_, Ok(u)) => write_long(out, u as i64),
-            _ => return wrong(path, "not an integer:"),
-        },
-        (Kind::Float32, v) => match v.float() {
-            Some(f) => out.extend_from_slice(&(f as f32).to_le_bytes()),
-            None => return wrong(path, "not a number:"),
-        },
-        (Kind::Float64, v) => match v.float() {
-            Some(f) => out.extend_from_slice(&f.to_le_bytes()),
+        (Kind::Int16 | Kind::Int32 | Kind::Int64, J::Num(n)) => {
+            if !write_integer(out, n) {
+                return wrong(path, "not an integer:");
+            }
+        }
+        (kind @ (Kind::Float32 | Kind::Float64), v) => match v.float() {
+            Some(f) => write_float(out, kind, f),
             None => return wrong(path, "not a number:"),
         },
         (Kind::String, J::Str(s)) => write_bytes(out, s.as_bytes()),
@@ -248,9 +241,8 @@ fn encode_at(schema: &ConnectSchema, value: &J<'_>, out: &mut Vec<u8>, path: &mu
 fn fitted<'v, 'a>(schema: &ConnectSchema, value: &'v J<'a>) -> &'v J<'a> {
     static NULL: J<'static> = J::Null;
     static ZERO: J<'static> = J::Num("0");
-    let temporal = schema.name.as_deref().is_some_and(|n| n.starts_with("io.debezium.time."));
-    match (&schema.kind, value) {
-        (Kind::Int32 | Kind::Int64, J::Str(_)) if temporal => {
+    match value {
+        J::Str(_) if is_temporal_number(schema) => {
             if schema.optional {
                 &NULL
             } else {
@@ -258,6 +250,37 @@ fn fitted<'v, 'a>(schema: &ConnectSchema, value: &'v J<'a>) -> &'v J<'a> {
             }
         }
         _ => value,
+    }
+}
+
+/// A Debezium time type carried as a number (`io.debezium.time.Date`, `…Timestamp`, …): text
+/// there is a MySQL zero date.
+fn is_temporal_number(schema: &ConnectSchema) -> bool {
+    matches!(schema.kind, Kind::Int32 | Kind::Int64)
+        && schema.name.as_deref().is_some_and(|n| n.starts_with("io.debezium.time."))
+}
+
+/// The union branch of null in an optional field: first, unless the field has a default.
+fn null_branch(schema: &ConnectSchema) -> i64 {
+    if schema.default.is_some() { 1 } else { 0 }
+}
+
+/// Writes an integer given as JSON number text; false when it is not one.
+fn write_integer(out: &mut Vec<u8>, n: &str) -> bool {
+    match (n.parse::<i64>(), n.parse::<u64>()) {
+        (Ok(i), _) => write_long(out, i),
+        // BIGINT UNSIGNED above i64::MAX: the same 64 bits, as Debezium's `long` mode sends them.
+        (_, Ok(u)) => write_long(out, u as i64),
+        _ => return false,
+    }
+    true
+}
+
+/// Writes `f` as an Avro float (`Float32`) or double.
+fn write_float(out: &mut Vec<u8>, kind: &Kind, f: f64) {
+    match kind {
+        Kind::Float32 => out.extend_from_slice(&(f as f32).to_le_bytes()),
+        _ => out.extend_from_slice(&f.to_le_bytes()),
     }
 }
 
@@ -362,23 +385,19 @@ impl<'a> Parser<'a> {
     /// the schema's order or a value does not fit: the caller then takes the tree path.
     fn transcode(&mut self, schema: &ConnectSchema, out: &mut Vec<u8>) -> Result<(), ()> {
         let next = self.peek();
-        let null_branch = if schema.default.is_some() { 1 } else { 0 };
         // A MySQL zero date: text in JSON; null, or 0 when NOT NULL (see `fitted`).
-        if next == Some(b'"')
-            && matches!(schema.kind, Kind::Int32 | Kind::Int64)
-            && schema.name.as_deref().is_some_and(|n| n.starts_with("io.debezium.time."))
-        {
+        if next == Some(b'"') && is_temporal_number(schema) {
             self.string().map_err(drop)?;
-            write_long(out, if schema.optional { null_branch } else { 0 });
+            write_long(out, if schema.optional { null_branch(schema) } else { 0 });
             return Ok(());
         }
         if schema.optional {
             if next == Some(b'n') {
                 self.literal(b"null", J::Null).map_err(drop)?;
-                write_long(out, null_branch);
+                write_long(out, null_branch(schema));
                 return Ok(());
             }
-            write_long(out, 1 - null_branch);
+            write_long(out, 1 - null_branch(schema));
         }
         match &schema.kind {
             Kind::Boolean => match self.value(0) {
@@ -386,23 +405,16 @@ impl<'a> Parser<'a> {
                 _ => return Err(()),
             },
             Kind::Int16 | Kind::Int32 | Kind::Int64 => {
-                let n = self.number().ok_or(())?;
-                match (n.parse::<i64>(), n.parse::<u64>()) {
-                    (Ok(i), _) => write_long(out, i),
-                    (_, Ok(u)) => write_long(out, u as i64),
-                    _ => return Err(()),
+                if !write_integer(out, self.number().ok_or(())?) {
+                    return Err(());
                 }
             }
-            Kind::Float32 | Kind::Float64 => {
+            kind @ (Kind::Float32 | Kind::Float64) => {
                 let f = match next {
                     Some(b'"') => J::Str(self.string().map_err(drop)?).float(),
                     _ => self.number().and_then(|n| n.parse().ok()),
                 };
-                match (f, &schema.kind) {
-                    (Some(f), Kind::Float32) => out.extend_from_slice(&(f as f32).to_le_bytes()),
-                    (Some(f), _) => out.extend_from_slice(&f.to_le_bytes()),
-                    (None, _) => return Err(()),
-                }
+                write_float(out, kind, f.ok_or(())?);
             }
             Kind::String => {
                 let text = self.string().map_err(drop)?;
@@ -433,7 +445,7 @@ impl<'a> Parser<'a> {
                         if !field.optional {
                             return Err(());
                         }
-                        write_long(out, if field.default.is_some() { 1 } else { 0 });
+                        write_long(out, null_branch(field));
                         continue;
                     }
                     if !first && !self.eat(b',') {

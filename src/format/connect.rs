@@ -139,6 +139,16 @@ pub enum Connector {
     Postgres,
 }
 
+impl Connector {
+    /// The connector whose `source` block describes changes from this source.
+    pub fn of(meta: &SourceMeta) -> Connector {
+        match meta {
+            SourceMeta::MySql { .. } => Connector::MySql,
+            SourceMeta::Postgres { .. } => Connector::Postgres,
+        }
+    }
+}
+
 /// Debezium's schema name prefix of a table: `<prefix>.<db or schema>.<table>`.
 pub fn record_name(prefix: &str, table: &TableId) -> String {
     format!("{prefix}.{}.{}", table.namespace, table.name)
@@ -312,10 +322,7 @@ impl JsonSchemas {
             .get(&event.table.id)
             .is_some_and(|r| Arc::ptr_eq(&r.table, &event.table) || *r.table == *event.table);
         if !current {
-            let connector = match event.source.meta {
-                SourceMeta::MySql { .. } => Connector::MySql,
-                SourceMeta::Postgres { .. } => Connector::Postgres,
-            };
+            let connector = Connector::of(&event.source.meta);
             let mut key = Vec::new();
             if let Some(schema) = key_schema(&event.table, &self.prefix) {
                 schema.write_json(&mut key, None);

@@ -11,7 +11,7 @@ use crate::config::{SchemaRegistryConfig, SubjectNames};
 use crate::error::CdcError;
 use crate::format::avro;
 use crate::format::connect::{ConnectSchema, Connector, envelope_schema, key_schema, transaction_schemas};
-use crate::model::{ChangeEvent, SourceMeta, TableId, TableSchema};
+use crate::model::{ChangeEvent, TableId, TableSchema};
 use crate::sources::CheckItem;
 
 /// A Confluent-compatible schema registry's REST API (the part a producer needs).
@@ -39,21 +39,27 @@ impl Registry {
         })
     }
 
+    /// A request to `path` of the registry's REST API, with its media type and credentials.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.url.trim_end_matches('/')))
+            .header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+        match &self.username {
+            Some(user) => request.basic_auth(user, self.password.as_deref()),
+            None => request,
+        }
+    }
+
     /// Registers `schema` (of `what`: a table, or the transaction records) under `subject`, or
     /// finds it registered already, and returns its id.
     async fn register(&self, subject: &str, schema: &str, what: &str) -> Result<u32, CdcError> {
         tracing::debug!(subject, what, schema, "Registering an Avro schema");
-        let url = format!("{}/subjects/{}/versions", self.url.trim_end_matches('/'), url_segment(subject));
         let body = serde_json::json!({ "schema": schema }).to_string();
-        let mut request = self
-            .http
-            .post(&url)
+        let request = self
+            .request(reqwest::Method::POST, &format!("/subjects/{}/versions", url_segment(subject)))
             .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-            .header("Accept", "application/vnd.schemaregistry.v1+json, application/json")
             .body(body);
-        if let Some(user) = &self.username {
-            request = request.basic_auth(user, self.password.as_deref());
-        }
         let unreachable = |e: reqwest::Error| {
             CdcError::transient(format!("schema registry at {} did not answer: {}", self.url, error_chain(&e)))
         };
@@ -96,13 +102,7 @@ pub async fn check(config: &SchemaRegistryConfig) -> CheckItem {
         Ok(r) => r,
         Err(e) => return CheckItem::Fail(format!("schema registry: {e}")),
     };
-    let url = format!("{}/subjects", registry.url.trim_end_matches('/'));
-    let mut request =
-        registry.http.get(&url).header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
-    if let Some(user) = &registry.username {
-        request = request.basic_auth(user, registry.password.as_deref());
-    }
-    match request.send().await {
+    match registry.request(reqwest::Method::GET, "/subjects").send().await {
         Err(e) => CheckItem::Fail(format!("schema registry at {} did not answer: {}", registry.url, error_chain(&e))),
         Ok(response) if response.status().is_success() => {
             let text = response.text().await.unwrap_or_default();
@@ -191,15 +191,11 @@ impl AvroRecords {
                 return Ok(());
             }
         }
-        let connector = match event.source.meta {
-            SourceMeta::MySql { .. } => Connector::MySql,
-            SourceMeta::Postgres { .. } => Connector::Postgres,
-        };
         let table = &event.table;
-        let envelope = envelope_schema(table, &self.prefix, connector);
+        let envelope = envelope_schema(table, &self.prefix, Connector::of(&event.source.meta));
         let key = key_schema(table, &self.prefix);
         let subject = |schema: &ConnectSchema, part: &str| subject(self.subjects, topic, schema, part);
-        let what = format!("{}.{}", table.id.namespace, table.id.name);
+        let what = table.id.to_string();
         let key = match key {
             Some(key) => {
                 let id = self.registry.register(&subject(&key, "key"), &avro::schema_text(&key), &what).await?;
@@ -223,7 +219,7 @@ impl AvroRecords {
         let Some((schema, id)) = registered.key.as_ref() else {
             return Err(CdcError::definite("an Avro key for a table without a key", "report this as a bug"));
         };
-        encode(&mut self.json, out, schema, *id, || table_name(event), payload)
+        encode(&mut self.json, out, schema, *id, || event.table.id.to_string(), payload)
     }
 
     /// Appends the Avro envelope of `event` (whose JSON `payload` writes) in the wire format.
@@ -234,7 +230,7 @@ impl AvroRecords {
         payload: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(), CdcError> {
         let (schema, id) = &registered(&self.tables, event)?.envelope;
-        encode(&mut self.json, out, schema, *id, || table_name(event), payload)
+        encode(&mut self.json, out, schema, *id, || event.table.id.to_string(), payload)
     }
 
     /// Registers the transaction metadata records' schemas (for `topic`) unless done already.
@@ -270,10 +266,6 @@ impl AvroRecords {
         let (schema, id) = if key { key_schema } else { value_schema };
         encode(&mut self.json, out, schema, *id, || "the transaction metadata".to_string(), payload)
     }
-}
-
-fn table_name(event: &ChangeEvent) -> String {
-    format!("{}.{}", event.table.id.namespace, event.table.id.name)
 }
 
 fn registered<'a>(tables: &'a HashMap<TableId, Registered>, event: &ChangeEvent) -> Result<&'a Registered, CdcError> {
