@@ -46,12 +46,21 @@ fn add_to_section(config: &Path, section: &str, line: &str) {
 
 /// Waits (30 s at most) until the log of the cdc started with `config` contains `text`.
 fn wait_for_log(config: &Path, text: &str) {
-    let log = config.with_extension("log");
+    harness::wait_for_cdc_log(config, text, Duration::from_secs(30));
+}
+
+/// Waits (30 s at most) for cdc to exit, and checks it failed; `running` says what it means
+/// if it keeps running.
+fn assert_failed_within_30s(cdc: &mut ChildGuard, running: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains(text) {
-        assert!(std::time::Instant::now() < deadline, "`{text}` never appeared in {}", log.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = loop {
+        if let Some(s) = cdc.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "{running}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
 }
 
 fn summary(records: &[Record], id_field: &str) -> Vec<(String, Option<i64>)> {
@@ -525,15 +534,7 @@ fn oversized_message_is_a_definite_error_naming_table_key_and_setting() {
     let mut cdc = spawn_cdc(&config);
     read_topic(&kafka.bootstrap(), "kbig.kbig.t", 1, false, Duration::ZERO);
     db.sql("INSERT INTO kbig.t VALUES (2, REPEAT('x', 50000)); INSERT INTO kbig.t VALUES (3, 'after');");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = cdc.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "cdc kept running");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(!status.success());
+    assert_failed_within_30s(&mut cdc, "cdc kept running");
     let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
     let line = log.lines().find(|l| l.contains("Kafka refused")).unwrap_or_else(|| panic!("{log}"));
     for part in ["kbig.kbig.t", r#"{"id":2}"#, "kbig.t", "message.max.bytes"] {
@@ -683,15 +684,7 @@ fn avro_registry_outage_added_column_and_refused_change() {
     assert_eq!(end["id"], begin["id"]);
     assert_eq!(end["data_collections"], json!([{"data_collection": "kavro.t", "event_count": 1}]));
     db.sql("ALTER TABLE kavro.t MODIFY b VARCHAR(20); INSERT INTO kavro.t VALUES (4, 'z', 'text');");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = cdc.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "cdc kept running after the registry refused a schema");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(!status.success());
+    assert_failed_within_30s(&mut cdc, "cdc kept running after the registry refused a schema");
     let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
     let line = log.lines().find(|l| l.contains("refused the new schema")).unwrap_or_else(|| panic!("{log}"));
     for part in ["kavro.t", "`kavro.kavro.t-value`", "compatib"] {
@@ -716,15 +709,7 @@ fn refused_sasl_credentials_are_a_definite_error() {
         let config = write_config(dir.path(), "ksasl", &mysql_source(db, "ksasl", 7112), &broker.bootstrap(), sasl);
         add_to_section(&config, "positions", positions);
         let mut cdc = spawn_cdc(&config);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(s) = cdc.0.try_wait().unwrap() {
-                break s;
-            }
-            assert!(std::time::Instant::now() < deadline, "cdc kept waiting with refused credentials ({positions})");
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        assert!(!status.success());
+        assert_failed_within_30s(&mut cdc, &format!("cdc kept waiting with refused credentials ({positions})"));
         let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
         let last = log.lines().last().unwrap_or_default();
         assert!(last.contains("Kafka authentication failed") && last.contains("sasl"), "{positions}: {last}");

@@ -5,7 +5,7 @@
 
 mod harness;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::kafka::read_topic;
 use harness::oracle::{Mode, Oracle, SchemaRegistry, avro_differences, envelope_differences, record_differences};
@@ -60,11 +60,7 @@ fn start_cdc(db: &MariaDb, database: &str, server_id: u32, dir: &std::path::Path
     )
     .unwrap();
     let cdc = spawn_cdc(&config);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !harness::cdc_log(&config).contains("Streaming binlog") {
-        assert!(Instant::now() < deadline, "cdc did not start:\n{}", harness::cdc_log(&config));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    harness::wait_for_cdc_log(&config, "Streaming binlog", Duration::from_secs(60));
     cdc
 }
 

@@ -57,11 +57,7 @@ fn start_cdc(pg: &Postgres, db: &str, dir: &std::path::Path, sink: &str) -> harn
     )
     .unwrap();
     let cdc = spawn_cdc(&config);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !harness::cdc_log(&config).contains("Streaming from the replication slot") {
-        assert!(Instant::now() < deadline, "cdc did not start:\n{}", harness::cdc_log(&config));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    harness::wait_for_cdc_log(&config, "Streaming from the replication slot", Duration::from_secs(60));
     cdc
 }
 

@@ -438,13 +438,12 @@ fn a_missing_target_table_is_a_definite_error_when_tables_are_not_created() {
     );
 }
 
-#[test]
-fn dropped_target_connections_restart_from_the_target_position_without_repeats() {
-    let source = shared_pg15();
-    let target = pg17();
-    let db = source.create_db("dropconn");
+/// Databases `name` on both sides with an `events` table; the target's has an audit trigger
+/// recording each INSERT and UPDATE applied, so a change applied twice shows.
+fn audited_events(source: &Postgres, target: &Postgres, name: &str) -> (String, String) {
+    let db = source.create_db(name);
     source.sql(&db, "CREATE TABLE events (id bigserial PRIMARY KEY, v int NOT NULL)");
-    let target_db = target.create_db("dropconn");
+    let target_db = target.create_db(name);
     target.sql(
         &target_db,
         "CREATE TABLE events (id bigint PRIMARY KEY, v int NOT NULL);
@@ -453,6 +452,14 @@ fn dropped_target_connections_restart_from_the_target_position_without_repeats()
            BEGIN INSERT INTO audit VALUES (NEW.id, TG_OP); RETURN NULL; END $$;
          CREATE TRIGGER audit_events AFTER INSERT OR UPDATE ON events FOR EACH ROW EXECUTE FUNCTION audit_row();",
     );
+    (db, target_db)
+}
+
+#[test]
+fn dropped_target_connections_restart_from_the_target_position_without_repeats() {
+    let source = shared_pg15();
+    let target = pg17();
+    let (db, target_db) = audited_events(source, target, "dropconn");
     let dir = tempfile::tempdir().unwrap();
     let http = harness::free_port();
     let config = write_config(
@@ -565,17 +572,7 @@ fn verify_rechecks_rows_by_timestamp_keys() {
 fn target_down_for_a_while_then_everything_applied_once() {
     let source = shared_pg15();
     let target = pg17();
-    let db = source.create_db("targetdown");
-    source.sql(&db, "CREATE TABLE events (id bigserial PRIMARY KEY, v int NOT NULL)");
-    let target_db = target.create_db("targetdown");
-    target.sql(
-        &target_db,
-        "CREATE TABLE events (id bigint PRIMARY KEY, v int NOT NULL);
-         CREATE TABLE audit (id bigint, op text);
-         CREATE FUNCTION audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
-           BEGIN INSERT INTO audit VALUES (NEW.id, TG_OP); RETURN NULL; END $$;
-         CREATE TRIGGER audit_events AFTER INSERT OR UPDATE ON events FOR EACH ROW EXECUTE FUNCTION audit_row();",
-    );
+    let (db, target_db) = audited_events(source, target, "targetdown");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),

@@ -131,6 +131,16 @@ pub fn cdc_log(config: &Path) -> String {
     std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
 }
 
+/// Waits until the log of the pipelines started with `config` contains `text`; panics with the
+/// log after `within`.
+pub fn wait_for_cdc_log(config: &Path, text: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !cdc_log(config).contains(text) {
+        assert!(Instant::now() < deadline, "`{text}` never appeared in the log of cdc:\n{}", cdc_log(config));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `cdc verify --config CONFIG`: exit code and output (stdout, then stderr).
 pub fn cdc_verify(config: &Path) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cdc")).args(["verify", "--config"]).arg(config).output().unwrap();
