@@ -74,6 +74,19 @@ pub struct PgSourceConfig {
     pub exclude_tables: Vec<String>,
     #[serde(default)]
     pub snapshot: SnapshotMode,
+    /// Ask the server (14+) to stream large transactions before they commit; cdc keeps them
+    /// in a local spool until the commit.
+    #[serde(default = "yes")]
+    pub streaming: bool,
+    /// Where in-progress transactions are spooled (default: the system temp dir).
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// Most local disk the spool may use, in MB.
+    #[serde(default = "default_spool_max_mb")]
+    pub spool_max_mb: u64,
+}
+
+fn default_spool_max_mb() -> u64 {
+    10 * 1024
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -4,25 +4,12 @@
 mod harness;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use harness::kafka::{Record, read_topic};
-use harness::{ChildGuard, shared_kafka, shared_mariadb, shared_pg15};
+use harness::{ChildGuard, shared_kafka, shared_mariadb, shared_pg15, spawn_cdc};
 use serde_json::json;
-
-fn spawn_cdc(config: &Path) -> ChildGuard {
-    let log = config.with_extension("log");
-    ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_cdc"))
-            .args(["run", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
-            .spawn()
-            .unwrap(),
-    )
-}
 
 /// Config for `name` with a Kafka sink on `bootstrap`; `source` is the `[source]` body.
 fn write_config(dir: &Path, name: &str, source: &str, bootstrap: &str, extra: &str) -> PathBuf {
@@ -282,21 +269,40 @@ fn kill_9_with_positions_in_kafka_loses_nothing() {
     const ROWS: i64 = 600;
     let writer = insert_rows(db.port(), "kcrash", 1..=ROWS);
     let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut resumed = 0;
-    for _ in 0..6 {
+    let position_in_kafka = || {
+        let shown = Command::new(env!("CARGO_BIN_EXE_cdc"))
+            .args(["positions", "show", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&shown.stdout).contains("position: mysql:")
+    };
+    for run in 0..6 {
         let mut cdc = spawn_cdc(&config);
-        // Killed while streaming (not while starting up on a busy machine).
-        wait_for_log(&config, "Streaming binlog");
+        // Killed while streaming (not while starting up on a busy machine). The log holds
+        // every run's lines: wait for this run's.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while harness::cdc_log(&config).matches("Streaming binlog").count() <= run {
+            assert!(std::time::Instant::now() < deadline, "run {run} not streaming:\n{}", harness::cdc_log(&config));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if run == 0 {
+            // The first position reaches Kafka however slow the machine: every restart has one.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !position_in_kafka() {
+                assert!(std::time::Instant::now() < deadline, "no position stored in Kafka within 30 s");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         std::thread::sleep(Duration::from_millis(100 + seed % 500));
         cdc.0.kill().unwrap();
         cdc.0.wait().unwrap();
-        let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
-        resumed += log.contains("Resuming from stored position") as u32;
     }
-    assert!(resumed >= 3, "restarts must resume from the position in Kafka ({resumed} of 6 did)");
+    let resumed = harness::cdc_log(&config).matches("Resuming from stored position").count();
+    assert_eq!(resumed, 5, "every restart resumes from the position in Kafka");
     writer.join().unwrap();
     assert!(!dir.path().join("positions.json").exists(), "positions live in Kafka, not on disk");
     let _cdc = spawn_cdc(&config);
@@ -373,6 +379,14 @@ fn exactly_once_kill_9_committed_transactions_hold_each_change_once() {
         });
         instances.push((field_of(log, "kafka_txn_prefix"), resumed));
     };
+    // The log holds every instance's lines: each instance is noted from its own.
+    let mut log_seen = 0;
+    let mut new_log_lines = || {
+        let log = harness::cdc_log(&config);
+        let new = log[log_seen..].to_string();
+        log_seen = log.len();
+        new
+    };
     let mut seed = 0x1234_5678_9abc_def1u64;
     let mut kills = 0;
     let cut_off = loop {
@@ -383,7 +397,7 @@ fn exactly_once_kill_9_committed_transactions_hold_each_change_once() {
         std::thread::sleep(Duration::from_millis(500 + seed % 700));
         cdc.0.kill().unwrap();
         cdc.0.wait().unwrap();
-        note(&std::fs::read_to_string(config.with_extension("log")).unwrap());
+        note(&new_log_lines());
         kills += 1;
         let cut_off = without_position_record(&kafka.bootstrap(), "keos");
         if cut_off > 0 || kills == 40 {
@@ -400,7 +414,7 @@ fn exactly_once_kill_9_committed_transactions_hold_each_change_once() {
     });
     last.0.kill().unwrap();
     last.0.wait().unwrap();
-    note(&std::fs::read_to_string(config.with_extension("log")).unwrap());
+    note(&new_log_lines());
     // Position of each transaction's record, by label.
     let positions = harness::kafka::read_to_end(&kafka.bootstrap(), "keos.positions", false);
     let record_position: std::collections::HashMap<String, cdc::model::Position> = positions
@@ -535,7 +549,7 @@ fn oversized_message_is_a_definite_error_naming_table_key_and_setting() {
     read_topic(&kafka.bootstrap(), "kbig.kbig.t", 1, false, Duration::ZERO);
     db.sql("INSERT INTO kbig.t VALUES (2, REPEAT('x', 50000)); INSERT INTO kbig.t VALUES (3, 'after');");
     assert_failed_within_30s(&mut cdc, "cdc kept running");
-    let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
+    let log = harness::cdc_log(&config);
     let line = log.lines().find(|l| l.contains("Kafka refused")).unwrap_or_else(|| panic!("{log}"));
     for part in ["kbig.kbig.t", r#"{"id":2}"#, "kbig.t", "message.max.bytes"] {
         assert!(line.contains(part), "`{part}` missing from: {line}");
@@ -685,7 +699,7 @@ fn avro_registry_outage_added_column_and_refused_change() {
     assert_eq!(end["data_collections"], json!([{"data_collection": "kavro.t", "event_count": 1}]));
     db.sql("ALTER TABLE kavro.t MODIFY b VARCHAR(20); INSERT INTO kavro.t VALUES (4, 'z', 'text');");
     assert_failed_within_30s(&mut cdc, "cdc kept running after the registry refused a schema");
-    let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
+    let log = harness::cdc_log(&config);
     let line = log.lines().find(|l| l.contains("refused the new schema")).unwrap_or_else(|| panic!("{log}"));
     for part in ["kavro.t", "`kavro.kavro.t-value`", "compatib"] {
         assert!(line.contains(part), "`{part}` missing from: {line}");
@@ -710,7 +724,7 @@ fn refused_sasl_credentials_are_a_definite_error() {
         add_to_section(&config, "positions", positions);
         let mut cdc = spawn_cdc(&config);
         assert_failed_within_30s(&mut cdc, &format!("cdc kept waiting with refused credentials ({positions})"));
-        let log = std::fs::read_to_string(config.with_extension("log")).unwrap();
+        let log = harness::cdc_log(&config);
         let last = log.lines().last().unwrap_or_default();
         assert!(last.contains("Kafka authentication failed") && last.contains("sasl"), "{positions}: {last}");
         assert!(!log.contains("hunter2-secret"), "the password leaked into the log");

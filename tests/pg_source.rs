@@ -279,7 +279,7 @@ fn missing_replication_privilege_and_wrong_password() {
 }
 
 /// With nothing to capture (changes only in unpublished tables), keepalives still move the
-/// slot forward, so WAL does not pile up.
+/// slot forward, so WAL does not pile up; a stalled sink does not cost the connection.
 #[test]
 fn idle_or_filtered_database_still_advances_the_slot() {
     let pg = Postgres::start_with(15, &[("wal_sender_timeout", "2s")]);
@@ -309,6 +309,129 @@ fn idle_or_filtered_database_still_advances_the_slot() {
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!p.task.is_finished());
         assert!(p.events.lock().unwrap().is_empty());
+
+        // A sink stalled for 4 sender timeouts: the connection stays (same walsender), and
+        // every row arrives once it moves again.
+        let walsender = || pg.sql(&db, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'cdc_pgidle'");
+        let pid = walsender();
+        p.hold.store(true, std::sync::atomic::Ordering::Relaxed);
+        pg.sql(&db, "INSERT INTO captured SELECT generate_series(1, 5000)");
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        p.hold.store(false, std::sync::atomic::Ordering::Relaxed);
+        p.wait_for(5000).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ids: Vec<i64> = p.events.lock().unwrap().iter().map(|x| x["after"]["id"].as_i64().unwrap()).collect();
+        assert!(ids == (1..=5000).collect::<Vec<i64>>(), "{} rows, not 1..=5000 once each", ids.len());
+        assert_eq!(walsender(), pid, "the replication connection was dropped while the sink stalled");
+        p.stop().await.0.unwrap();
+    });
+}
+
+/// Waits until `check` holds (30 s at most).
+async fn until(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A transaction over `logical_decoding_work_mem` is streamed by the server before it commits
+/// (protocol 2+): cdc spools it to local disk and emits it at its commit, in commit order with
+/// the transactions around it, without the subtransaction rolled back inside it; an aborted
+/// one never shows. A restart while one is open loses nothing: the server sends it at commit.
+#[test]
+fn large_transactions_stream_before_commit_through_a_spool() {
+    use std::io::Write;
+    let pg = shared_pg15();
+    let db = pg.create_db("pgstream");
+    // The walsender of this database streams any transaction over 64 kB.
+    pg.sql(&db, "ALTER DATABASE pgstream SET logical_decoding_work_mem = '64kB'");
+    pg.sql(&db, "CREATE TABLE t (id int PRIMARY KEY, v text)");
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let spooled_files = || std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    let cfg = config(pg, &db, "never")
+        .replace("snapshot = \"never\"", &format!("snapshot = \"never\"\nspool_dir = \"{}\"", spool.display()));
+    let positions = dir.path().join("p.json");
+    // A psql session holding a transaction open.
+    let open_tx = |sql: &str| {
+        let mut child = std::process::Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .arg(pg.url(&db))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "BEGIN; {sql}").unwrap();
+        stdin.flush().unwrap();
+        (child, stdin)
+    };
+    let commit = |(mut child, mut stdin): (std::process::Child, std::process::ChildStdin)| {
+        writeln!(stdin, "COMMIT;").unwrap();
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+    };
+    rt().block_on(async {
+        let p = start_pipeline(&cfg, &positions, None).await;
+        p.wait_ready().await;
+        // 20k rows, a rolled-back savepoint of 5k, 10k more.
+        let a = open_tx(
+            "INSERT INTO t SELECT g, repeat('a', 50) FROM generate_series(1, 20000) g;
+             SAVEPOINT s1; INSERT INTO t SELECT g, 'rolled back' FROM generate_series(100001, 105000) g;
+             ROLLBACK TO SAVEPOINT s1;
+             INSERT INTO t SELECT g, repeat('b', 50) FROM generate_series(20001, 30000) g;",
+        );
+        until("the open transaction in the spool", || p.metrics.status().spooled_bytes > 0).await;
+        assert_eq!(spooled_files(), 1);
+        // A small transaction commits meanwhile and goes out at once; nothing of the open one has.
+        pg.sql(&db, "INSERT INTO t VALUES (500000, 'small')");
+        let e = p.wait_for(1).await;
+        assert_eq!(e[0]["after"]["id"], 500000);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(p.events.lock().unwrap().len(), 1, "only committed changes go out");
+        commit(a);
+        // A large transaction that aborts after being streamed, then one more small one.
+        pg.sql(&db, "BEGIN; INSERT INTO t SELECT g, 'aborted' FROM generate_series(200001, 220000) g; ROLLBACK;");
+        pg.sql(&db, "INSERT INTO t VALUES (500001, 'after')");
+
+        let e = p.wait_for(30_002).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(p.events.lock().unwrap().len(), e.len(), "nothing more than the committed rows");
+        let ids: Vec<i64> = e.iter().map(|x| x["after"]["id"].as_i64().unwrap()).collect();
+        let expected: Vec<i64> = [500_000].into_iter().chain(1..=30_000).chain([500_001]).collect();
+        assert_eq!(ids, expected, "committed rows once, in commit order, without the rolled-back savepoint");
+        assert!(e.iter().all(|x| x["op"] == "c"));
+        assert_eq!(e[1]["after"]["v"], "a".repeat(50));
+        assert_eq!(e[30_000]["after"]["v"], "b".repeat(50));
+        let tx = &e[1]["source"]["txId"];
+        assert!(e[1..30_001].iter().all(|x| x["source"]["txId"] == *tx));
+        assert_ne!(e[30_001]["source"]["txId"], *tx);
+        until("an empty spool", || p.metrics.status().spooled_bytes == 0 && spooled_files() == 0).await;
+
+        // Stopped while a streamed transaction is open: its spool goes; after the restart the
+        // server sends it whole at its commit.
+        let b = open_tx("INSERT INTO t SELECT g, 'b2' FROM generate_series(300001, 320000) g;");
+        until("the second open transaction in the spool", || p.metrics.status().spooled_bytes > 0).await;
+        let (outcome, _, _) = p.stop().await;
+        outcome.unwrap();
+        assert_eq!(spooled_files(), 0, "the spool is removed on shutdown");
+        let p = start_pipeline(&cfg, &positions, None).await;
+        p.wait_ready().await;
+        commit(b);
+        let e = p.wait_for(20_000).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(p.events.lock().unwrap().len(), 20_000);
+        let ids: Vec<i64> = e.iter().map(|x| x["after"]["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, (300_001..=320_000).collect::<Vec<i64>>());
+
+        // The server really streamed: the first, the aborted and the second transaction.
+        let streamed: i64 = pg
+            .sql(&db, "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'cdc_pgstream'")
+            .parse()
+            .unwrap();
+        assert!(streamed >= 3, "stream_txns = {streamed}");
         p.stop().await.0.unwrap();
     });
 }

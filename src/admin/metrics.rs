@@ -22,6 +22,8 @@ pub struct Metrics {
     run_events_base: AtomicU64,
     /// Bytes of source log the durable position is behind (PostgreSQL slot lag); u64::MAX = unknown.
     source_lag_bytes: AtomicU64,
+    /// Bytes of in-progress transactions held in the local spool (PostgreSQL streaming).
+    spooled_bytes: AtomicU64,
     ready: AtomicBool,
     status: Mutex<StatusState>,
 }
@@ -59,6 +61,8 @@ pub struct Status {
     pub applied_lag_seconds: Option<f64>,
     /// PostgreSQL: WAL bytes between the server's current position and the slot's confirmed flush.
     pub source_lag_bytes: Option<u64>,
+    /// PostgreSQL: bytes of transactions streamed before their commit, held on local disk.
+    pub spooled_bytes: u64,
     pub snapshot: Option<String>,
 }
 
@@ -114,6 +118,10 @@ impl Metrics {
         self.source_lag_bytes.store(bytes, Relaxed);
     }
 
+    pub fn set_spooled_bytes(&self, bytes: u64) {
+        self.spooled_bytes.store(bytes, Relaxed);
+    }
+
     pub fn bytes_written(&self, bytes: u64) {
         self.bytes.fetch_add(bytes, Relaxed);
     }
@@ -166,6 +174,7 @@ impl Metrics {
                 s.applied_source_ts_ms.map(|t| (now - t).max(0) as f64 / 1000.0)
             },
             source_lag_bytes: Some(self.source_lag_bytes.load(Relaxed)).filter(|b| *b != u64::MAX),
+            spooled_bytes: self.spooled_bytes.load(Relaxed),
             snapshot: s.snapshot,
         }
     }
@@ -225,6 +234,12 @@ impl Metrics {
         if let Some(lag) = st.lag_seconds {
             metric("cdc_lag_seconds", "gauge", "Age of the newest change when it was received.", &[("", lag)]);
         }
+        metric(
+            "cdc_spooled_bytes",
+            "gauge",
+            "Bytes of in-progress source transactions held in the local spool until they commit.",
+            &[("", st.spooled_bytes as f64)],
+        );
         metric(
             "cdc_ready",
             "gauge",

@@ -1,6 +1,7 @@
 //! Running a real pipeline in-process, collecting what the sink receives as Debezium JSON.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,11 +22,16 @@ use tokio_util::sync::CancellationToken;
 pub struct CollectSink {
     pub events: Arc<Mutex<Vec<Json>>>,
     pub keys: Arc<Mutex<Vec<Json>>>,
+    /// While set, `write` waits: a sink that holds the pipeline back.
+    pub hold: Arc<AtomicBool>,
 }
 
 #[async_trait]
 impl Sink for CollectSink {
     async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
+        while self.hold.load(Relaxed) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let ctx = EnvelopeContext { name: "test".into(), now_us: 0 };
         let mut got = Vec::with_capacity(batch.events.len());
         let mut keys = Vec::with_capacity(batch.events.len());
@@ -52,6 +58,8 @@ pub struct RunningPipeline {
     pub task: tokio::task::JoinHandle<Result<PipelineOutcome, CdcError>>,
     pub events: Arc<Mutex<Vec<Json>>>,
     pub keys: Arc<Mutex<Vec<Json>>>,
+    /// Set to make the sink stall (see `CollectSink::hold`).
+    pub hold: Arc<AtomicBool>,
     pub store: Arc<FilePositionStore>,
     pub metrics: Arc<Metrics>,
 }
@@ -73,7 +81,7 @@ pub async fn start_pipeline(config_text: &str, positions: &std::path::Path, from
         None => store.load().await.unwrap(),
     };
     let sink = CollectSink::default();
-    let (events, keys) = (sink.events.clone(), sink.keys.clone());
+    let (events, keys, hold) = (sink.events.clone(), sink.keys.clone(), sink.hold.clone());
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::new(&config.name));
     let pipeline = Pipeline {
@@ -85,7 +93,7 @@ pub async fn start_pipeline(config_text: &str, positions: &std::path::Path, from
         shutdown: shutdown.clone(),
     };
     let task = tokio::spawn(pipeline.run(start));
-    RunningPipeline { shutdown, task, events, keys, store, metrics }
+    RunningPipeline { shutdown, task, events, keys, hold, store, metrics }
 }
 
 impl RunningPipeline {

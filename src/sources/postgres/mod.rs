@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod pgoutput;
 pub mod protocol;
 mod source;
+mod spool;
 pub mod types;
 
 pub use source::PgSource;

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use super::catalog::{self, TypeCache};
 use super::pgoutput::{self, PG_EPOCH_OFFSET_US, PgMessage, Relation, TupleValue};
 use super::protocol::{ConnectParams, PgConnection, quote_ident, quote_literal};
+use super::spool::Spool;
 use super::types::{parse_row, parse_text};
 use crate::config::{Config, PgSourceConfig, SnapshotMode};
 use crate::error::CdcError;
@@ -42,11 +43,16 @@ pub struct PgSource {
     all_tables: bool,
     snapshot: SnapshotMode,
     batch_events: usize,
+    /// Request in-progress streaming (servers 14+).
+    streaming: bool,
+    spool_dir: std::path::PathBuf,
+    spool_max_bytes: u64,
 }
 
 impl PgSource {
     pub fn new(config: &Config, pg: &PgSourceConfig) -> PgSource {
         let (slot, publication) = crate::sources::pg_names(config, pg);
+        let spool_dir = pg.spool_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("cdc-spool-{slot}")));
         PgSource {
             params: ConnectParams::from_url(pg.url.url()),
             slot,
@@ -55,6 +61,9 @@ impl PgSource {
             all_tables: pg.tables.iter().all(|t| t == "*.*") && pg.exclude_tables.is_empty(),
             snapshot: pg.snapshot,
             batch_events: config.pipeline.batch_events.max(1),
+            streaming: pg.streaming,
+            spool_dir,
+            spool_max_bytes: pg.spool_max_mb.saturating_mul(1 << 20),
         }
     }
 }
@@ -307,14 +316,17 @@ impl PgSource {
             v if v >= 140000 => 2,
             _ => 1,
         };
+        // Version 2 added streaming of in-progress transactions.
+        let streaming = self.streaming && proto >= 2;
         let sql = format!(
-            "START_REPLICATION SLOT {} LOGICAL {} (proto_version '{proto}', publication_names {})",
+            "START_REPLICATION SLOT {} LOGICAL {} (proto_version '{proto}', publication_names {}{})",
             quote_ident(&self.slot),
             Lsn(start_lsn),
-            quote_literal(&quote_ident(&self.publication))
+            quote_literal(&quote_ident(&self.publication)),
+            if streaming { ", streaming 'on'" } else { "" }
         );
         repl.start_copy_both(&sql).await?;
-        tracing::info!(slot = %self.slot, lsn = %Lsn(start_lsn), proto_version = proto, "Streaming from the replication slot");
+        tracing::info!(slot = %self.slot, lsn = %Lsn(start_lsn), proto_version = proto, streaming, "Streaming from the replication slot");
         self.report_slot_lag(&mut cat, &ctx).await;
         ctx.status.set_phase("streaming");
         ctx.status.set_ready(true);
@@ -325,6 +337,7 @@ impl PgSource {
             relations: HashMap::new(),
             types: TypeCache::default(),
             tx: None,
+            in_stream: None,
             last_commit_lsn: None,
             received: start_lsn,
             checkpointed: start_lsn,
@@ -332,8 +345,10 @@ impl PgSource {
             checkpoint: None,
             newest_ts_ms: None,
         };
-        let mut durable = ctx.durable.borrow().as_ref().and_then(pg_lsn).unwrap_or(start_lsn);
-        let mut last_status = Instant::now();
+        let mut spool = Spool::new(self.spool_dir.clone(), self.spool_max_bytes);
+        let interval = status_interval(&mut cat).await;
+        let durable = ctx.durable.borrow().as_ref().and_then(pg_lsn).unwrap_or(start_lsn);
+        let mut feedback = Feedback { durable, sent_at: Instant::now(), interval };
         // Set while a partial batch waits for more input because the sink is still busy.
         let mut linger: Option<tokio::time::Instant> = None;
         loop {
@@ -345,25 +360,20 @@ impl PgSource {
                     }
                     return Ok(());
                 }
-                changed = ctx.durable.changed() => {
-                    if changed.is_ok() && let Some(l) = ctx.durable.borrow().as_ref().and_then(pg_lsn) {
-                        durable = durable.max(l);
-                    }
-                    send_status(&mut repl, state.received, durable, false).await?;
-                    last_status = Instant::now();
+                _ = ctx.durable.changed() => {
+                    feedback.send(&mut repl, state.received, &ctx).await?;
                     continue;
                 }
                 _ = tokio::time::sleep_until(linger.unwrap_or_else(tokio::time::Instant::now)), if linger.is_some() => {
                     linger = None;
-                    if out.send(state.take_batch()).await.is_err() {
+                    if !feedback.deliver(&out, state.take_batch(), &mut repl, state.received, &ctx).await? {
                         return Ok(());
                     }
                     continue;
                 }
-                m = tokio::time::timeout(Duration::from_secs(10), repl.read_message()) => match m {
+                m = tokio::time::timeout(feedback.interval, repl.read_message()) => match m {
                     Err(_) => {
-                        send_status(&mut repl, state.received, durable, false).await?;
-                        last_status = Instant::now();
+                        feedback.send(&mut repl, state.received, &ctx).await?;
                         continue;
                     }
                     Ok(m) => m?,
@@ -384,13 +394,55 @@ impl PgSource {
                             let _wal_end = body.get_u64();
                             body.advance(8);
                             state.received = state.received.max(wal_start);
-                            let message = pgoutput::decode(&body, false).map_err(|e| {
-                                CdcError::definite(
-                                    format!("cannot decode pgoutput at {}: {e}", Lsn(wal_start)),
-                                    "report this",
-                                )
-                            })?;
-                            state.handle(message, wal_start, &mut cat).await?;
+                            let message = decode_at(&body, state.in_stream.is_some(), wal_start)?;
+                            match message {
+                                PgMessage::StreamStart { xid, .. } => state.in_stream = Some(xid),
+                                PgMessage::StreamStop => state.in_stream = None,
+                                PgMessage::StreamAbort { xid, subxid } => {
+                                    spool.abort(xid, subxid)?;
+                                    ctx.status.set_spooled_bytes(spool.bytes());
+                                }
+                                PgMessage::StreamCommit { xid, commit_lsn, end_lsn, commit_ts_us } => {
+                                    state
+                                        .handle(
+                                            PgMessage::Begin { final_lsn: commit_lsn, commit_ts_us, xid },
+                                            wal_start,
+                                            &mut cat,
+                                        )
+                                        .await?;
+                                    if let Some(mut spooled) = spool.take(xid)? {
+                                        ctx.status.set_spooled_bytes(spool.bytes());
+                                        tracing::info!(xid, "Replaying a transaction streamed before its commit");
+                                        while let Some((lsn, bytes)) = spooled.next()? {
+                                            state.handle(decode_at(bytes, true, lsn)?, lsn, &mut cat).await?;
+                                            if state.events.len() >= self.batch_events {
+                                                let batch = state.take_batch();
+                                                if ctx.shutdown.is_cancelled()
+                                                    || !feedback
+                                                        .deliver(&out, batch, &mut repl, state.received, &ctx)
+                                                        .await?
+                                                {
+                                                    return Ok(());
+                                                }
+                                            }
+                                        }
+                                    }
+                                    state
+                                        .handle(
+                                            PgMessage::Commit { commit_lsn, end_lsn, commit_ts_us },
+                                            wal_start,
+                                            &mut cat,
+                                        )
+                                        .await?;
+                                }
+                                message => match state.in_stream {
+                                    Some(xid) => {
+                                        spool.append(xid, wal_start, &body)?;
+                                        ctx.status.set_spooled_bytes(spool.bytes());
+                                    }
+                                    None => state.handle(message, wal_start, &mut cat).await?,
+                                },
+                            }
                         }
                         b'k' => {
                             if body.len() < 17 {
@@ -400,14 +452,15 @@ impl PgSource {
                             body.advance(8);
                             let reply = body.get_u8() == 1;
                             state.received = state.received.max(wal_end);
-                            // Outside a transaction everything up to wal_end is processed: let the slot advance.
+                            // Outside a transaction everything up to wal_end is processed: let the
+                            // slot advance. A streamed transaction still open commits later than
+                            // wal_end, so the server would send it again whole after a restart.
                             if state.tx.is_none() && wal_end > state.checkpointed {
                                 state.checkpoint = Some((pg_position(wal_end, None), state.events.len()));
                                 state.checkpointed = wal_end;
                             }
                             if reply {
-                                send_status(&mut repl, state.received, durable, false).await?;
-                                last_status = Instant::now();
+                                feedback.send(&mut repl, state.received, &ctx).await?;
                             }
                         }
                         other => tracing::debug!(kind = other, "Ignoring unknown replication message"),
@@ -420,9 +473,8 @@ impl PgSource {
                     return Err(CdcError::transient(format!("unexpected message {:?} while streaming", other as char)));
                 }
             }
-            if last_status.elapsed() > Duration::from_secs(10) {
-                send_status(&mut repl, state.received, durable, false).await?;
-                last_status = Instant::now();
+            if feedback.sent_at.elapsed() > feedback.interval {
+                feedback.send(&mut repl, state.received, &ctx).await?;
                 self.report_slot_lag(&mut cat, &ctx).await;
             }
             // A batch goes out when full, or when the input runs dry and the sink is waiting
@@ -435,11 +487,77 @@ impl PgSource {
             let sink_waiting = out.capacity() == out.max_capacity();
             if has_work && (full || (idle && sink_waiting)) {
                 linger = None;
-                if out.send(state.take_batch()).await.is_err() {
+                if !feedback.deliver(&out, state.take_batch(), &mut repl, state.received, &ctx).await? {
                     return Ok(());
                 }
             } else if has_work && idle && linger.is_none() {
                 linger = Some(tokio::time::Instant::now() + LINGER);
+            }
+        }
+    }
+}
+
+/// How often the server hears from us at the least: a quarter of its `wal_sender_timeout`
+/// (60 s by default), at most 10 s.
+async fn status_interval(cat: &mut PgConnection) -> Duration {
+    let most = Duration::from_secs(10);
+    let timeout_ms = cat
+        .query("SELECT setting FROM pg_settings WHERE name = 'wal_sender_timeout'")
+        .await
+        .ok()
+        .and_then(|rows| rows.into_iter().next()?.into_iter().next()?)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    match timeout_ms {
+        0 => most,
+        ms => Duration::from_millis(ms / 4).clamp(Duration::from_millis(100), most),
+    }
+}
+
+fn decode_at(message: &[u8], in_stream: bool, lsn: u64) -> Result<PgMessage<'_>, CdcError> {
+    pgoutput::decode(message, in_stream)
+        .map_err(|e| CdcError::definite(format!("cannot decode pgoutput at {}: {e}", Lsn(lsn)), "report this"))
+}
+
+/// Standby status updates: the server hears the newest durable position, and hears from us
+/// often enough not to drop the connection, also while the sink holds us back.
+struct Feedback {
+    durable: u64,
+    sent_at: Instant,
+    interval: Duration,
+}
+
+impl Feedback {
+    async fn send(&mut self, repl: &mut PgConnection, received: u64, ctx: &SourceContext) -> Result<(), CdcError> {
+        if let Some(l) = ctx.durable.borrow().as_ref().and_then(pg_lsn) {
+            self.durable = self.durable.max(l);
+        }
+        send_status(repl, received, self.durable, false).await?;
+        self.sent_at = Instant::now();
+        Ok(())
+    }
+
+    /// Sends a batch downstream, waiting for room as long as the sink needs; `false` when the
+    /// pipeline is gone.
+    async fn deliver(
+        &mut self,
+        out: &mpsc::Sender<Batch>,
+        batch: Batch,
+        repl: &mut PgConnection,
+        received: u64,
+        ctx: &SourceContext,
+    ) -> Result<bool, CdcError> {
+        loop {
+            tokio::select! {
+                permit = out.reserve() => {
+                    let Ok(permit) = permit else { return Ok(false) };
+                    permit.send(batch);
+                    if self.sent_at.elapsed() > self.interval {
+                        self.send(repl, received, ctx).await?;
+                    }
+                    return Ok(true);
+                }
+                _ = tokio::time::sleep(self.interval) => self.send(repl, received, ctx).await?,
             }
         }
     }
@@ -498,6 +616,8 @@ struct StreamState {
     relations: HashMap<u32, RelationInfo>,
     types: TypeCache,
     tx: Option<Tx>,
+    /// Inside Stream Start … Stop: the in-progress transaction being streamed.
+    in_stream: Option<u32>,
     last_commit_lsn: Option<u64>,
     /// Newest LSN received (reported as written).
     received: u64,
@@ -580,10 +700,8 @@ impl StreamState {
             | PgMessage::StreamStop
             | PgMessage::StreamCommit { .. }
             | PgMessage::StreamAbort { .. } => {
-                return Err(CdcError::definite(
-                    "the server streamed an in-progress transaction, which was not requested",
-                    "report this",
-                ));
+                // Handled by the stream loop; never spooled.
+                return Err(CdcError::definite("a stream control message inside a transaction", "report this"));
             }
         }
         Ok(())
