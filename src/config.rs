@@ -55,6 +55,9 @@ pub struct MySqlSourceConfig {
     pub exclude_tables: Vec<String>,
     #[serde(default)]
     pub snapshot: SnapshotMode,
+    /// Rows per primary-key chunk of the initial snapshot; a checkpoint follows each chunk.
+    #[serde(default = "default_snapshot_chunk_rows")]
+    pub snapshot_chunk_rows: usize,
     #[serde(default = "default_heartbeat_secs")]
     pub heartbeat_secs: u32,
 }
@@ -74,6 +77,9 @@ pub struct PgSourceConfig {
     pub exclude_tables: Vec<String>,
     #[serde(default)]
     pub snapshot: SnapshotMode,
+    /// Rows per primary-key chunk of the initial snapshot; a checkpoint follows each chunk.
+    #[serde(default = "default_snapshot_chunk_rows")]
+    pub snapshot_chunk_rows: usize,
     /// Ask the server (14+) to stream large transactions before they commit; cdc keeps them
     /// in a local spool until the commit.
     #[serde(default = "yes")]
@@ -83,6 +89,10 @@ pub struct PgSourceConfig {
     /// Most local disk the spool may use, in MB.
     #[serde(default = "default_spool_max_mb")]
     pub spool_max_mb: u64,
+}
+
+fn default_snapshot_chunk_rows() -> usize {
+    50_000
 }
 
 fn default_spool_max_mb() -> u64 {

@@ -28,7 +28,7 @@ fn writer_child() {
         let mut lsn = store.load().await.unwrap().map(|p| lsn_of(&p)).unwrap_or(0);
         loop {
             lsn += 1;
-            store.save(&Position::Postgres(PgPosition { lsn: Lsn(lsn), tx_lsn: None })).await.unwrap();
+            store.save(&Position::Postgres(PgPosition { lsn: Lsn(lsn), tx_lsn: None, snapshot: None })).await.unwrap();
         }
     });
 }
@@ -68,7 +68,7 @@ fn kill_9_never_corrupts_or_rewinds() {
 async fn save_never_moves_backward_but_reset_does() {
     let dir = tempfile::tempdir().unwrap();
     let store = FilePositionStore::new(dir.path().join("p.json"), "t");
-    let p = |n| Position::Postgres(PgPosition { lsn: Lsn(n), tx_lsn: None });
+    let p = |n| Position::Postgres(PgPosition { lsn: Lsn(n), tx_lsn: None, snapshot: None });
     assert_eq!(store.load().await.unwrap(), None);
     assert!(store.save(&p(10)).await.unwrap());
     assert!(!store.save(&p(5)).await.unwrap());

@@ -314,10 +314,10 @@ fn idle_or_filtered_database_still_advances_the_slot() {
         // every row arrives once it moves again.
         let walsender = || pg.sql(&db, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'cdc_pgidle'");
         let pid = walsender();
-        p.hold.store(true, std::sync::atomic::Ordering::Relaxed);
+        p.hold_at(0);
         pg.sql(&db, "INSERT INTO captured SELECT generate_series(1, 5000)");
         tokio::time::sleep(Duration::from_secs(8)).await;
-        p.hold.store(false, std::sync::atomic::Ordering::Relaxed);
+        p.release();
         p.wait_for(5000).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let ids: Vec<i64> = p.events.lock().unwrap().iter().map(|x| x["after"]["id"].as_i64().unwrap()).collect();

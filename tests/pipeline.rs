@@ -55,7 +55,7 @@ fn table() -> Arc<TableSchema> {
 }
 
 fn lsn_pos(n: u64) -> Position {
-    Position::Postgres(PgPosition { lsn: Lsn(n), tx_lsn: None })
+    Position::Postgres(PgPosition { lsn: Lsn(n), tx_lsn: None, snapshot: None })
 }
 
 /// Event `id` of transaction `tx` on key `key`.

@@ -184,7 +184,7 @@ mod tests {
     }
 
     fn at(lsn: u64) -> Position {
-        Position::Postgres(PgPosition { lsn: Lsn(lsn), tx_lsn: None })
+        Position::Postgres(PgPosition { lsn: Lsn(lsn), tx_lsn: None, snapshot: None })
     }
 
     #[test]

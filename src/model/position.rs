@@ -10,6 +10,7 @@
 //! | `mysql:file=binlog.000003:pos=1547:gtid=…` | both; GTID is used to resume when present |
 //! | `pg:lsn=0/16B3748` | PostgreSQL LSN (everything before it is processed) |
 //! | `pg:lsn=0/16B3748:tx_lsn=0/16B3700` | …with the start LSN of the transaction |
+//! | `…;snapshot={"table":["shop","orders"],"after":["3432"]}` | an initial snapshot taken at that position, delivered up to there (key values in hex) |
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -40,6 +41,61 @@ pub struct MySqlPosition {
     pub gtid_set: Option<GtidSet>,
     /// Binlog coordinates of the next event to read.
     pub binlog: Option<BinlogCoordinates>,
+    /// Set while the initial snapshot taken here is still being delivered.
+    pub snapshot: Option<SnapshotProgress>,
+}
+
+/// How far an initial snapshot got: the tables before `table` (in snapshot order) are
+/// delivered, and of `table` the rows up to primary key `after` (`None`: none of it yet, or a
+/// table without a key, which is read again whole). The position it belongs to is where the
+/// snapshot was taken: streaming starts there once the snapshot is complete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotProgress {
+    /// Namespace (database or schema) and name.
+    pub table: (String, String),
+    /// Key column values in the source's text form, hex-encoded (binary keys stay exact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<String>>,
+}
+
+impl SnapshotProgress {
+    pub fn new(table: &super::TableId, after: Option<&[Vec<u8>]>) -> SnapshotProgress {
+        SnapshotProgress {
+            table: (table.namespace.to_string(), table.name.to_string()),
+            after: after.map(|key| key.iter().map(|v| hex(v)).collect()),
+        }
+    }
+
+    /// The key values after which the snapshot goes on, as bytes.
+    pub fn after_key(&self) -> Option<Vec<Vec<u8>>> {
+        self.after.as_ref().map(|key| key.iter().map(|v| unhex(v).unwrap_or_default()).collect())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Within one source position, a snapshot still being delivered comes before its end.
+fn snapshot_order(a: &Option<SnapshotProgress>, b: &Option<SnapshotProgress>) -> Ordering {
+    match (a, b) {
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        _ => Ordering::Equal,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +130,8 @@ pub struct PgPosition {
     pub lsn: Lsn,
     /// Start LSN of the transaction the position lies in, when known.
     pub tx_lsn: Option<Lsn>,
+    /// Set while the initial snapshot taken here is still being delivered.
+    pub snapshot: Option<SnapshotProgress>,
 }
 
 /// A PostgreSQL write-ahead-log position.
@@ -102,6 +160,24 @@ impl fmt::Display for Lsn {
 }
 
 impl Position {
+    /// Progress of an initial snapshot still being delivered at this position.
+    pub fn snapshot_progress(&self) -> Option<&SnapshotProgress> {
+        match self {
+            Position::MySql(p) => p.snapshot.as_ref(),
+            Position::Postgres(p) => p.snapshot.as_ref(),
+        }
+    }
+
+    /// The same position with the snapshot progress `progress`.
+    pub fn with_snapshot(&self, progress: Option<SnapshotProgress>) -> Position {
+        let mut p = self.clone();
+        match &mut p {
+            Position::MySql(m) => m.snapshot = progress,
+            Position::Postgres(g) => g.snapshot = progress,
+        }
+        p
+    }
+
     pub fn engine(&self) -> &'static str {
         match self {
             Position::MySql(_) => "mysql",
@@ -113,7 +189,9 @@ impl Position {
     /// of which neither contains the other, or files of different series are an error.
     pub fn compare(&self, other: &Position) -> Result<Ordering, PositionError> {
         match (self, other) {
-            (Position::Postgres(a), Position::Postgres(b)) => Ok(a.lsn.cmp(&b.lsn)),
+            (Position::Postgres(a), Position::Postgres(b)) => {
+                Ok(a.lsn.cmp(&b.lsn).then_with(|| snapshot_order(&a.snapshot, &b.snapshot)))
+            }
             (Position::MySql(a), Position::MySql(b)) => a.compare(b),
             _ => Err(PositionError::Incomparable(format!(
                 "a {} position and a {} position",
@@ -126,6 +204,10 @@ impl Position {
 
 impl MySqlPosition {
     pub fn compare(&self, other: &MySqlPosition) -> Result<Ordering, PositionError> {
+        Ok(self.compare_log(other)?.then_with(|| snapshot_order(&self.snapshot, &other.snapshot)))
+    }
+
+    fn compare_log(&self, other: &MySqlPosition) -> Result<Ordering, PositionError> {
         if let (Some(a), Some(b)) = (&self.gtid_set, &other.gtid_set) {
             return match (a.contains(b)?, b.contains(a)?) {
                 (true, true) => Ok(match (&self.binlog, &other.binlog) {
@@ -162,16 +244,19 @@ impl fmt::Display for Position {
                 if let Some(g) = &p.gtid_set {
                     write!(f, "gtid={g}")?;
                 }
-                Ok(())
             }
             Position::Postgres(p) => {
                 write!(f, "pg:lsn={}", p.lsn)?;
                 if let Some(tx) = p.tx_lsn {
                     write!(f, ":tx_lsn={tx}")?;
                 }
-                Ok(())
             }
         }
+        if let Some(progress) = self.snapshot_progress() {
+            let json = serde_json::to_string(progress).map_err(|_| fmt::Error)?;
+            write!(f, "{SNAPSHOT_MARK}{json}")?;
+        }
+        Ok(())
     }
 }
 
@@ -180,11 +265,22 @@ impl FromStr for Position {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
+        let (text, progress) = match text.split_once(SNAPSHOT_MARK) {
+            Some((base, json)) => {
+                let progress: SnapshotProgress = serde_json::from_str(json)
+                    .map_err(|e| PositionError::Malformed(format!("snapshot progress `{json}`: {e}")))?;
+                if progress.after.iter().flatten().any(|v| unhex(v).is_none()) {
+                    return Err(PositionError::Malformed(format!("snapshot progress `{json}`: key values are hex")));
+                }
+                (base, Some(progress))
+            }
+            None => (text, None),
+        };
         if let Some(rest) = text.strip_prefix("mysql:") {
-            return parse_mysql(rest).map(Position::MySql);
+            return parse_mysql(rest).map(|p| Position::MySql(MySqlPosition { snapshot: progress, ..p }));
         }
         if let Some(rest) = text.strip_prefix("pg:") {
-            return parse_pg(rest).map(Position::Postgres);
+            return parse_pg(rest).map(|p| Position::Postgres(PgPosition { snapshot: progress, ..p }));
         }
         Err(PositionError::Malformed(format!(
             "`{text}` should start with `mysql:` or `pg:` (e.g. mysql:file=binlog.000003:pos=4, pg:lsn=0/16B3748)"
@@ -238,8 +334,11 @@ fn parse_pg(rest: &str) -> Result<PgPosition, PositionError> {
         Some((l, t)) => (l, Some(t)),
         None => (lsn_text, None),
     };
-    Ok(PgPosition { lsn: lsn.parse()?, tx_lsn: tx.map(str::parse).transpose()? })
+    Ok(PgPosition { lsn: lsn.parse()?, tx_lsn: tx.map(str::parse).transpose()?, snapshot: None })
 }
+
+/// Separates a position from the progress of a snapshot taken at it.
+const SNAPSHOT_MARK: &str = ";snapshot=";
 
 impl Serialize for Position {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -251,5 +350,33 @@ impl<'de> Deserialize<'de> for Position {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TableId;
+
+    #[test]
+    fn snapshot_progress_round_trips_and_orders_before_its_end() {
+        let base: Position = "mysql:file=binlog.000003:pos=1547:gtid=0-1-204".parse().unwrap();
+        let key = [b"600".to_vec(), vec![0, 0xff, b';']];
+        let mid = base.with_snapshot(Some(SnapshotProgress::new(&TableId::new("shop", "order;s"), Some(&key))));
+        let text = mid.to_string();
+        assert_eq!(
+            text,
+            r#"mysql:file=binlog.000003:pos=1547:gtid=0-1-204;snapshot={"table":["shop","order;s"],"after":["363030","00ff3b"]}"#
+        );
+        let back: Position = text.parse().unwrap();
+        assert_eq!(back, mid);
+        assert_eq!(back.snapshot_progress().unwrap().after_key().unwrap(), key.to_vec());
+        assert_eq!(mid.compare(&base), Ok(Ordering::Less));
+        assert_eq!(base.compare(&mid), Ok(Ordering::Greater));
+        let pg: Position = r#"pg:lsn=0/16B3748;snapshot={"table":["public","t"]}"#.parse().unwrap();
+        assert_eq!(pg.snapshot_progress().unwrap().after_key(), None);
+        assert_eq!(pg.with_snapshot(None).to_string(), "pg:lsn=0/16B3748");
+        assert!(r#"pg:lsn=0/1;snapshot={"table":["a","b"],"after":["zz"]}"#.parse::<Position>().is_err());
+        assert!("pg:lsn=0/1;snapshot=nonsense".parse::<Position>().is_err());
     }
 }

@@ -84,7 +84,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn pos(n: u64) -> Position {
-        Position::Postgres(PgPosition { lsn: Lsn(n), tx_lsn: None })
+        Position::Postgres(PgPosition { lsn: Lsn(n), tx_lsn: None, snapshot: None })
     }
 
     #[test]

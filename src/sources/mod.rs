@@ -68,7 +68,7 @@ pub async fn current_position(config: &Config) -> Result<Option<Position>, CdcEr
         SourceConfig::Postgres(p) => {
             let params = postgres::protocol::ConnectParams::from_url(p.url.url());
             let lsn = postgres::catalog::current_lsn(&params).await?;
-            Ok(Some(Position::Postgres(crate::model::PgPosition { lsn, tx_lsn: None })))
+            Ok(Some(Position::Postgres(crate::model::PgPosition { lsn, tx_lsn: None, snapshot: None })))
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Running a real pipeline in-process, collecting what the sink receives as Debezium JSON.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,18 +18,25 @@ use tokio_util::sync::CancellationToken;
 
 /// Acknowledges every batch at once and keeps its events as Debezium JSON, and their keys
 /// (what a Kafka record's key would be).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct CollectSink {
     pub events: Arc<Mutex<Vec<Json>>>,
     pub keys: Arc<Mutex<Vec<Json>>>,
-    /// While set, `write` waits: a sink that holds the pipeline back.
-    pub hold: Arc<AtomicBool>,
+    /// `write` waits while the sink has at least this many events: a sink that holds the
+    /// pipeline back (`usize::MAX`, the default: never).
+    pub hold_at: Arc<AtomicUsize>,
+}
+
+impl Default for CollectSink {
+    fn default() -> Self {
+        CollectSink { events: Arc::default(), keys: Arc::default(), hold_at: Arc::new(AtomicUsize::new(usize::MAX)) }
+    }
 }
 
 #[async_trait]
 impl Sink for CollectSink {
     async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
-        while self.hold.load(Relaxed) {
+        while self.events.lock().unwrap().len() >= self.hold_at.load(Relaxed) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let ctx = EnvelopeContext { name: "test".into(), now_us: 0 };
@@ -58,8 +65,8 @@ pub struct RunningPipeline {
     pub task: tokio::task::JoinHandle<Result<PipelineOutcome, CdcError>>,
     pub events: Arc<Mutex<Vec<Json>>>,
     pub keys: Arc<Mutex<Vec<Json>>>,
-    /// Set to make the sink stall (see `CollectSink::hold`).
-    pub hold: Arc<AtomicBool>,
+    /// See `CollectSink::hold_at`.
+    pub hold_at: Arc<AtomicUsize>,
     pub store: Arc<FilePositionStore>,
     pub metrics: Arc<Metrics>,
 }
@@ -81,7 +88,7 @@ pub async fn start_pipeline(config_text: &str, positions: &std::path::Path, from
         None => store.load().await.unwrap(),
     };
     let sink = CollectSink::default();
-    let (events, keys, hold) = (sink.events.clone(), sink.keys.clone(), sink.hold.clone());
+    let (events, keys, hold_at) = (sink.events.clone(), sink.keys.clone(), sink.hold_at.clone());
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::new(&config.name));
     let pipeline = Pipeline {
@@ -93,7 +100,7 @@ pub async fn start_pipeline(config_text: &str, positions: &std::path::Path, from
         shutdown: shutdown.clone(),
     };
     let task = tokio::spawn(pipeline.run(start));
-    RunningPipeline { shutdown, task, events, keys, hold, store, metrics }
+    RunningPipeline { shutdown, task, events, keys, hold_at, store, metrics }
 }
 
 impl RunningPipeline {
@@ -117,6 +124,16 @@ impl RunningPipeline {
             assert!(Instant::now() < deadline, "only {} of {n} events after 60 s", self.events.lock().unwrap().len());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The sink stops taking batches once it has `n` events (0: at once).
+    pub fn hold_at(&self, n: usize) {
+        self.hold_at.store(n, Relaxed);
+    }
+
+    /// The sink takes batches again.
+    pub fn release(&self) {
+        self.hold_at.store(usize::MAX, Relaxed);
     }
 
     /// Waits until the metrics say the source is streaming.

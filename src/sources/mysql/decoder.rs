@@ -537,6 +537,7 @@ impl BinlogDecoder {
             let position = Position::MySql(MySqlPosition {
                 gtid_set: self.gtids.clone(),
                 binlog: Some(BinlogCoordinates { file: self.file.to_string(), pos: ev.log_pos }),
+                snapshot: None,
             });
             self.checkpoint = Some((position, self.events.len()));
         }

@@ -142,7 +142,7 @@ pub async fn current_position(conn: &mut Conn, facts: &ServerFacts) -> Result<My
     } else {
         None
     };
-    Ok(MySqlPosition { gtid_set, binlog })
+    Ok(MySqlPosition { gtid_set, binlog, snapshot: None })
 }
 
 /// MariaDB's GTID state at a binlog offset (`BINLOG_GTID_POS`).

@@ -6,8 +6,14 @@
 //! MySQL a global read lock (`FLUSH TABLES WITH READ LOCK`, needs RELOAD) is held only while
 //! the transaction starts and the position is read, then released before any row is read.
 //!
-//! Not yet resumable: a crash during the snapshot starts it again (no position is stored
-//! until the snapshot has been delivered).
+//! Tables are read in primary-key order, in chunks of `snapshot_chunk_rows` (one query each,
+//! all in the one transaction). After each chunk the next batch carries a checkpoint: the
+//! snapshot's position plus how far it got (`SnapshotProgress`: table and last key delivered).
+//! After a crash the snapshot goes on from there in a new consistent read (no lock needed: its
+//! position is not used) and streaming then starts at the original snapshot position. Rows
+//! read in the second part are newer than that position, so the changes between the two reads
+//! come again from the binlog: at-least-once, converging to the same state. A table without a
+//! primary key is read in one query and, if interrupted, read again whole.
 
 use std::sync::Arc;
 
@@ -18,20 +24,28 @@ use super::server::{ServerFacts, connect, current_position, mariadb_gtid_at, sql
 use crate::error::CdcError;
 use crate::format::debezium::days_from_civil;
 use crate::model::{
-    Batch, BinlogCoordinates, ChangeEvent, Column, ColumnType, MySqlPosition, Op, Position, SnapshotMarker, SourceInfo,
-    SourceMeta, TableId, TableSchema, Value,
+    Batch, BinlogCoordinates, ChangeEvent, Column, ColumnType, MySqlPosition, Op, Position, SnapshotMarker,
+    SnapshotProgress, SourceInfo, SourceMeta, TableId, TableSchema, Value,
 };
 use crate::pipeline::SourceContext;
 use crate::sources::filter::TableFilter;
 
 const SYSTEM_SCHEMAS: &[&str] = &["mysql", "information_schema", "performance_schema", "sys"];
 
+/// What to read and how.
+pub struct SnapshotPlan<'a> {
+    pub filter: &'a TableFilter,
+    pub batch_events: usize,
+    pub chunk_rows: usize,
+    /// An interrupted snapshot to go on with: its position carries the progress.
+    pub resume: Option<MySqlPosition>,
+}
+
 /// Runs the snapshot; returns the position to stream from, or `None` if shut down.
 pub async fn run(
     url: &str,
     facts: &ServerFacts,
-    filter: &TableFilter,
-    batch_events: usize,
+    plan: SnapshotPlan<'_>,
     out: &mpsc::Sender<Batch>,
     ctx: &SourceContext,
 ) -> Result<Option<MySqlPosition>, CdcError> {
@@ -39,7 +53,17 @@ pub async fn run(
     let q = |doing: &'static str| sql_err(doing);
     conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(q("setting the session time zone"))?;
     conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(q("setting isolation"))?;
-    let position = if facts.mariadb {
+    let no_backslash_escapes = conn
+        .query_first::<String, _>("SELECT @@SESSION.sql_mode")
+        .await
+        .map_err(q("reading sql_mode"))?
+        .is_some_and(|m| m.contains("NO_BACKSLASH_ESCAPES"));
+    let resume = plan.resume.and_then(|mut p| p.snapshot.take().map(|progress| (p, progress)));
+    let position = if let Some((position, progress)) = &resume {
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(q("starting the snapshot"))?;
+        tracing::info!(position = %Position::MySql(position.clone()), table = %format!("{}.{}", progress.table.0, progress.table.1), "Snapshot resumed");
+        position.clone()
+    } else if facts.mariadb {
         conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(q("starting the snapshot"))?;
         let rows: Vec<(String, String)> =
             conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(q("reading the snapshot position"))?;
@@ -47,7 +71,7 @@ pub async fn run(
         let file = get("binlog_snapshot_file").unwrap_or_default();
         let pos: u64 = get("binlog_snapshot_position").and_then(|p| p.parse().ok()).unwrap_or(4);
         let gtid_set = mariadb_gtid_at(&mut conn, &file, pos).await?;
-        MySqlPosition { gtid_set, binlog: Some(BinlogCoordinates { file, pos }) }
+        MySqlPosition { gtid_set, binlog: Some(BinlogCoordinates { file, pos }), snapshot: None }
     } else {
         conn.query_drop("FLUSH TABLES WITH READ LOCK")
             .await
@@ -58,65 +82,127 @@ pub async fn run(
         p?
     };
     let start = Position::MySql(position.clone());
-    let tables = list_tables(&mut conn, filter).await?;
-    tracing::info!(tables = tables.len(), position = %start, "Snapshot started");
+    let mut tables = list_tables(&mut conn, plan.filter).await?;
+    let mut resume_after: Option<Vec<Vec<u8>>> = None;
+    if let Some((_, progress)) = &resume {
+        let at = tables.iter().position(|t| *t.namespace == *progress.table.0 && *t.name == *progress.table.1);
+        match at {
+            Some(i) => {
+                tables.drain(..i);
+                resume_after = progress.after_key();
+            }
+            None => tracing::warn!(
+                table = %format!("{}.{}", progress.table.0, progress.table.1),
+                "The table the snapshot stopped in is gone: reading every table again"
+            ),
+        }
+    } else {
+        tracing::info!(tables = tables.len(), position = %start, "Snapshot started");
+    }
 
     let file: Arc<str> = Arc::from(position.binlog.as_ref().map_or("", |b| b.file.as_str()));
     let pos = position.binlog.as_ref().map_or(0, |b| b.pos);
     let ts_ms = crate::model::now_ms();
-    let mut pending: Vec<ChangeEvent> = Vec::with_capacity(batch_events);
-    let mut held: Option<ChangeEvent> = None;
+    let mut pending: Vec<ChangeEvent> = Vec::with_capacity(plan.batch_events);
+    // The newest row is held back to mark it `last` if nothing follows, with the progress
+    // that delivering it makes; `delivered` is the progress of the newest row in `pending`.
+    let mut held: Option<(ChangeEvent, SnapshotProgress)> = None;
+    let mut delivered: Option<SnapshotProgress> = None;
+    let mut checkpoint_due = false;
     let mut total = 0u64;
+    let mut last_log = std::time::Instant::now();
     for (n, id) in tables.iter().enumerate() {
         let schema = Arc::new(table_schema(&mut conn, id).await?);
-        let sql = format!("SELECT * FROM `{}`.`{}`", id.namespace.replace('`', "``"), id.name.replace('`', "``"));
-        let mut result = conn.query_iter(sql).await.map_err(q("reading a table for the snapshot"))?;
+        let key = &schema.key;
+        let table_sql = format!("`{}`.`{}`", id.namespace.replace('`', "``"), id.name.replace('`', "``"));
+        let key_names: Vec<String> =
+            key.iter().map(|&k| format!("`{}`", schema.columns[k].name.replace('`', "``"))).collect();
+        let mut after = if n == 0 { resume_after.take() } else { None };
         let mut rows = 0u64;
-        while let Some(row) = result.next().await.map_err(q("reading a table for the snapshot"))? {
-            if ctx.shutdown.is_cancelled() {
-                return Ok(None);
-            }
-            let values = row.unwrap();
-            let after: Vec<Value> = schema
-                .columns
-                .iter()
-                .zip(values)
-                .map(|(c, v)| text_value(c, v))
-                .collect::<Result<_, _>>()
-                .map_err(|e| CdcError::definite(format!("snapshot of {id}: {e}"), "report this value"))?;
-            let event = ChangeEvent {
-                op: Op::Read,
-                table: schema.clone(),
-                before: None,
-                after: Some(after),
-                source: SourceInfo {
-                    ts_ms,
-                    snapshot: SnapshotMarker::Yes,
-                    meta: SourceMeta::MySql {
-                        server_id: facts.server_id,
-                        gtid: None,
-                        file: file.clone(),
-                        pos,
-                        row: 0,
-                        thread: None,
-                        query: None,
-                    },
-                },
-                transaction: None,
+        loop {
+            let sql = if key.is_empty() {
+                format!("SELECT * FROM {table_sql}")
+            } else {
+                let range = match &after {
+                    Some(values) => {
+                        format!(" WHERE {}", after_key_condition(&schema, &key_names, values, no_backslash_escapes))
+                    }
+                    None => String::new(),
+                };
+                format!("SELECT * FROM {table_sql}{range} ORDER BY {} LIMIT {}", key_names.join(", "), plan.chunk_rows)
             };
-            if let Some(mut prev) = held.replace(event) {
-                if total == 0 {
-                    prev.source.snapshot = SnapshotMarker::First;
-                }
-                pending.push(prev);
-                total += 1;
-            }
-            rows += 1;
-            if pending.len() >= batch_events {
-                let batch = Batch { events: std::mem::take(&mut pending), checkpoint: None, source_ts_ms: Some(ts_ms) };
-                if out.send(batch).await.is_err() {
+            let mut result = conn.query_iter(sql).await.map_err(q("reading a table for the snapshot"))?;
+            let mut chunk = 0usize;
+            while let Some(row) = result.next().await.map_err(q("reading a table for the snapshot"))? {
+                if ctx.shutdown.is_cancelled() {
                     return Ok(None);
                 }
+                let values = row.unwrap();
+                let key_bytes: Vec<Vec<u8>> = key
+                    .iter()
+                    .map(|&k| match values.get(k) {
+                        Some(mysql_async::Value::Bytes(b)) => b.clone(),
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                let after_row: Vec<Value> = schema
+                    .columns
+                    .iter()
+                    .zip(values)
+                    .map(|(c, v)| text_value(c, v))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| CdcError::definite(format!("snapshot of {id}: {e}"), "report this value"))?;
+                let event = ChangeEvent {
+                    op: Op::Read,
+                    table: schema.clone(),
+                    before: None,
+                    after: Some(after_row),
+                    source: SourceInfo {
+                        ts_ms,
+                        snapshot: SnapshotMarker::Yes,
+                        meta: SourceMeta::MySql {
+                            server_id: facts.server_id,
+                            gtid: None,
+                            file: file.clone(),
+                            pos,
+                            row: 0,
+                            thread: None,
+                            query: None,
+                        },
+                    },
+                    transaction: None,
+                };
+                let progress = SnapshotProgress::new(id, (!key.is_empty()).then_some(key_bytes.as_slice()));
+                if let Some((mut prev, prev_progress)) = held.replace((event, progress)) {
+                    if total == 0 && resume.is_none() {
+                        prev.source.snapshot = SnapshotMarker::First;
+                    }
+                    pending.push(prev);
+                    delivered = Some(prev_progress);
+                    total += 1;
+                }
+                rows += 1;
+                chunk += 1;
+                if !key.is_empty() {
+                    after = Some(key_bytes);
+                }
+                if pending.len() >= plan.batch_events {
+                    let checkpoint =
+                        if checkpoint_due { delivered.clone().map(|d| start.with_snapshot(Some(d))) } else { None };
+                    checkpoint_due &= checkpoint.is_none();
+                    let batch = Batch { events: std::mem::take(&mut pending), checkpoint, source_ts_ms: Some(ts_ms) };
+                    if out.send(batch).await.is_err() {
+                        return Ok(None);
+                    }
+                }
+            }
+            checkpoint_due = true;
+            if last_log.elapsed() > std::time::Duration::from_secs(10) {
+                tracing::info!(table = %id, rows, "Snapshot in progress");
+                last_log = std::time::Instant::now();
+            }
+            if key.is_empty() || chunk < plan.chunk_rows {
+                break;
             }
         }
         tracing::info!(table = %id, rows, "Snapshot of table finished");
@@ -127,8 +213,9 @@ pub async fn run(
             total + held.is_some() as u64
         )));
     }
-    if let Some(mut last) = held {
-        last.source.snapshot = if total == 0 { SnapshotMarker::First } else { SnapshotMarker::Last };
+    if let Some((mut last, _)) = held {
+        last.source.snapshot =
+            if total == 0 && resume.is_none() { SnapshotMarker::First } else { SnapshotMarker::Last };
         pending.push(last);
         total += 1;
     }
@@ -140,6 +227,26 @@ pub async fn run(
     tracing::info!(rows = total, position = %start, "Snapshot finished");
     ctx.status.set_snapshot_progress(None);
     Ok(Some(position))
+}
+
+/// `k1 > v1 OR (k1 = v1 AND k2 > v2) …`: rows after `values` in key order, in the columns'
+/// own collations (string literals take the column's; binary columns compare bytes).
+fn after_key_condition(schema: &TableSchema, key_names: &[String], values: &[Vec<u8>], no_backslash: bool) -> String {
+    let literal = |i: usize| {
+        let column = &schema.columns[schema.key[i]];
+        let text = mysql_async::Value::Bytes(values.get(i).cloned().unwrap_or_default()).as_sql(no_backslash);
+        match column.kind {
+            ColumnType::Bytes { .. } | ColumnType::Bit { .. } => format!("_binary{text}"),
+            _ => text,
+        }
+    };
+    let mut alternatives = Vec::with_capacity(key_names.len());
+    for i in 0..key_names.len() {
+        let mut terms: Vec<String> = (0..i).map(|j| format!("{} = {}", key_names[j], literal(j))).collect();
+        terms.push(format!("{} > {}", key_names[i], literal(i)));
+        alternatives.push(format!("({})", terms.join(" AND ")));
+    }
+    alternatives.join(" OR ")
 }
 
 pub(crate) async fn list_tables(conn: &mut mysql_async::Conn, filter: &TableFilter) -> Result<Vec<TableId>, CdcError> {

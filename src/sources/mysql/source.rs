@@ -31,6 +31,7 @@ pub struct MySqlSource {
     snapshot: SnapshotMode,
     heartbeat: Duration,
     batch_events: usize,
+    chunk_rows: usize,
 }
 
 impl MySqlSource {
@@ -42,6 +43,7 @@ impl MySqlSource {
             snapshot: cfg.snapshot,
             heartbeat: Duration::from_secs(cfg.heartbeat_secs.max(1) as u64),
             batch_events: batch_events.max(1),
+            chunk_rows: cfg.snapshot_chunk_rows.max(1),
         }
     }
 }
@@ -64,6 +66,16 @@ impl Source for MySqlSource {
         tracing::info!(version = %facts.version, server_id = facts.server_id, "Connected to the source");
 
         let start = match start {
+            Some(Position::MySql(p)) if p.snapshot.is_some() => {
+                // An interrupted snapshot: it only makes sense if streaming can start where it was taken.
+                let base = complete_gtids(&mut conn, &facts, MySqlPosition { snapshot: None, ..p.clone() }).await?;
+                verify_available(&mut conn, &facts, &base).await?;
+                let resume = MySqlPosition { snapshot: p.snapshot, ..base };
+                match self.snapshot(&facts, Some(resume), &out, &ctx).await? {
+                    Some(p) => p,
+                    None => return Ok(()),
+                }
+            }
             Some(Position::MySql(p)) => p,
             Some(other) => {
                 return Err(CdcError::definite(
@@ -76,23 +88,38 @@ impl Source for MySqlSource {
                 tracing::info!(position = %Position::MySql(p.clone()), "No stored position and snapshot = never: starting at the current end of the binlog");
                 p
             }
-            None => {
-                ctx.status.set_phase("snapshot");
-                ctx.status.set_ready(true);
-                let Some(p) = snapshot::run(&self.url, &facts, &self.filter, self.batch_events, &out, &ctx).await?
-                else {
-                    return Ok(()); // shut down during the snapshot
-                };
-                if self.snapshot == SnapshotMode::InitialOnly {
-                    return Ok(());
-                }
-                p
-            }
+            None => match self.snapshot(&facts, None, &out, &ctx).await? {
+                Some(p) => p,
+                None => return Ok(()),
+            },
         };
         let start = complete_gtids(&mut conn, &facts, start).await?;
         verify_available(&mut conn, &facts, &start).await?;
         drop(conn);
         self.stream(start, &facts, out, ctx).await
+    }
+}
+
+impl MySqlSource {
+    /// Takes (or, with `resume`, goes on with) the initial snapshot; the position to stream
+    /// from, or `None` when there is nothing more to do (shut down, or `initial_only`).
+    async fn snapshot(
+        &self,
+        facts: &ServerFacts,
+        resume: Option<MySqlPosition>,
+        out: &mpsc::Sender<Batch>,
+        ctx: &SourceContext,
+    ) -> Result<Option<MySqlPosition>, CdcError> {
+        ctx.status.set_phase("snapshot");
+        ctx.status.set_ready(true);
+        let plan = snapshot::SnapshotPlan {
+            filter: &self.filter,
+            batch_events: self.batch_events,
+            chunk_rows: self.chunk_rows,
+            resume,
+        };
+        let done = snapshot::run(&self.url, facts, plan, out, ctx).await?;
+        Ok(done.filter(|_| self.snapshot != SnapshotMode::InitialOnly))
     }
 }
 
@@ -105,7 +132,7 @@ async fn complete_gtids(
     match (&p.gtid_set, &p.binlog, facts.mariadb) {
         (None, Some(b), true) => {
             let gtid_set = super::server::mariadb_gtid_at(conn, &b.file, b.pos).await?;
-            Ok(MySqlPosition { gtid_set, binlog: p.binlog })
+            Ok(MySqlPosition { gtid_set, binlog: p.binlog, snapshot: None })
         }
         _ => Ok(p),
     }

@@ -72,7 +72,7 @@ impl PgSource {
 const LINGER: Duration = Duration::from_millis(10);
 
 fn pg_position(lsn: u64, tx: Option<u64>) -> Position {
-    Position::Postgres(PgPosition { lsn: Lsn(lsn), tx_lsn: tx.map(Lsn) })
+    Position::Postgres(PgPosition { lsn: Lsn(lsn), tx_lsn: tx.map(Lsn), snapshot: None })
 }
 
 #[async_trait]
