@@ -424,7 +424,7 @@ fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
         let p = start_pipeline(&cfg, &positions, None).await;
         p.hold_at(1500);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !p.store.load().await.unwrap().is_some_and(|s| s.snapshot_progress().is_some()) {
+        while p.store.load().await.unwrap().is_none_or(|s| s.snapshot_progress().is_none()) {
             assert!(std::time::Instant::now() < deadline, "no snapshot progress stored");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
