@@ -369,31 +369,6 @@ fn minimal_row_metadata_takes_names_from_the_catalog() {
     });
 }
 
-/// Applies change events to per-table row maps keyed by primary key (the whole row for a
-/// table without one), as a replica would.
-fn replay(
-    events: &[Json],
-    key_of: impl Fn(&str, &Json) -> String,
-) -> std::collections::BTreeMap<(String, String), Json> {
-    let mut rows = std::collections::BTreeMap::new();
-    for e in events {
-        let table = e["source"]["table"].as_str().unwrap().to_string();
-        match e["op"].as_str().unwrap() {
-            "r" | "c" | "u" => {
-                if e["op"] == "u" {
-                    rows.remove(&(table.clone(), key_of(&table, &e["before"])));
-                }
-                rows.insert((table.clone(), key_of(&table, &e["after"])), e["after"].clone());
-            }
-            "d" => {
-                rows.remove(&(table.clone(), key_of(&table, &e["before"])));
-            }
-            other => panic!("unexpected op {other}"),
-        }
-    }
-    rows
-}
-
 /// An initial snapshot stopped part-way goes on after the last row delivered (in the key's
 /// collation order, across chunks of a composite key), then streams from the snapshot's
 /// position: the rows read before and after the stop, plus the changes streamed, are exactly
@@ -473,7 +448,7 @@ fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
 
         // Both runs replayed in order are the tables' contents.
         let all: Vec<Json> = first.iter().chain(second.iter()).cloned().collect();
-        let replica = replay(&all, key_of);
+        let replica = harness::pipeline::replay(&all, key_of);
         let mut expected = std::collections::BTreeMap::new();
         for line in db.sql("SELECT k1, k2, v FROM snapresume.a").lines() {
             let f: Vec<&str> = line.split('\t').collect();

@@ -167,3 +167,28 @@ impl RunningPipeline {
         (outcome, pos, events)
     }
 }
+
+/// Applies change events to per-table row maps keyed by primary key (the whole row for a
+/// table without one), as a replica would.
+pub fn replay(
+    events: &[Json],
+    key_of: impl Fn(&str, &Json) -> String,
+) -> std::collections::BTreeMap<(String, String), Json> {
+    let mut rows = std::collections::BTreeMap::new();
+    for e in events {
+        let table = e["source"]["table"].as_str().unwrap().to_string();
+        match e["op"].as_str().unwrap() {
+            "r" | "c" | "u" => {
+                if e["op"] == "u" {
+                    rows.remove(&(table.clone(), key_of(&table, &e["before"])));
+                }
+                rows.insert((table.clone(), key_of(&table, &e["after"])), e["after"].clone());
+            }
+            "d" => {
+                rows.remove(&(table.clone(), key_of(&table, &e["before"])));
+            }
+            other => panic!("unexpected op {other}"),
+        }
+    }
+    rows
+}

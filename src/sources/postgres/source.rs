@@ -29,8 +29,8 @@ use super::types::{parse_row, parse_text};
 use crate::config::{Config, PgSourceConfig, SnapshotMode};
 use crate::error::CdcError;
 use crate::model::{
-    Batch, ChangeEvent, Lsn, Op, PgPosition, Position, Row, SnapshotMarker, SourceInfo, SourceMeta, TableId,
-    TableSchema, Value,
+    Batch, ChangeEvent, Lsn, Op, PgPosition, Position, Row, SnapshotMarker, SnapshotProgress, SourceInfo, SourceMeta,
+    TableId, TableSchema, Value,
 };
 use crate::pipeline::{Source, SourceContext};
 use crate::sources::filter::TableFilter;
@@ -43,6 +43,7 @@ pub struct PgSource {
     all_tables: bool,
     snapshot: SnapshotMode,
     batch_events: usize,
+    chunk_rows: usize,
     /// Request in-progress streaming (servers 14+).
     streaming: bool,
     spool_dir: std::path::PathBuf,
@@ -61,6 +62,7 @@ impl PgSource {
             all_tables: pg.tables.iter().all(|t| t == "*.*") && pg.exclude_tables.is_empty(),
             snapshot: pg.snapshot,
             batch_events: config.pipeline.batch_events.max(1),
+            chunk_rows: pg.snapshot_chunk_rows.max(1),
             streaming: pg.streaming,
             spool_dir,
             spool_max_bytes: pg.spool_max_mb.saturating_mul(1 << 20),
@@ -131,6 +133,17 @@ impl Source for PgSource {
                         "choose another source.slot",
                     ));
                 }
+                if let Some(progress) = &p.snapshot {
+                    // An interrupted snapshot goes on in a new read; the slot still holds
+                    // everything since the snapshot's point, so streaming starts there after.
+                    tracing::info!(position = %Lsn(p.lsn.0), table = %format!("{}.{}", progress.table.0, progress.table.1), "Snapshot resumed");
+                    ctx.status.set_phase("snapshot");
+                    ctx.status.set_ready(true);
+                    let done = self.snapshot(&mut cat, None, p.lsn, Some(progress), &out, &ctx).await?;
+                    if !done || self.snapshot == SnapshotMode::InitialOnly {
+                        return Ok(());
+                    }
+                }
                 p.lsn.0
             }
             (Some(Position::Postgres(p)), None) => {
@@ -173,7 +186,7 @@ impl Source for PgSource {
                     let name = row.get(2).cloned().flatten().unwrap_or_default();
                     ctx.status.set_phase("snapshot");
                     ctx.status.set_ready(true);
-                    let done = self.snapshot(&mut cat, &name, consistent, &out, &ctx).await?;
+                    let done = self.snapshot(&mut cat, Some(&name), consistent, None, &out, &ctx).await?;
                     if !done || self.snapshot == SnapshotMode::InitialOnly {
                         return Ok(());
                     }
@@ -209,39 +222,76 @@ impl PgSource {
         Ok(())
     }
 
-    /// Reads every published table in the exported snapshot; false if shut down.
+    /// Reads every published table in the exported snapshot (`exported`), or, going on with an
+    /// interrupted snapshot (`resume`), in a new read from where it stopped; false if shut down.
+    ///
+    /// Tables with a primary key are read in key order, so a checkpoint every `chunk_rows` rows
+    /// can say how far the snapshot got: the position `consistent` plus the last key delivered.
+    /// Rows read after a resume are newer than `consistent`; the changes in between come again
+    /// from the slot (at-least-once, converging to the same state). A table without a primary
+    /// key is read again whole when interrupted.
     async fn snapshot(
         &self,
         cat: &mut PgConnection,
-        snapshot: &str,
+        exported: Option<&str>,
         consistent: Lsn,
+        resume: Option<&SnapshotProgress>,
         out: &mpsc::Sender<Batch>,
         ctx: &SourceContext,
     ) -> Result<bool, CdcError> {
         cat.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
-        cat.query(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(snapshot))).await?;
-        let tables: Vec<TableId> = catalog::publication_tables(cat, &self.publication)
+        if let Some(name) = exported {
+            cat.query(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(name))).await?;
+        }
+        let mut tables: Vec<TableId> = catalog::publication_tables(cat, &self.publication)
             .await?
             .unwrap_or_default()
             .into_iter()
             .filter(|t| self.filter.matches_id(t))
             .collect();
-        tracing::info!(tables = tables.len(), position = %Lsn(consistent.0), "Snapshot started");
+        let mut resume_after = None;
+        if let Some(progress) = resume {
+            match tables.iter().position(|t| *t.namespace == *progress.table.0 && *t.name == *progress.table.1) {
+                Some(i) => {
+                    tables.drain(..i);
+                    resume_after = progress.after_key();
+                }
+                None => tracing::warn!("The table the snapshot stopped in is gone: reading every table again"),
+            }
+        } else {
+            tracing::info!(tables = tables.len(), position = %Lsn(consistent.0), "Snapshot started");
+        }
+        let start = pg_position(consistent.0, None);
         let mut types = TypeCache::default();
         let ts_ms = crate::model::now_ms();
         let database: Arc<str> = Arc::from(self.params.database.as_str());
         let mut pending: Vec<ChangeEvent> = Vec::new();
+        let mut delivered: Option<SnapshotProgress> = None;
+        let mut since_checkpoint = 0usize;
         let mut total = 0u64;
+        let mut last_log = Instant::now();
         for (n, id) in tables.iter().enumerate() {
             let cols = catalog::table_columns(cat, id).await?;
             types.resolve(cat, &cols.iter().map(|c| c.1).collect::<Vec<_>>()).await?;
             let schema = types.schema(id.clone(), &cols);
             let rel = format!("{}.{}", quote_ident(&id.namespace), quote_ident(&id.name));
-            cat.query(&format!("DECLARE cdc_snapshot NO SCROLL CURSOR FOR SELECT * FROM {rel}")).await?;
+            let key = &schema.key;
+            let key_list = key.iter().map(|&k| quote_ident(&schema.columns[k].name)).collect::<Vec<_>>().join(", ");
+            let mut sql = format!("SELECT * FROM {rel}");
+            if let Some(values) = resume_after.take().filter(|_| n == 0 && !key.is_empty()) {
+                let literals: Vec<String> = values.iter().map(|v| quote_literal(&String::from_utf8_lossy(v))).collect();
+                sql += &format!(" WHERE ({key_list}) > ({})", literals.join(", "));
+            }
+            if !key.is_empty() {
+                sql += &format!(" ORDER BY {key_list}");
+            }
+            cat.query(&format!("DECLARE cdc_snapshot NO SCROLL CURSOR FOR {sql}")).await?;
+            // A batch per fetch: the pipeline's backpressure holds the snapshot in step.
+            let fetch = format!("FETCH FORWARD {} FROM cdc_snapshot", self.batch_events.min(10_000));
             let mut rows = 0u64;
             loop {
                 let mut fetched = Vec::new();
-                cat.query_each("FETCH FORWARD 2000 FROM cdc_snapshot", |r| {
+                cat.query_each(&fetch, |r| {
                     fetched.push(r);
                     Ok(())
                 })
@@ -250,6 +300,8 @@ impl PgSource {
                     break;
                 }
                 for r in fetched {
+                    let key_values: Vec<Vec<u8>> =
+                        key.iter().map(|&k| r.get(k).cloned().flatten().unwrap_or_default().into_bytes()).collect();
                     let after: Row = parse_row(&schema.columns, r)
                         .map_err(|e| CdcError::definite(format!("snapshot of {id}: {e}"), "report this value"))?;
                     pending.push(ChangeEvent {
@@ -259,7 +311,11 @@ impl PgSource {
                         after: Some(after),
                         source: SourceInfo {
                             ts_ms,
-                            snapshot: if total == 0 { SnapshotMarker::First } else { SnapshotMarker::Yes },
+                            snapshot: if total == 0 && resume.is_none() {
+                                SnapshotMarker::First
+                            } else {
+                                SnapshotMarker::Yes
+                            },
                             meta: SourceMeta::Postgres {
                                 database: database.clone(),
                                 tx_id: None,
@@ -270,18 +326,29 @@ impl PgSource {
                         },
                         transaction: None,
                     });
+                    delivered = Some(SnapshotProgress::new(id, (!key.is_empty()).then_some(key_values.as_slice())));
                     total += 1;
                     rows += 1;
+                    since_checkpoint += 1;
                 }
                 if ctx.shutdown.is_cancelled() {
                     return Ok(false);
                 }
                 if pending.len() >= self.batch_events {
-                    let batch =
-                        Batch { events: std::mem::take(&mut pending), checkpoint: None, source_ts_ms: Some(ts_ms) };
+                    let checkpoint = if since_checkpoint >= self.chunk_rows {
+                        since_checkpoint = 0;
+                        delivered.clone().map(|d| start.with_snapshot(Some(d)))
+                    } else {
+                        None
+                    };
+                    let batch = Batch { events: std::mem::take(&mut pending), checkpoint, source_ts_ms: Some(ts_ms) };
                     if out.send(batch).await.is_err() {
                         return Ok(false);
                     }
+                }
+                if last_log.elapsed() > Duration::from_secs(10) {
+                    tracing::info!(table = %id, rows, "Snapshot in progress");
+                    last_log = Instant::now();
                 }
             }
             cat.query("CLOSE cdc_snapshot").await?;
@@ -290,10 +357,10 @@ impl PgSource {
         }
         cat.query("COMMIT").await?;
         if let Some(last) = pending.last_mut() {
-            last.source.snapshot = if total == 1 { SnapshotMarker::First } else { SnapshotMarker::Last };
+            last.source.snapshot =
+                if total == 1 && resume.is_none() { SnapshotMarker::First } else { SnapshotMarker::Last };
         }
-        let batch =
-            Batch { events: pending, checkpoint: Some(pg_position(consistent.0, None)), source_ts_ms: Some(ts_ms) };
+        let batch = Batch { events: pending, checkpoint: Some(start), source_ts_ms: Some(ts_ms) };
         if out.send(batch).await.is_err() {
             return Ok(false);
         }
