@@ -118,6 +118,7 @@ impl Source for MemorySource {
                     events: chunk.iter().map(|p| event(&table, p)).collect(),
                     checkpoint: last.then(|| lsn_pos(tx)),
                     source_ts_ms: Some(0),
+                    may_repeat: false,
                 };
                 tokio::select! {
                     r = out.send(batch) => if r.is_err() { return Ok(()) },
@@ -340,8 +341,14 @@ fn shutdown_flushes_and_checkpoints() {
                 let t = table();
                 for tx in 1..=3 {
                     let e = event(&t, &Planned { id: tx, key: 1, tx });
-                    let _ =
-                        out.send(Batch { events: vec![e], checkpoint: Some(lsn_pos(tx)), source_ts_ms: None }).await;
+                    let _ = out
+                        .send(Batch {
+                            events: vec![e],
+                            checkpoint: Some(lsn_pos(tx)),
+                            source_ts_ms: None,
+                            may_repeat: false,
+                        })
+                        .await;
                 }
                 ctx.shutdown.cancelled().await;
                 Ok(())

@@ -362,6 +362,52 @@ fn kill_9_during_apply_loses_nothing_and_applies_nothing_twice() {
     assert_eq!(out_of_order, "0");
 }
 
+/// kill -9 during the initial copy: the restart goes on with the copy from the last chunk
+/// committed on the target (not from the start), and the changes made meanwhile, which the
+/// stream brings again over rows the resumed copy already read, converge to the source.
+#[test]
+fn kill_9_during_the_initial_copy_resumes_the_copy() {
+    let source = shared_pg15();
+    let target = pg17();
+    let db = source.create_db("killcopy");
+    source.sql(
+        &db,
+        "CREATE TABLE big (id int PRIMARY KEY, v text); \
+         INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 200000) g;",
+    );
+    let target_db = target.create_db("killcopy");
+    let dir = tempfile::tempdir().unwrap();
+    let source_cfg = format!("{}\nsnapshot_chunk_rows = 5000", pg_source(source, &db, "\"public.*\""));
+    let config = write_config(dir.path(), "killcopy", &source_cfg, &target.url(&target_db), "");
+    let stored = || target.sql(&target_db, "SELECT position FROM cdc_positions WHERE name = 'killcopy'");
+    let mut cdc = spawn_cdc(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while target.sql(&target_db, "SELECT to_regclass('cdc_positions') IS NOT NULL") != "t"
+        || !stored().contains(";snapshot=")
+    {
+        assert!(Instant::now() < deadline, "no copy progress on the target:\n{}", cdc_log(&config));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Changes after the copy's snapshot: new rows past the end (read by the resumed copy and
+    // streamed again as inserts), updates and deletes on both sides of the copy's progress.
+    source.sql(
+        &db,
+        "INSERT INTO big SELECT g, 'new' FROM generate_series(200001, 200100) g; \
+         UPDATE big SET v = 'changed' WHERE id % 1000 = 0; DELETE FROM big WHERE id % 1000 = 1;",
+    );
+    cdc.0.kill().unwrap();
+    cdc.0.wait().unwrap();
+    let at_kill = stored();
+    assert!(at_kill.contains(";snapshot="), "the copy had finished before the kill: {at_kill}");
+    let _cdc = spawn_cdc(&config);
+    wait_same((source, &db), (target, &target_db), "big", &config);
+    let log = cdc_log(&config);
+    assert!(log.contains("Snapshot resumed"), "the copy started again instead of going on:\n{log}");
+    assert_eq!(log.matches("Snapshot started").count(), 1, "{log}");
+    let (code, report) = cdc_verify(&config);
+    assert_eq!(code, 0, "{report}");
+}
+
 /// Waits (`within` at most) until the cdc started with `config` exits; returns whether it
 /// succeeded, and its log.
 fn wait_exit(cdc: &mut ChildGuard, config: &Path, within: Duration) -> (bool, String) {

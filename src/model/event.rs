@@ -122,6 +122,9 @@ pub struct Batch {
     pub checkpoint: Option<Position>,
     /// Source time of the newest change in the batch (ms since epoch), for lag reporting.
     pub source_ts_ms: Option<i64>,
+    /// The changes may already be in the sink (streamed again after a resumed snapshot):
+    /// a sink must not assume an insert is a new row.
+    pub may_repeat: bool,
 }
 
 impl Batch {
@@ -137,11 +140,19 @@ impl Batch {
         match checkpoint {
             Some((position, at)) if at < events.len() => {
                 let rest = events.split_off(at);
-                Batch { events: std::mem::replace(events, rest), checkpoint: Some(position), source_ts_ms }
+                Batch {
+                    events: std::mem::replace(events, rest),
+                    checkpoint: Some(position),
+                    source_ts_ms,
+                    may_repeat: false,
+                }
             }
-            checkpoint => {
-                Batch { events: std::mem::take(events), checkpoint: checkpoint.map(|(p, _)| p), source_ts_ms }
-            }
+            checkpoint => Batch {
+                events: std::mem::take(events),
+                checkpoint: checkpoint.map(|(p, _)| p),
+                source_ts_ms,
+                may_repeat: false,
+            },
         }
     }
 }

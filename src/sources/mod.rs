@@ -108,3 +108,29 @@ pub fn describe_gap(stored: &Position, current: &Position) -> String {
         },
     }
 }
+
+/// After a resumed snapshot, the changes between the snapshot's position and the start of the
+/// resumed read are streamed over rows that may already hold them. Batches up to a checkpoint
+/// at or past `until` (where the resumed read began, or later) are marked `may_repeat`.
+#[derive(Default)]
+pub struct RepeatWindow {
+    until: Option<crate::model::Position>,
+}
+
+impl RepeatWindow {
+    pub fn until(until: Option<crate::model::Position>) -> RepeatWindow {
+        RepeatWindow { until }
+    }
+
+    pub fn mark(&mut self, mut batch: crate::model::Batch) -> crate::model::Batch {
+        if let Some(until) = &self.until {
+            batch.may_repeat = true;
+            if let Some(c) = &batch.checkpoint
+                && c.compare(until).is_ok_and(|o| o != std::cmp::Ordering::Less)
+            {
+                self.until = None;
+            }
+        }
+        batch
+    }
+}

@@ -128,7 +128,10 @@ impl PostgresSink {
         self.connect().await?;
         let tables = batch_tables(batch);
         let mut sent = 0;
-        let mut writer = StatementWriter::new(self.positions_table.is_some());
+        // Inserts go in by plain COPY only when none can be a repeat: the position is kept
+        // here (nothing applied is read again) and the batch is not streamed again after a
+        // resumed snapshot.
+        let mut writer = StatementWriter::new(self.positions_table.is_some() && !batch.may_repeat);
         if self.open_tx.is_none() {
             writer.push_sql("BEGIN;\n");
             self.open_tx = Some(Vec::new());

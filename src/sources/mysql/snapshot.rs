@@ -41,14 +41,15 @@ pub struct SnapshotPlan<'a> {
     pub resume: Option<MySqlPosition>,
 }
 
-/// Runs the snapshot; returns the position to stream from, or `None` if shut down.
+/// Runs the snapshot; returns the position to stream from and, after a resume, a position at
+/// or after the resumed read's start; `None` if shut down.
 pub async fn run(
     url: &str,
     facts: &ServerFacts,
     plan: SnapshotPlan<'_>,
     out: &mpsc::Sender<Batch>,
     ctx: &SourceContext,
-) -> Result<Option<MySqlPosition>, CdcError> {
+) -> Result<Option<(MySqlPosition, Option<MySqlPosition>)>, CdcError> {
     let mut conn = connect(url).await?;
     let q = |doing: &'static str| sql_err(doing);
     conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(q("setting the session time zone"))?;
@@ -59,8 +60,11 @@ pub async fn run(
         .map_err(q("reading sql_mode"))?
         .is_some_and(|m| m.contains("NO_BACKSLASH_ESCAPES"));
     let resume = plan.resume.and_then(|mut p| p.snapshot.take().map(|progress| (p, progress)));
+    let mut resumed_at = None;
     let position = if let Some((position, progress)) = &resume {
         conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(q("starting the snapshot"))?;
+        // Read after the snapshot began: at or past it, which is all the stream needs to know.
+        resumed_at = Some(current_position(&mut conn, facts).await?);
         tracing::info!(position = %Position::MySql(position.clone()), table = %format!("{}.{}", progress.table.0, progress.table.1), "Snapshot resumed");
         position.clone()
     } else if facts.mariadb {
@@ -190,7 +194,12 @@ pub async fn run(
                     let checkpoint =
                         if checkpoint_due { delivered.clone().map(|d| start.with_snapshot(Some(d))) } else { None };
                     checkpoint_due &= checkpoint.is_none();
-                    let batch = Batch { events: std::mem::take(&mut pending), checkpoint, source_ts_ms: Some(ts_ms) };
+                    let batch = Batch {
+                        events: std::mem::take(&mut pending),
+                        checkpoint,
+                        source_ts_ms: Some(ts_ms),
+                        may_repeat: false,
+                    };
                     if out.send(batch).await.is_err() {
                         return Ok(None);
                     }
@@ -220,13 +229,14 @@ pub async fn run(
         total += 1;
     }
     conn.query_drop("COMMIT").await.map_err(q("ending the snapshot"))?;
-    let batch = Batch { events: pending, checkpoint: Some(start.clone()), source_ts_ms: Some(ts_ms) };
+    let batch =
+        Batch { events: pending, checkpoint: Some(start.clone()), source_ts_ms: Some(ts_ms), may_repeat: false };
     if out.send(batch).await.is_err() {
         return Ok(None);
     }
     tracing::info!(rows = total, position = %start, "Snapshot finished");
     ctx.status.set_snapshot_progress(None);
-    Ok(Some(position))
+    Ok(Some((position, resumed_at)))
 }
 
 /// `k1 > v1 OR (k1 = v1 AND k2 > v2) …`: rows after `values` in key order, in the columns'

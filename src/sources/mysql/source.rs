@@ -22,6 +22,7 @@ use crate::config::{MySqlSourceConfig, SnapshotMode};
 use crate::error::CdcError;
 use crate::model::{Batch, GtidSet, MySqlPosition, Position};
 use crate::pipeline::{Source, SourceContext};
+use crate::sources::RepeatWindow;
 use crate::sources::filter::TableFilter;
 
 pub struct MySqlSource {
@@ -65,6 +66,7 @@ impl Source for MySqlSource {
         facts.require_row_binlog()?;
         tracing::info!(version = %facts.version, server_id = facts.server_id, "Connected to the source");
 
+        let mut repeat = RepeatWindow::default();
         let start = match start {
             Some(Position::MySql(p)) if p.snapshot.is_some() => {
                 // An interrupted snapshot: it only makes sense if streaming can start where it was taken.
@@ -72,7 +74,10 @@ impl Source for MySqlSource {
                 verify_available(&mut conn, &facts, &base).await?;
                 let resume = MySqlPosition { snapshot: p.snapshot, ..base };
                 match self.snapshot(&facts, Some(resume), &out, &ctx).await? {
-                    Some(p) => p,
+                    Some((p, until)) => {
+                        repeat = RepeatWindow::until(until.map(Position::MySql));
+                        p
+                    }
                     None => return Ok(()),
                 }
             }
@@ -89,27 +94,28 @@ impl Source for MySqlSource {
                 p
             }
             None => match self.snapshot(&facts, None, &out, &ctx).await? {
-                Some(p) => p,
+                Some((p, _)) => p,
                 None => return Ok(()),
             },
         };
         let start = complete_gtids(&mut conn, &facts, start).await?;
         verify_available(&mut conn, &facts, &start).await?;
         drop(conn);
-        self.stream(start, &facts, out, ctx).await
+        self.stream(start, &facts, repeat, out, ctx).await
     }
 }
 
 impl MySqlSource {
     /// Takes (or, with `resume`, goes on with) the initial snapshot; the position to stream
-    /// from, or `None` when there is nothing more to do (shut down, or `initial_only`).
+    /// from and, after a resume, where the resumed read began (see `RepeatWindow`); `None`
+    /// when there is nothing more to do (shut down, or `initial_only`).
     async fn snapshot(
         &self,
         facts: &ServerFacts,
         resume: Option<MySqlPosition>,
         out: &mpsc::Sender<Batch>,
         ctx: &SourceContext,
-    ) -> Result<Option<MySqlPosition>, CdcError> {
+    ) -> Result<Option<(MySqlPosition, Option<MySqlPosition>)>, CdcError> {
         ctx.status.set_phase("snapshot");
         ctx.status.set_ready(true);
         let plan = snapshot::SnapshotPlan {
@@ -143,6 +149,7 @@ impl MySqlSource {
         &self,
         start: MySqlPosition,
         facts: &ServerFacts,
+        mut repeat: RepeatWindow,
         out: mpsc::Sender<Batch>,
         ctx: SourceContext,
     ) -> Result<(), CdcError> {
@@ -220,7 +227,7 @@ impl MySqlSource {
                     tokio::select! {
                         _ = ctx.shutdown.cancelled() => {
                             if decoder.has_checkpoint() || decoder.pending_events() > 0 {
-                                send(&out, decoder.take_batch()).await;
+                                send(&out, repeat.mark(decoder.take_batch())).await;
                             }
                             return Ok(());
                         }
@@ -296,7 +303,7 @@ impl MySqlSource {
                 }
             }
             if (full || decoder.has_checkpoint() || decoder.pending_events() > 0)
-                && !send(&out, decoder.take_batch()).await
+                && !send(&out, repeat.mark(decoder.take_batch())).await
             {
                 return Ok(());
             }

@@ -33,6 +33,7 @@ use crate::model::{
     TableId, TableSchema, Value,
 };
 use crate::pipeline::{Source, SourceContext};
+use crate::sources::RepeatWindow;
 use crate::sources::filter::TableFilter;
 
 pub struct PgSource {
@@ -106,6 +107,7 @@ impl Source for PgSource {
         }
         let mut repl = PgConnection::connect(&self.params, true).await?;
         let slot_name = &self.slot;
+        let mut repeat = RepeatWindow::default();
         let start_lsn = match (start, slot) {
             (Some(Position::Postgres(p)), Some(s)) => {
                 if s.wal_status.as_deref() == Some("lost") {
@@ -139,10 +141,14 @@ impl Source for PgSource {
                     tracing::info!(position = %Lsn(p.lsn.0), table = %format!("{}.{}", progress.table.0, progress.table.1), "Snapshot resumed");
                     ctx.status.set_phase("snapshot");
                     ctx.status.set_ready(true);
-                    let done = self.snapshot(&mut cat, None, p.lsn, Some(progress), &out, &ctx).await?;
-                    if !done || self.snapshot == SnapshotMode::InitialOnly {
+                    let Some(resumed_at) = self.snapshot(&mut cat, None, p.lsn, Some(progress), &out, &ctx).await?
+                    else {
+                        return Ok(());
+                    };
+                    if self.snapshot == SnapshotMode::InitialOnly {
                         return Ok(());
                     }
+                    repeat = RepeatWindow::until(resumed_at.map(|l| pg_position(l, None)));
                 }
                 p.lsn.0
             }
@@ -187,14 +193,14 @@ impl Source for PgSource {
                     ctx.status.set_phase("snapshot");
                     ctx.status.set_ready(true);
                     let done = self.snapshot(&mut cat, Some(&name), consistent, None, &out, &ctx).await?;
-                    if !done || self.snapshot == SnapshotMode::InitialOnly {
+                    if done.is_none() || self.snapshot == SnapshotMode::InitialOnly {
                         return Ok(());
                     }
                 }
                 consistent.0
             }
         };
-        self.stream(repl, cat, start_lsn, out, ctx).await
+        self.stream(repl, cat, start_lsn, repeat, out, ctx).await
     }
 }
 
@@ -223,7 +229,8 @@ impl PgSource {
     }
 
     /// Reads every published table in the exported snapshot (`exported`), or, going on with an
-    /// interrupted snapshot (`resume`), in a new read from where it stopped; false if shut down.
+    /// interrupted snapshot (`resume`), in a new read from where it stopped. `None` if shut
+    /// down; else, after a resume, an LSN at or past the new read's start (see `RepeatWindow`).
     ///
     /// Tables with a primary key are read in key order, so a checkpoint every `chunk_rows` rows
     /// can say how far the snapshot got: the position `consistent` plus the last key delivered.
@@ -238,10 +245,20 @@ impl PgSource {
         resume: Option<&SnapshotProgress>,
         out: &mpsc::Sender<Batch>,
         ctx: &SourceContext,
-    ) -> Result<bool, CdcError> {
+    ) -> Result<Option<Option<u64>>, CdcError> {
         cat.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let mut resumed_at = None;
         if let Some(name) = exported {
             cat.query(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(name))).await?;
+        } else {
+            // The first statement takes the read's snapshot; the WAL position it reads is at or past it.
+            let rows = cat.query("SELECT pg_current_wal_lsn()::text").await?;
+            resumed_at = rows
+                .into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next().flatten())
+                .and_then(|l| l.parse::<Lsn>().ok())
+                .map(|l| l.0);
         }
         let mut tables: Vec<TableId> = catalog::publication_tables(cat, &self.publication)
             .await?
@@ -332,7 +349,7 @@ impl PgSource {
                     since_checkpoint += 1;
                 }
                 if ctx.shutdown.is_cancelled() {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 if pending.len() >= self.batch_events {
                     let checkpoint = if since_checkpoint >= self.chunk_rows {
@@ -341,9 +358,14 @@ impl PgSource {
                     } else {
                         None
                     };
-                    let batch = Batch { events: std::mem::take(&mut pending), checkpoint, source_ts_ms: Some(ts_ms) };
+                    let batch = Batch {
+                        events: std::mem::take(&mut pending),
+                        checkpoint,
+                        source_ts_ms: Some(ts_ms),
+                        may_repeat: false,
+                    };
                     if out.send(batch).await.is_err() {
-                        return Ok(false);
+                        return Ok(None);
                     }
                 }
                 if last_log.elapsed() > Duration::from_secs(10) {
@@ -360,13 +382,13 @@ impl PgSource {
             last.source.snapshot =
                 if total == 1 && resume.is_none() { SnapshotMarker::First } else { SnapshotMarker::Last };
         }
-        let batch = Batch { events: pending, checkpoint: Some(start), source_ts_ms: Some(ts_ms) };
+        let batch = Batch { events: pending, checkpoint: Some(start), source_ts_ms: Some(ts_ms), may_repeat: false };
         if out.send(batch).await.is_err() {
-            return Ok(false);
+            return Ok(None);
         }
         tracing::info!(rows = total, position = %Lsn(consistent.0), "Snapshot finished");
         ctx.status.set_snapshot_progress(None);
-        Ok(true)
+        Ok(Some(resumed_at))
     }
 
     async fn stream(
@@ -374,6 +396,7 @@ impl PgSource {
         mut repl: PgConnection,
         mut cat: PgConnection,
         start_lsn: u64,
+        repeat: RepeatWindow,
         out: mpsc::Sender<Batch>,
         mut ctx: SourceContext,
     ) -> Result<(), CdcError> {
@@ -411,6 +434,7 @@ impl PgSource {
             events: Vec::new(),
             checkpoint: None,
             newest_ts_ms: None,
+            repeat,
         };
         let mut spool = Spool::new(self.spool_dir.clone(), self.spool_max_bytes);
         let interval = status_interval(&mut cat).await;
@@ -694,11 +718,13 @@ struct StreamState {
     /// Newest transaction boundary, with the number of events before it.
     checkpoint: Option<(Position, usize)>,
     newest_ts_ms: Option<i64>,
+    repeat: RepeatWindow,
 }
 
 impl StreamState {
     fn take_batch(&mut self) -> Batch {
-        Batch::cut(&mut self.events, self.checkpoint.take(), self.newest_ts_ms.take())
+        let batch = Batch::cut(&mut self.events, self.checkpoint.take(), self.newest_ts_ms.take());
+        self.repeat.mark(batch)
     }
 
     async fn handle(&mut self, message: PgMessage<'_>, lsn: u64, cat: &mut PgConnection) -> Result<(), CdcError> {
