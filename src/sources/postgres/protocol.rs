@@ -461,6 +461,52 @@ impl PgConnection {
         }
     }
 
+    /// Sends `COPY (…) TO STDOUT` and waits for the CopyOut response; the rows then come from
+    /// [`PgConnection::read_copy_row`], streamed by the server without a round trip per chunk.
+    pub async fn start_copy_out(&mut self, sql: &str) -> Result<(), CdcError> {
+        frontend::query(sql, &mut self.out).map_err(|e| io_err("query", e))?;
+        self.flush().await?;
+        loop {
+            let m = self.read_message().await?;
+            match m.tag {
+                b'H' => return Ok(()),
+                b'N' => {}
+                b'E' => {
+                    let e = parse_error(m.body);
+                    self.read_until_ready().await?;
+                    return Err(e.classify("starting a COPY"));
+                }
+                other => {
+                    return Err(CdcError::transient(format!("unexpected message {:?} starting a COPY", other as char)));
+                }
+            }
+        }
+    }
+
+    /// The next row of a running `COPY … TO STDOUT` in text format (one CopyData message,
+    /// newline included); `None` once the COPY has ended.
+    pub async fn read_copy_row(&mut self) -> Result<Option<BytesMut>, CdcError> {
+        loop {
+            let m = self.read_message().await?;
+            match m.tag {
+                b'd' => return Ok(Some(m.body)),
+                b'c' | b'C' | b'N' => {}
+                b'Z' => return Ok(None),
+                b'E' => {
+                    let e = parse_error(m.body);
+                    self.read_until_ready().await?;
+                    return Err(e.classify("copying a table"));
+                }
+                other => return Err(CdcError::transient(format!("unexpected message {:?} in a COPY", other as char))),
+            }
+        }
+    }
+
+    async fn read_until_ready(&mut self) -> Result<(), CdcError> {
+        while self.read_message().await?.tag != b'Z' {}
+        Ok(())
+    }
+
     /// True when a whole message is already buffered (reading it will not wait).
     pub fn has_buffered_message(&self) -> bool {
         self.buf.len() >= 5 && {

@@ -25,7 +25,7 @@ use super::catalog::{self, TypeCache};
 use super::pgoutput::{self, PG_EPOCH_OFFSET_US, PgMessage, Relation, TupleValue};
 use super::protocol::{ConnectParams, PgConnection, quote_ident, quote_literal};
 use super::spool::Spool;
-use super::types::{parse_row, parse_text};
+use super::types::{parse_copy_row, parse_text};
 use crate::config::{Config, PgSourceConfig, SnapshotMode};
 use crate::error::CdcError;
 use crate::model::{
@@ -283,7 +283,6 @@ impl PgSource {
         let ts_ms = crate::model::now_ms();
         let database: Arc<str> = Arc::from(self.params.database.as_str());
         let mut pending: Vec<ChangeEvent> = Vec::new();
-        let mut delivered: Option<SnapshotProgress> = None;
         let mut since_checkpoint = 0usize;
         let mut total = 0u64;
         let mut last_log = Instant::now();
@@ -302,59 +301,48 @@ impl PgSource {
             if !key.is_empty() {
                 sql += &format!(" ORDER BY {key_list}");
             }
-            cat.query(&format!("DECLARE cdc_snapshot NO SCROLL CURSOR FOR {sql}")).await?;
-            // A batch per fetch: the pipeline's backpressure holds the snapshot in step.
-            let fetch = format!("FETCH FORWARD {} FROM cdc_snapshot", self.batch_events.min(10_000));
+            // COPY streams the rows without a round trip per chunk; TCP holds the server back
+            // while the pipeline is busy.
+            cat.start_copy_out(&format!("COPY ({sql}) TO STDOUT")).await?;
             let mut rows = 0u64;
-            loop {
-                let mut fetched = Vec::new();
-                cat.query_each(&fetch, |r| {
-                    fetched.push(r);
-                    Ok(())
-                })
-                .await?;
-                if fetched.is_empty() {
-                    break;
-                }
-                for r in fetched {
-                    let key_values: Vec<Vec<u8>> =
-                        key.iter().map(|&k| r.get(k).cloned().flatten().unwrap_or_default().into_bytes()).collect();
-                    let after: Row = parse_row(&schema.columns, r)
-                        .map_err(|e| CdcError::definite(format!("snapshot of {id}: {e}"), "report this value"))?;
-                    pending.push(ChangeEvent {
-                        op: Op::Read,
-                        table: schema.clone(),
-                        before: None,
-                        after: Some(after),
-                        source: SourceInfo {
-                            ts_ms,
-                            snapshot: if total == 0 && resume.is_none() {
-                                SnapshotMarker::First
-                            } else {
-                                SnapshotMarker::Yes
-                            },
-                            meta: SourceMeta::Postgres {
-                                database: database.clone(),
-                                tx_id: None,
-                                lsn: consistent.0,
-                                last_commit_lsn: None,
-                                xmin: None,
-                            },
+            let mut key_values: Vec<Vec<u8>> = Vec::new();
+            while let Some(line) = cat.read_copy_row().await? {
+                let after: Row = parse_copy_row(&schema.columns, &line, key, &mut key_values)
+                    .map_err(|e| CdcError::definite(format!("snapshot of {id}: {e}"), "report this value"))?;
+                pending.push(ChangeEvent {
+                    op: Op::Read,
+                    table: schema.clone(),
+                    before: None,
+                    after: Some(after),
+                    source: SourceInfo {
+                        ts_ms,
+                        snapshot: if total == 0 && resume.is_none() {
+                            SnapshotMarker::First
+                        } else {
+                            SnapshotMarker::Yes
                         },
-                        transaction: None,
-                    });
-                    delivered = Some(SnapshotProgress::new(id, (!key.is_empty()).then_some(key_values.as_slice())));
-                    total += 1;
-                    rows += 1;
-                    since_checkpoint += 1;
-                }
-                if ctx.shutdown.is_cancelled() {
-                    return Ok(None);
-                }
+                        meta: SourceMeta::Postgres {
+                            database: database.clone(),
+                            tx_id: None,
+                            lsn: consistent.0,
+                            last_commit_lsn: None,
+                            xmin: None,
+                        },
+                    },
+                    transaction: None,
+                });
+                total += 1;
+                rows += 1;
+                since_checkpoint += 1;
                 if pending.len() >= self.batch_events {
+                    if ctx.shutdown.is_cancelled() {
+                        return Ok(None);
+                    }
+                    // The progress is the last row of this batch.
                     let checkpoint = if since_checkpoint >= self.chunk_rows {
                         since_checkpoint = 0;
-                        delivered.clone().map(|d| start.with_snapshot(Some(d)))
+                        let progress = SnapshotProgress::new(id, (!key.is_empty()).then_some(key_values.as_slice()));
+                        Some(start.with_snapshot(Some(progress)))
                     } else {
                         None
                     };
@@ -367,13 +355,12 @@ impl PgSource {
                     if out.send(batch).await.is_err() {
                         return Ok(None);
                     }
-                }
-                if last_log.elapsed() > Duration::from_secs(10) {
-                    tracing::info!(table = %id, rows, "Snapshot in progress");
-                    last_log = Instant::now();
+                    if last_log.elapsed() > Duration::from_secs(10) {
+                        tracing::info!(table = %id, rows, "Snapshot in progress");
+                        last_log = Instant::now();
+                    }
                 }
             }
-            cat.query("CLOSE cdc_snapshot").await?;
             tracing::info!(table = %id, rows, "Snapshot of table finished");
             ctx.status.set_snapshot_progress(Some(format!("{}/{} tables, {total} rows", n + 1, tables.len())));
         }

@@ -186,6 +186,96 @@ pub fn parse_row(columns: &[crate::model::Column], texts: Vec<Option<String>>) -
         .collect()
 }
 
+/// Parses one row of `COPY … TO STDOUT` text format for `columns`: fields separated by tabs,
+/// `\N` for NULL, backslash escapes. The text of the fields at `key_columns` goes into `key`
+/// (in that order), for the snapshot's progress.
+pub fn parse_copy_row(
+    columns: &[crate::model::Column],
+    line: &[u8],
+    key_columns: &[usize],
+    key: &mut Vec<Vec<u8>>,
+) -> Result<Vec<Value>, String> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let mut values = Vec::with_capacity(columns.len());
+    key.clear();
+    key.resize(key_columns.len(), Vec::new());
+    let mut unescaped = Vec::new();
+    for (i, field) in line.split(|b| *b == b'\t').enumerate() {
+        let column = columns.get(i).ok_or_else(|| format!("more than the {} columns in a COPY row", columns.len()))?;
+        if field == b"\\N" {
+            values.push(Value::Null);
+            continue;
+        }
+        let raw = if memchr::memchr(b'\\', field).is_none() {
+            field
+        } else {
+            unescape_copy(field, &mut unescaped);
+            &unescaped
+        };
+        let text = std::str::from_utf8(raw).map_err(|_| format!("{}: not UTF-8", column.name))?;
+        if let Some(k) = key_columns.iter().position(|&c| c == i) {
+            key[k] = raw.to_vec();
+        }
+        values.push(parse_text(&column.kind, text).map_err(|e| format!("{}: {e}", column.name))?);
+    }
+    if values.len() != columns.len() {
+        return Err(format!("{} fields in a COPY row for {} columns", values.len(), columns.len()));
+    }
+    Ok(values)
+}
+
+/// COPY text escapes: `\b \f \n \r \t \v \\`, octal `\NNN`, hex `\xHH`; any other
+/// escaped byte stands for itself.
+fn unescape_copy(field: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let mut i = 0;
+    while i < field.len() {
+        let b = field[i];
+        i += 1;
+        if b != b'\\' || i == field.len() {
+            out.push(b);
+            continue;
+        }
+        let c = field[i];
+        i += 1;
+        match c {
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(11),
+            b'0'..=b'7' => {
+                let mut v = (c - b'0') as u32;
+                for _ in 0..2 {
+                    match field.get(i) {
+                        Some(d @ b'0'..=b'7') => {
+                            v = v * 8 + (d - b'0') as u32;
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(v as u8);
+            }
+            b'x' if field.get(i).is_some_and(u8::is_ascii_hexdigit) => {
+                let mut v = 0u32;
+                for _ in 0..2 {
+                    match field.get(i).and_then(|d| (*d as char).to_digit(16)) {
+                        Some(d) => {
+                            v = v * 16 + d;
+                            i += 1;
+                        }
+                        None => break,
+                    }
+                }
+                out.push(v as u8);
+            }
+            other => out.push(other),
+        }
+    }
+}
+
 /// Parses a text-format value for a column of `kind`.
 pub fn parse_text(kind: &ColumnType, text: &str) -> Result<Value, String> {
     let bad = |what: &str| format!("`{}` is not a valid {what}", text.chars().take(60).collect::<String>());
@@ -456,6 +546,32 @@ fn parse_array_level(element: &ColumnType, b: &[u8], pos: &mut usize) -> Result<
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn copy_rows_with_nulls_escapes_and_keys() {
+        use crate::model::{Column, ColumnType};
+        let col = |name: &str, kind: ColumnType| Column {
+            name: name.into(),
+            source_type: String::new(),
+            kind,
+            nullable: true,
+            charset: None,
+        };
+        let columns = [
+            col("id", ColumnType::Int { bytes: 4, unsigned: false }),
+            col("t", ColumnType::Text { max_len: None }),
+            col("b", ColumnType::Bytes { max_len: None }),
+            col("n", ColumnType::Text { max_len: None }),
+        ];
+        let mut key = Vec::new();
+        let row = super::parse_copy_row(&columns, b"7\ta\\tb\\nc\\\\d\\101\t\\\\x00ff\t\\N\n", &[0, 1], &mut key).unwrap();
+        assert_eq!(
+            row,
+            vec![Value::Int(7), Value::Text("a\tb\nc\\dA".into()), Value::Bytes(vec![0, 0xff]), Value::Null]
+        );
+        assert_eq!(key, vec![b"7".to_vec(), b"a\tb\nc\\dA".to_vec()]);
+        assert!(super::parse_copy_row(&columns, b"1\tx", &[], &mut key).is_err());
+    }
+
     use super::*;
 
     #[test]
