@@ -39,9 +39,6 @@ pub struct PostgresSink {
     /// Batches applied in the open target transaction; acknowledged when it commits.
     open_tx: Option<Vec<Ack>>,
     in_flight: Option<InFlight>,
-    /// Script of batches inside a source transaction, not sent yet: consecutive batches that
-    /// cannot commit anyway go out together (one COPY instead of one per batch).
-    unsent: Option<Unsent>,
     /// How each source table is written, with the schema it was prepared for.
     plans: HashMap<TableId, Arc<TablePlan>>,
     /// Staging tables created on this connection (for unique names).
@@ -60,7 +57,6 @@ impl PostgresSink {
             conn: None,
             open_tx: None,
             in_flight: None,
-            unsent: None,
             plans: HashMap::new(),
             stages: 0,
         }
@@ -96,7 +92,6 @@ impl PostgresSink {
         self.conn = None;
         self.open_tx = None;
         self.in_flight = None;
-        self.unsent = None;
         // Tables created in a rolled-back transaction are gone: check again.
         self.plans.clear();
     }
@@ -126,30 +121,17 @@ impl PostgresSink {
     }
 
     /// Writes a batch into the open target transaction (committing it with the position when
-    /// the batch ends on a checkpoint). Batches that do not commit are held back until the
-    /// script is large (`SCRIPT_BYTES`) or a batch commits. Returns the bytes sent.
+    /// the batch ends on a checkpoint). The script is sent before the previous one's results
+    /// are read, so the target works on one batch while the next is prepared. Returns the
+    /// bytes sent.
     async fn apply(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
         self.connect().await?;
+        let tables = batch_tables(batch);
+        let mut sent = 0;
         // Inserts go in by plain COPY only when none can be a repeat: the position is kept
         // here (nothing applied is read again) and the batch is not streamed again after a
         // resumed snapshot.
-        let copy_inserts = self.positions_table.is_some() && !batch.may_repeat;
-        let mut sent = 0;
-        let (mut writer, mut tables) = match self.unsent.take() {
-            Some(u) if u.writer.copies_inserts() == copy_inserts => (u.writer, u.tables),
-            Some(u) => {
-                sent += self.send(u.writer, u.tables, false).await?;
-                (StatementWriter::new(copy_inserts), String::new())
-            }
-            None => (StatementWriter::new(copy_inserts), String::new()),
-        };
-        let batch_tables = batch_tables(batch);
-        if !tables.contains(&batch_tables) {
-            if !tables.is_empty() {
-                tables.push_str(", ");
-            }
-            tables.push_str(&batch_tables);
-        }
+        let mut writer = StatementWriter::new(self.positions_table.is_some() && !batch.may_repeat);
         if self.open_tx.is_none() {
             writer.push_sql("BEGIN;\n");
             self.open_tx = Some(Vec::new());
@@ -186,35 +168,16 @@ impl PostgresSink {
             }
             writer.push_sql("COMMIT;\n");
         }
-        self.open_tx.get_or_insert_with(Vec::new).push(ack);
-        if batch.checkpoint.is_some() || writer.len() >= SCRIPT_BYTES {
-            sent += self.send(writer, tables, batch.checkpoint.is_some()).await?;
-        } else {
-            self.unsent = Some(Unsent { writer, tables });
-        }
-        Ok(sent)
-    }
-
-    /// Sends a script, then reads the results of the one before it: the target works on one
-    /// script while the next is prepared. `commits`: the script ends the open transaction.
-    async fn send(&mut self, mut writer: StatementWriter, tables: String, commits: bool) -> Result<u64, CdcError> {
         let script = writer.take_script();
+        sent += script_bytes(&script);
         self.conn()?.send_script(&script).await?;
         self.settle().await?;
-        let committed = if commits { self.open_tx.take() } else { None };
+        let open = self.open_tx.get_or_insert_with(Vec::new);
+        open.push(ack);
+        let committed = if batch.checkpoint.is_some() { self.open_tx.take() } else { None };
         self.in_flight = Some(InFlight { parts: script.len(), tables, committed });
-        Ok(script_bytes(&script))
+        Ok(sent)
     }
-}
-
-/// A script is sent once it holds this much, or when it commits.
-const SCRIPT_BYTES: usize = 8 << 20;
-
-/// Batches written into the open transaction's script but not sent yet.
-struct Unsent {
-    writer: StatementWriter,
-    /// Source tables of its batches, for error messages.
-    tables: String,
 }
 
 /// A script sent to the target whose results are not read yet.
@@ -253,8 +216,6 @@ impl Sink for PostgresSink {
     }
 
     async fn flush(&mut self) -> Result<(), CdcError> {
-        // Batches not sent belong to a source transaction that did not end: read again on restart.
-        self.unsent = None;
         if let Err(e) = self.settle().await {
             self.reset();
             if !e.is_transient() {

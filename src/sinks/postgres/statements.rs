@@ -66,28 +66,6 @@ impl StatementWriter {
         }
     }
 
-    /// Whether inserts go in by plain COPY (see `new`).
-    pub fn copies_inserts(&self) -> bool {
-        self.copy_inserts
-    }
-
-    /// Bytes of script written so far (deciding when it is worth sending).
-    pub fn len(&self) -> usize {
-        let parts: usize = self
-            .parts
-            .iter()
-            .map(|p| match p {
-                ScriptPart::Sql(s) => s.len(),
-                ScriptPart::Copy { statement, data } => statement.len() + data.len(),
-            })
-            .sum();
-        let open = match &self.group {
-            Group::Copy { data, .. } | Group::Upsert { data, .. } => data.len(),
-            _ => 0,
-        };
-        parts + self.sql.len() + open
-    }
-
     /// SQL appended after everything written so far.
     pub fn push_sql(&mut self, sql: &str) {
         self.finish();
