@@ -563,7 +563,8 @@ mod tests {
             col("n", ColumnType::Text { max_len: None }),
         ];
         let mut key = Vec::new();
-        let row = super::parse_copy_row(&columns, b"7\ta\\tb\\nc\\\\d\\101\t\\\\x00ff\t\\N\n", &[0, 1], &mut key).unwrap();
+        let row =
+            super::parse_copy_row(&columns, b"7\ta\\tb\\nc\\\\d\\101\t\\\\x00ff\t\\N\n", &[0, 1], &mut key).unwrap();
         assert_eq!(
             row,
             vec![Value::Int(7), Value::Text("a\tb\nc\\dA".into()), Value::Bytes(vec![0, 0xff]), Value::Null]
