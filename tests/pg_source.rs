@@ -436,8 +436,8 @@ fn large_transactions_stream_before_commit_through_a_spool() {
     });
 }
 
-/// An initial snapshot stopped part-way goes on after the last key delivered (composite key),
-/// then streams from the slot's consistent point: both parts plus the streamed changes are
+/// An initial snapshot stopped part-way goes on after the last key delivered (a composite key
+/// declared in another order than its columns), then streams from the slot's consistent point: both parts plus the streamed changes are
 /// exactly the tables' contents.
 #[test]
 fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
@@ -446,7 +446,7 @@ fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
     let db = pg.create_db("pgsnapresume");
     pg.sql(
         &db,
-        "CREATE TABLE a (k1 int, k2 text, v int, PRIMARY KEY (k1, k2));
+        "CREATE TABLE a (k1 int, k2 text, v int, PRIMARY KEY (k2, k1));
          CREATE TABLE b (v int);
          CREATE TABLE c (id int PRIMARY KEY, v int);
          INSERT INTO a SELECT g / 4, (ARRAY['a', 'B', 'c', 'D'])[g % 4 + 1], g FROM generate_series(0, 3999) g;
@@ -486,9 +486,10 @@ fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
         assert!(end.unwrap().snapshot_progress().is_none());
 
         let key = progress.after_key().expect("a keyed table");
-        let stored_key = format!("{}/\"{}\"", String::from_utf8_lossy(&key[0]), String::from_utf8_lossy(&key[1]));
+        // In the key's order: (k2, k1).
+        let stored_key = format!("{}/\"{}\"", String::from_utf8_lossy(&key[1]), String::from_utf8_lossy(&key[0]));
         let order: Vec<String> = pg
-            .sql(&db, "SELECT k1 || '/\"' || k2 || '\"' FROM a ORDER BY k1, k2")
+            .sql(&db, "SELECT k1 || '/\"' || k2 || '\"' FROM a ORDER BY k2, k1")
             .lines()
             .map(str::to_string)
             .collect();

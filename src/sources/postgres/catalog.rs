@@ -207,6 +207,24 @@ pub struct ColumnConstraints {
     pub primary_key: Vec<String>,
 }
 
+/// The primary key's columns in the key's own order (which the index is sorted by).
+pub async fn primary_key_order(conn: &mut PgConnection, id: &TableId) -> Result<Vec<String>, CdcError> {
+    let rel = quote_literal(&format!(
+        "{}.{}",
+        super::protocol::quote_ident(&id.namespace),
+        super::protocol::quote_ident(&id.name)
+    ));
+    let rows = conn
+        .query(&format!(
+            "SELECT a.attname FROM pg_index i \
+             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+             WHERE i.indrelid = {rel}::regclass AND i.indisprimary ORDER BY k.n"
+        ))
+        .await?;
+    Ok(rows.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect())
+}
+
 /// Columns of a table from the catalog: (name, type oid, typmod, not null, in primary key).
 pub async fn table_columns(
     conn: &mut PgConnection,

@@ -291,7 +291,13 @@ impl PgSource {
             types.resolve(cat, &cols.iter().map(|c| c.1).collect::<Vec<_>>()).await?;
             let schema = types.schema(id.clone(), &cols);
             let rel = format!("{}.{}", quote_ident(&id.namespace), quote_ident(&id.name));
-            let key = &schema.key;
+            // In the primary key's order, so the read follows its index.
+            let key: Vec<usize> = catalog::primary_key_order(cat, id)
+                .await?
+                .iter()
+                .filter_map(|name| schema.columns.iter().position(|c| c.name == *name))
+                .collect();
+            let key = &key;
             let key_list = key.iter().map(|&k| quote_ident(&schema.columns[k].name)).collect::<Vec<_>>().join(", ");
             let mut sql = format!("SELECT * FROM {rel}");
             if let Some(values) = resume_after.take().filter(|_| n == 0 && !key.is_empty()) {
