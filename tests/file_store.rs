@@ -26,9 +26,18 @@ fn writer_child() {
     rt.block_on(async {
         let store = FilePositionStore::new(&path, "writer");
         let mut lsn = store.load().await.unwrap().map(|p| lsn_of(&p)).unwrap_or(0);
+        let first = lsn + 1;
         loop {
             lsn += 1;
             store.save(&Position::Postgres(PgPosition { lsn: Lsn(lsn), tx_lsn: None, snapshot: None })).await.unwrap();
+            if lsn == first {
+                // Tells the parent it is saving (the kill instant is counted from here). libtest
+                // has written "test writer_child ... " on this line already.
+                use std::io::Write;
+                let mut out = std::io::stdout();
+                let _ = writeln!(out, "saving");
+                let _ = out.flush();
+            }
         }
     });
 }
@@ -43,11 +52,18 @@ fn kill_9_never_corrupts_or_rewinds() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["writer_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env(WRITER_ENV, &path)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(20 + (round * 7919) % 60));
+        // Killed at a varying instant after it started saving (start-up time varies with load).
+        let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let started = lines.map_while(Result::ok).any(|l| l.ends_with("saving"));
+        if !started {
+            let _ = child.kill();
+            panic!("round {round}: the writer did not start saving");
+        }
+        std::thread::sleep(Duration::from_millis(1 + (round * 7919) % 40));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let (p, _, name) = FilePositionStore::read(&path)
