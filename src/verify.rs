@@ -22,7 +22,7 @@ use crate::model::{ColumnType, Row, TableId, TableSchema, Value};
 use crate::sources::filter::TableFilter;
 use crate::sources::mysql::{server as my_server, snapshot as my_snapshot};
 use crate::sources::postgres::catalog::{self, TypeCache};
-use crate::sources::postgres::protocol::{ConnectParams, PgConnection, quote_ident};
+use crate::sources::postgres::protocol::{ConnectParams, PgConnection, quote_ident, quote_table};
 use crate::sources::postgres::types::parse_row;
 
 const CHUNK_ROWS: usize = 5000;
@@ -186,7 +186,7 @@ async fn read_schema(db: &Db, id: &TableId) -> Result<Option<TableSchema>, CdcEr
     match db {
         Db::Postgres(p) => {
             let mut conn = PgConnection::connect(p, false).await?;
-            let rel = format!("{}.{}", quote_ident(&id.namespace), quote_ident(&id.name));
+            let rel = quote_table(id);
             let exists = conn.query(&format!("SELECT to_regclass('{}') IS NOT NULL", rel.replace('\'', "''"))).await?;
             if exists.first().and_then(|r| r.first()).cloned().flatten().as_deref() != Some("t") {
                 return Ok(None);
@@ -408,10 +408,9 @@ async fn read_postgres(
     let columns: Vec<String> = schema.columns.iter().map(|c| quote_ident(&c.name)).collect();
     conn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
     conn.query(&format!(
-        "DECLARE cdc_verify NO SCROLL CURSOR FOR SELECT {} FROM {}.{} {clause}",
+        "DECLARE cdc_verify NO SCROLL CURSOR FOR SELECT {} FROM {} {clause}",
         columns.join(", "),
-        quote_ident(&schema.id.namespace),
-        quote_ident(&schema.id.name),
+        quote_table(&schema.id),
     ))
     .await?;
     loop {

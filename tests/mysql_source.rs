@@ -6,7 +6,6 @@ mod harness;
 use std::time::Duration;
 
 use base64::Engine;
-use cdc::positions::PositionStore;
 use harness::pipeline::start_pipeline;
 use harness::{MYSQL_TYPES_DDL, MYSQL_TYPES_ROWS, MariaDb, debezium_decimal as decimal, shared_mariadb};
 use serde_json::{Value as Json, json};
@@ -398,11 +397,7 @@ fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
         // The sink stops taking rows at 1,500: the snapshot is held inside table `a`.
         let p = start_pipeline(&cfg, &positions, None).await;
         p.hold_at(1500);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while p.store.load().await.unwrap().is_none_or(|s| s.snapshot_progress().is_none()) {
-            assert!(std::time::Instant::now() < deadline, "no snapshot progress stored");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        p.wait_for_snapshot_progress().await;
         // Changes meanwhile: to a delivered row, to rows not read yet.
         db.sql("USE snapresume; UPDATE a SET v = -1 WHERE k1 = 0 AND k2 = 'a'; DELETE FROM c WHERE id = 3000; INSERT INTO c VALUES (3001, 3001);");
         p.release();
@@ -414,15 +409,7 @@ fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
         assert!(first.iter().all(|e| e["op"] == "r"));
 
         let p = start_pipeline(&cfg, &positions, None).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let got = p.events.lock().unwrap().clone();
-            if got.iter().any(|e| e["op"] == "c" && e["after"]["id"] == 3001) {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "the streamed insert never came ({} events)", got.len());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        p.wait_for_event("the streamed insert", |e| e["op"] == "c" && e["after"]["id"] == 3001).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (outcome, end, second) = p.stop().await;
         outcome.unwrap();

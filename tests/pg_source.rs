@@ -441,7 +441,6 @@ fn large_transactions_stream_before_commit_through_a_spool() {
 /// exactly the tables' contents.
 #[test]
 fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
-    use cdc::positions::PositionStore;
     let pg = shared_pg15();
     let db = pg.create_db("pgsnapresume");
     pg.sql(
@@ -465,7 +464,7 @@ fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
     rt().block_on(async {
         let p = start_pipeline(&cfg, &positions, None).await;
         p.hold_at(1500);
-        until_async_progress(&p).await;
+        p.wait_for_snapshot_progress().await;
         pg.sql(&db, "UPDATE a SET v = -1 WHERE k1 = 0 AND k2 = 'a'; DELETE FROM c WHERE id = 3000; INSERT INTO c VALUES (3001, 3001);");
         p.release();
         let (outcome, stored, first) = p.stop().await;
@@ -475,11 +474,7 @@ fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
         assert_eq!(progress.table, ("public".to_string(), "a".to_string()), "{stored}");
 
         let p = start_pipeline(&cfg, &positions, None).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !p.events.lock().unwrap().iter().any(|e| e["op"] == "c" && e["after"]["id"] == 3001) {
-            assert!(std::time::Instant::now() < deadline, "the streamed insert never came");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        p.wait_for_event("the streamed insert", |e| e["op"] == "c" && e["after"]["id"] == 3001).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (outcome, end, second) = p.stop().await;
         outcome.unwrap();
@@ -516,13 +511,4 @@ fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
         assert!(replica == expected, "replayed events differ from the tables");
         assert!(second.iter().any(|e| e["op"] == "u" && e["after"]["v"] == -1));
     });
-
-    /// Waits until the stored position carries snapshot progress.
-    async fn until_async_progress(p: &harness::pipeline::RunningPipeline) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while p.store.load().await.unwrap().is_none_or(|s| s.snapshot_progress().is_none()) {
-            assert!(std::time::Instant::now() < deadline, "no snapshot progress stored");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
 }

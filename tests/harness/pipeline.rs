@@ -126,6 +126,25 @@ impl RunningPipeline {
         }
     }
 
+    /// Waits until an event matching `is` arrived (panics after 60 s naming `what`).
+    pub async fn wait_for_event(&self, what: &str, is: impl Fn(&Json) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.events.lock().unwrap().iter().any(&is) {
+            assert!(Instant::now() < deadline, "{what} never came");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the stored position carries initial-snapshot progress (60 s at most).
+    pub async fn wait_for_snapshot_progress(&self) {
+        use cdc::positions::PositionStore;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.store.load().await.unwrap().is_none_or(|s| s.snapshot_progress().is_none()) {
+            assert!(Instant::now() < deadline, "no snapshot progress stored");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The sink stops taking batches once it has `n` events (0: at once).
     pub fn hold_at(&self, n: usize) {
         self.hold_at.store(n, Relaxed);

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::protocol::{PgConnection, quote_literal};
+use super::protocol::{PgConnection, quote_literal, quote_table};
 use super::types::{self, CustomType};
 use crate::error::CdcError;
 use crate::model::{Column, Lsn, TableId, TableSchema};
@@ -209,11 +209,7 @@ pub struct ColumnConstraints {
 
 /// The primary key's columns in the key's own order (which the index is sorted by).
 pub async fn primary_key_order(conn: &mut PgConnection, id: &TableId) -> Result<Vec<String>, CdcError> {
-    let rel = quote_literal(&format!(
-        "{}.{}",
-        super::protocol::quote_ident(&id.namespace),
-        super::protocol::quote_ident(&id.name)
-    ));
+    let rel = quote_literal(&quote_table(id));
     let rows = conn
         .query(&format!(
             "SELECT a.attname FROM pg_index i \
@@ -230,11 +226,7 @@ pub async fn table_columns(
     conn: &mut PgConnection,
     id: &TableId,
 ) -> Result<Vec<(String, u32, i32, bool, bool)>, CdcError> {
-    let rel = quote_literal(&format!(
-        "{}.{}",
-        super::protocol::quote_ident(&id.namespace),
-        super::protocol::quote_ident(&id.name)
-    ));
+    let rel = quote_literal(&quote_table(id));
     let rows = conn
         .query(&format!(
             "SELECT a.attname, a.atttypid::text, a.atttypmod::text, a.attnotnull::text, \

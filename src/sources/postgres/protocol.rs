@@ -602,6 +602,11 @@ pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// A table's qualified name, quoted: `"schema"."table"`.
+pub fn quote_table(id: &crate::model::TableId) -> String {
+    format!("{}.{}", quote_ident(&id.namespace), quote_ident(&id.name))
+}
+
 /// Quotes a literal for SQL.
 pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::catalog::{self, TypeCache};
 use super::pgoutput::{self, PG_EPOCH_OFFSET_US, PgMessage, Relation, TupleValue};
-use super::protocol::{ConnectParams, PgConnection, quote_ident, quote_literal};
+use super::protocol::{ConnectParams, PgConnection, quote_ident, quote_literal, quote_table};
 use super::spool::Spool;
 use super::types::{parse_copy_row, parse_text};
 use crate::config::{Config, PgSourceConfig, SnapshotMode};
@@ -219,8 +219,7 @@ impl PgSource {
                     "fix source.tables (schema.table patterns)",
                 ));
             }
-            let list: Vec<String> =
-                tables.iter().map(|t| format!("{}.{}", quote_ident(&t.namespace), quote_ident(&t.name))).collect();
+            let list: Vec<String> = tables.iter().map(quote_table).collect();
             format!("CREATE PUBLICATION {} FOR TABLE {}", quote_ident(&self.publication), list.join(", "))
         };
         cat.query(&sql).await?;
@@ -290,7 +289,7 @@ impl PgSource {
             let cols = catalog::table_columns(cat, id).await?;
             types.resolve(cat, &cols.iter().map(|c| c.1).collect::<Vec<_>>()).await?;
             let schema = types.schema(id.clone(), &cols);
-            let rel = format!("{}.{}", quote_ident(&id.namespace), quote_ident(&id.name));
+            let rel = quote_table(id);
             // In the primary key's order, so the read follows its index.
             let key: Vec<usize> = catalog::primary_key_order(cat, id)
                 .await?
