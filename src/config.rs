@@ -60,6 +60,9 @@ pub struct MySqlSourceConfig {
     pub snapshot_chunk_rows: usize,
     #[serde(default = "default_heartbeat_secs")]
     pub heartbeat_secs: u32,
+    /// Where table definitions are kept for servers that log no column names
+    /// (`binlog_row_metadata` ≠ FULL); default `schema-history.jsonl` next to positions.path.
+    pub schema_history: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

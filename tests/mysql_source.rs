@@ -6,6 +6,7 @@ mod harness;
 use std::time::Duration;
 
 use base64::Engine;
+use cdc::model::Position;
 use harness::pipeline::start_pipeline;
 use harness::{MYSQL_TYPES_DDL, MYSQL_TYPES_ROWS, MariaDb, debezium_decimal as decimal, shared_mariadb};
 use serde_json::{Value as Json, json};
@@ -350,22 +351,88 @@ fn mariadb_compressed_binlog_events() {
     assert!(events.contains("Write_rows_compressed"), "{events}");
 }
 
-/// Without binlog_row_metadata=FULL the binlog has no column names: they come from
-/// information_schema, refreshed after DDL.
+/// Without binlog_row_metadata=FULL the binlog has no column names, ENUM values or keys.
+/// They come from a schema history: `information_schema` at the first start, then the DDL
+/// read from the binlog, kept in a file. A backlog written across several ALTERs while cdc was
+/// stopped is decoded with the columns each row had when it was written (today's catalog
+/// would name them wrongly or not at all), and a restart from an earlier position replays
+/// the history only up to that position.
 #[test]
-fn minimal_row_metadata_takes_names_from_the_catalog() {
+fn minimal_row_metadata_follows_ddl_through_a_schema_history() {
     let db = MariaDb::start_with(&["--binlog-row-metadata=MINIMAL"]);
-    db.sql("CREATE DATABASE minimal; USE minimal; CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(10));");
+    db.sql(
+        "CREATE DATABASE minimal; USE minimal;
+         CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(10), state ENUM('new','done'), n INT UNSIGNED);",
+    );
     let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.jsonl");
+    let cfg = config(&db, "minimal", "never").replace(
+        "heartbeat_secs = 1",
+        &format!("heartbeat_secs = 1\nschema_history = {:?}", history.display().to_string()),
+    );
+    let positions = dir.path().join("p.json");
+    let position_now = || {
+        let status = db.sql("SHOW MASTER STATUS");
+        let mut cols = status.split('\t');
+        let (file, pos) = (cols.next().unwrap(), cols.next().unwrap());
+        format!("mysql:file={file}:pos={pos}").parse::<Position>().unwrap()
+    };
     rt().block_on(async {
-        let p = start_pipeline(&config(&db, "minimal", "never"), &dir.path().join("p.json"), None).await;
+        let p = start_pipeline(&cfg, &positions, None).await;
         p.wait_ready().await;
-        db.sql("INSERT INTO minimal.t VALUES (1, 'a'); ALTER TABLE minimal.t ADD COLUMN extra INT; INSERT INTO minimal.t VALUES (2, 'b', 3);");
-        let e = p.wait_for(2).await;
-        assert_eq!(e[0]["after"], json!({"id": 1, "name": "a"}));
-        assert_eq!(e[1]["after"], json!({"id": 2, "name": "b", "extra": 3}));
+        db.sql("INSERT INTO minimal.t VALUES (1, 'a', 'done', 4294967295)");
+        let e = p.wait_for(1).await;
+        assert_eq!(e[0]["after"], json!({"id": 1, "name": "a", "state": "done", "n": 4294967295u64}));
         p.stop().await.0.unwrap();
     });
+    // A backlog while cdc is stopped.
+    db.sql(
+        "USE minimal;
+         INSERT INTO t VALUES (2, 'b', 'new', 2);
+         ALTER TABLE t ADD COLUMN extra INT AFTER id;
+         INSERT INTO t VALUES (3, 30, 'c', 'new', 3);",
+    );
+    let before_drop = position_now();
+    db.sql(
+        "USE minimal;
+         ALTER TABLE t DROP COLUMN name;
+         INSERT INTO t VALUES (4, 40, 'done', 4);
+         ALTER TABLE t CHANGE n amount BIGINT UNSIGNED, MODIFY state ENUM('new','done','gone');
+         INSERT INTO t VALUES (5, 50, 'gone', 18446744073709551615);
+         ALTER TABLE t RENAME COLUMN extra TO bonus;
+         INSERT INTO t VALUES (6, 60, 'new', 6);
+         CREATE TABLE t2 (k VARCHAR(5) PRIMARY KEY, v TEXT) DEFAULT CHARSET latin1;
+         INSERT INTO t2 VALUES ('k1', 'é');
+         RENAME TABLE t2 TO t3;
+         INSERT INTO t3 VALUES ('k2', 'v2');",
+    );
+    let expected = [
+        json!({"id": 2, "name": "b", "state": "new", "n": 2}),
+        json!({"id": 3, "extra": 30, "name": "c", "state": "new", "n": 3}),
+        json!({"id": 4, "extra": 40, "state": "done", "n": 4}),
+        json!({"id": 5, "extra": 50, "state": "gone", "amount": 18446744073709551615u64}),
+        json!({"id": 6, "bonus": 60, "state": "new", "amount": 6}),
+        json!({"k": "k1", "v": "é"}),
+        json!({"k": "k2", "v": "v2"}),
+    ];
+    rt().block_on(async {
+        let p = start_pipeline(&cfg, &positions, None).await;
+        let e = p.wait_for(7).await;
+        let after: Vec<&Json> = e.iter().map(|x| &x["after"]).collect();
+        assert_eq!(after, expected.iter().collect::<Vec<_>>());
+        assert_eq!(e[5]["source"]["table"], "t2");
+        assert_eq!(e[6]["source"]["table"], "t3");
+        p.stop().await.0.unwrap();
+
+        // From a position before the DROP: the history as of then, then the DDL again.
+        let p = start_pipeline(&cfg, &positions, Some(before_drop)).await;
+        let e = p.wait_for(5).await;
+        let after: Vec<&Json> = e.iter().map(|x| &x["after"]).collect();
+        assert_eq!(after, expected[2..].iter().collect::<Vec<_>>());
+        p.stop().await.0.unwrap();
+    });
+    let lines = std::fs::read_to_string(&history).unwrap();
+    assert!(lines.lines().any(|l| l.contains("RENAME COLUMN extra TO bonus")), "{lines}");
 }
 
 /// An initial snapshot stopped part-way goes on after the last row delivered (in the key's

@@ -39,7 +39,7 @@ impl fmt::Display for CheckItem {
 /// Builds the configured source.
 pub fn build(config: &Config) -> Result<Box<dyn Source>, CdcError> {
     match &config.source {
-        SourceConfig::Mysql(m) => Ok(Box::new(mysql::MySqlSource::new(m, config.pipeline.batch_events))),
+        SourceConfig::Mysql(m) => Ok(Box::new(mysql::MySqlSource::new(config, m))),
         SourceConfig::Postgres(p) => Ok(Box::new(postgres::PgSource::new(config, p))),
     }
 }

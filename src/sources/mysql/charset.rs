@@ -31,6 +31,20 @@ impl Charset {
         }
     }
 
+    /// From a character set name as `information_schema` or DDL spell it.
+    pub fn from_name(name: &str) -> Charset {
+        match name.to_ascii_lowercase().as_str() {
+            "latin1" => Charset::Latin1,
+            "ascii" => Charset::Ascii,
+            "binary" => Charset::Binary,
+            "ucs2" => Charset::Ucs2,
+            "utf16" => Charset::Utf16,
+            "utf16le" => Charset::Utf16Le,
+            "utf32" => Charset::Utf32,
+            _ => Charset::Utf8,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Charset::Utf8 => "utf8mb4",

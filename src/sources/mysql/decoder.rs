@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::rows::{PartialJson, RowsKind, parse_header, read_partial_header, read_row};
+use super::schema_history::{HistoryRecord, SchemaHistory, TableDef};
 use super::table_map::TableMap;
 use crate::model::{
     Batch, BinlogCoordinates, ChangeEvent, GtidSet, MariaDbGtid, MariaDbGtidList, MySqlGtidSet, MySqlPosition, Op,
@@ -131,10 +132,13 @@ pub struct BinlogDecoder {
     pub skipped_unknown: u64,
     /// Events found inside the last TRANSACTION_PAYLOAD.
     pub last_payload_events: usize,
-    /// Included tables whose TABLE_MAP carried no column names (binlog_row_metadata=MINIMAL).
+    /// Included tables whose TABLE_MAP carried no column names (binlog_row_metadata=MINIMAL)
+    /// and that the schema history could not name.
     needs_names: Vec<u64>,
-    /// Counts DDL statements seen, so name caches can be invalidated.
-    pub ddl_seen: u64,
+    /// Table definitions for binlogs without column names, following the DDL read.
+    history: Option<SchemaHistory>,
+    /// Position of the last transaction boundary (or the start).
+    last_boundary: Option<MySqlPosition>,
 }
 
 impl BinlogDecoder {
@@ -154,7 +158,8 @@ impl BinlogDecoder {
             skipped_unknown: 0,
             last_payload_events: 0,
             needs_names: Vec::new(),
-            ddl_seen: 0,
+            history: None,
+            last_boundary: None,
         }
     }
 
@@ -257,7 +262,7 @@ impl BinlogDecoder {
         r.uint_le(2)?;
         let status_len = r.uint_le(2)? as usize;
         r.bytes(status_len)?;
-        r.bytes(schema_len)?;
+        let default_db = String::from_utf8_lossy(r.bytes(schema_len)?).into_owned();
         r.u8()?;
         let text = match ev.type_code {
             MARIADB_QUERY_COMPRESSED => std::borrow::Cow::Owned(mariadb_uncompress(r.rest())?),
@@ -283,8 +288,10 @@ impl BinlogDecoder {
             // DDL or another standalone statement: its own transaction.
             // Schema may have changed: forget cached table maps so the next ones are re-read.
             self.tables.clear();
-            self.ddl_seen += 1;
             self.commit(ev);
+            if let (Some(history), Some(at)) = (self.history.as_mut(), self.last_boundary.as_ref()) {
+                history.apply(sql, &default_db, at);
+            }
         }
         Ok(())
     }
@@ -297,10 +304,14 @@ impl BinlogDecoder {
         {
             return Ok(()); // same table map as before: keep the parsed one
         }
-        let map = TableMap::parse(data, self.table_id_len)?;
+        let mut map = TableMap::parse(data, self.table_id_len)?;
         let included = self.filter.matches_id(&map.schema.id);
         if included && !map.has_names {
-            self.needs_names.push(table_id);
+            let known = self.history.as_ref().and_then(|h| h.get(&map.schema.id));
+            match known.and_then(|def| map.named(def, true)) {
+                Some(named) => map = named,
+                None => self.needs_names.push(table_id),
+            }
         }
         self.tables.insert(table_id, (data.to_vec(), included.then(|| Arc::new(map))));
         Ok(())
@@ -534,12 +545,15 @@ impl BinlogDecoder {
         }
         self.tx = TxState::default();
         if ev.log_pos > 0 {
-            let position = Position::MySql(MySqlPosition {
+            let position = MySqlPosition {
                 gtid_set: self.gtids.clone(),
                 binlog: Some(BinlogCoordinates { file: self.file.to_string(), pos: ev.log_pos }),
                 snapshot: None,
-            });
-            self.checkpoint = Some((position, self.events.len()));
+            };
+            if self.history.is_some() {
+                self.last_boundary = Some(position.clone());
+            }
+            self.checkpoint = Some((Position::MySql(position), self.events.len()));
         }
     }
 
@@ -554,28 +568,35 @@ impl BinlogDecoder {
             .collect()
     }
 
-    /// Names a table map's columns (and key) from the server's catalog. The catalog is today's
-    /// schema; it is used when the event's columns are a type-compatible prefix of it (columns
-    /// added since are the common change). Returns false otherwise (the table changed in a way
-    /// only a schema history could follow): the columns keep positional names.
-    pub fn apply_names(&mut self, table_id: u64, catalog: &crate::model::TableSchema) -> bool {
+    /// Names a table map's columns from the server's catalog (today's definition), used
+    /// when the schema history has none that fits: the event's columns must be a
+    /// type-compatible prefix of it (columns added since are the common change). What fitted
+    /// goes into the history from the last boundary on. Returns false when it does not fit:
+    /// the columns keep positional names.
+    pub fn learn_table(&mut self, table_id: u64, catalog: &TableDef) -> bool {
         let Some((raw, Some(map))) = self.tables.get(&table_id) else { return false };
-        let fits = catalog.columns.len() >= map.schema.columns.len()
-            && map.schema.columns.iter().zip(&catalog.columns).all(|(a, b)| compatible(&a.kind, &b.kind));
-        if !fits {
-            return false;
+        let Some(named) = map.named(catalog, false) else { return false };
+        if let (Some(history), Some(at)) = (self.history.as_mut(), self.last_boundary.as_ref()) {
+            let mut def = catalog.clone();
+            def.columns.truncate(named.columns.len());
+            def.key.retain(|k| def.columns.iter().any(|c| &c.name == k));
+            history.set(&named.schema.id, Some(def), at, None);
         }
-        let mut schema = (*map.schema).clone();
-        for (c, named) in schema.columns.iter_mut().zip(&catalog.columns) {
-            c.name = named.name.clone();
-        }
-        if schema.key.is_empty() {
-            schema.key = catalog.key.iter().copied().filter(|&k| k < schema.columns.len()).collect();
-        }
-        let named = TableMap { table_id, columns: map.columns.clone(), schema: Arc::new(schema), has_names: true };
         let raw = raw.clone();
         self.tables.insert(table_id, (raw, Some(Arc::new(named))));
         true
+    }
+
+    /// Follows table definitions from `start` on, for binlogs without column names.
+    pub fn track_schemas(&mut self, history: SchemaHistory, start: MySqlPosition) {
+        self.history = Some(history);
+        self.last_boundary = Some(start);
+    }
+
+    /// Schema history records made since the last call, to be saved before the events
+    /// decoded with them are delivered.
+    pub fn take_history_records(&mut self) -> Vec<HistoryRecord> {
+        self.history.as_mut().map(SchemaHistory::take_records).unwrap_or_default()
     }
 
     /// Starts tracking a MySQL GTID set (from a resume position or `gtid_executed`).
@@ -604,17 +625,6 @@ fn mariadb_uncompress(data: &[u8]) -> Result<Vec<u8>, DecodeError> {
         return Err(malformed(format!("compressed event holds {} bytes, header says {len}", out.len())));
     }
     Ok(out)
-}
-
-/// Same kind of value, ignoring lengths and precisions; text and bytes are alike (without
-/// charset metadata the binlog cannot tell TEXT from BLOB).
-fn compatible(a: &crate::model::ColumnType, b: &crate::model::ColumnType) -> bool {
-    use crate::model::ColumnType::*;
-    match (a, b) {
-        (Int { bytes: x, .. }, Int { bytes: y, .. }) => x == y,
-        (Text { .. } | Bytes { .. } | Json | Other, Text { .. } | Bytes { .. } | Json | Other) => true,
-        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
-    }
 }
 
 fn is_dml(head: &str) -> bool {

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use super::decoder::{BinlogDecoder, RawEvent, event_type, parse_event_header};
-use crate::model::Batch;
+use super::schema_history::SchemaHistory;
+use crate::model::{Batch, BinlogCoordinates, MySqlPosition};
 use crate::sources::filter::TableFilter;
 use crate::sources::reader::{DecodeError, malformed};
 
@@ -55,6 +56,14 @@ pub fn decode_bytes(
         return Err(malformed(format!("{name} is not a binlog file (no fe 62 69 6e magic)")));
     }
     let mut decoder = BinlogDecoder::new(TableFilter::all(), name, None);
+    // Tables created in the file get their column names from the CREATE TABLE when the
+    // binlog logs none; other tables keep positional names (`@1`…).
+    let start = MySqlPosition {
+        gtid_set: None,
+        binlog: Some(BinlogCoordinates { file: name.to_string(), pos: 4 }),
+        snapshot: None,
+    };
+    decoder.track_schemas(SchemaHistory::default(), start);
     // Offline files may come from statement-based servers: decode what is row-based.
     decoder.refuse_statements = false;
     let mut summary = FileSummary::default();

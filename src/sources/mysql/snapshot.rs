@@ -20,6 +20,8 @@ use std::sync::Arc;
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 
+use super::ddl::ColumnDecl;
+use super::schema_history::TableDef;
 use super::server::{ServerFacts, connect, current_position, mariadb_gtid_at, sql_err};
 use crate::error::CdcError;
 use crate::format::debezium::days_from_civil;
@@ -272,35 +274,109 @@ pub(crate) async fn list_tables(conn: &mut mysql_async::Conn, filter: &TableFilt
         .collect())
 }
 
-type ColumnRow = (String, String, String, String, Option<u64>, Option<u64>, Option<u64>, Option<String>);
+/// Definitions of the tables the filter selects (or of `only`), from `information_schema`,
+/// in the form the schema history keeps.
+pub async fn table_definitions(
+    conn: &mut mysql_async::Conn,
+    filter: &TableFilter,
+    only: Option<&TableId>,
+) -> Result<Vec<(TableId, TableDef)>, CdcError> {
+    let (condition, params) = match only {
+        Some(id) => ("c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ?", vec![id.namespace.clone(), id.name.clone()]),
+        None => ("1 = 1", vec![]),
+    };
+    let columns: Vec<(String, String, String, String, String, Option<String>)> = conn
+        .exec(
+            format!(
+                "SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE, c.CHARACTER_SET_NAME \
+                 FROM information_schema.COLUMNS c JOIN information_schema.TABLES t \
+                 ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME AND t.TABLE_TYPE = 'BASE TABLE' \
+                 WHERE {condition} ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION"
+            ),
+            params.clone(),
+        )
+        .await
+        .map_err(sql_err("reading table definitions"))?;
+    let keys: Vec<(String, String, String)> = conn
+        .exec(
+            format!(
+                "SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE c \
+                 WHERE {condition} AND c.CONSTRAINT_NAME = 'PRIMARY' ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION"
+            ),
+            params,
+        )
+        .await
+        .map_err(sql_err("reading primary keys"))?;
+    let mut out: Vec<(TableId, TableDef)> = Vec::new();
+    for (db, table, name, column_type, nullable, charset) in columns {
+        if SYSTEM_SCHEMAS.contains(&db.as_str()) {
+            continue;
+        }
+        let id = TableId::new(db, table);
+        if only.is_none() && !filter.matches_id(&id) {
+            continue;
+        }
+        if out.last().is_none_or(|(last, _)| *last != id) {
+            out.push((id, TableDef::default()));
+        }
+        if let Some((_, def)) = out.last_mut() {
+            def.columns.push(ColumnDecl {
+                name,
+                column_type,
+                nullable: nullable == "YES",
+                charset,
+                primary_key: false,
+            });
+        }
+    }
+    for (db, table, name) in keys {
+        let id = TableId::new(db, table);
+        if let Some((_, def)) = out.iter_mut().find(|(t, _)| *t == id) {
+            def.key.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// A column's kind from its `COLUMN_TYPE` text (`decimal(12,2) unsigned`, `datetime(6)`,
+/// `enum('a','b')`), as [`table_schema`] derives it from the separate catalog columns.
+pub fn column_kind_of_type(column_type: &str, charset: Option<&str>) -> ColumnType {
+    let lower = column_type.to_ascii_lowercase();
+    let data_type = lower.split(['(', ' ']).next().unwrap_or("");
+    let args: Vec<u64> = match data_type {
+        "enum" | "set" => vec![],
+        _ => lower
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(inner, _)| inner.split(',').filter_map(|a| a.trim().parse().ok()).collect())
+            .unwrap_or_default(),
+    };
+    let arg = |i: usize, default: u64| Some(args.get(i).copied().unwrap_or(default));
+    let (precision, scale, fsp) = match data_type {
+        "decimal" | "numeric" => (arg(0, 10), arg(1, 0), None),
+        "bit" => (arg(0, 1), None, None),
+        "time" | "datetime" | "timestamp" => (None, None, arg(0, 0)),
+        _ => (None, None, None),
+    };
+    // The original text: ENUM and SET values keep their case.
+    column_kind(data_type, column_type, precision, scale, fsp, charset)
+}
 
 /// Columns and primary key from `information_schema`.
 pub async fn table_schema(conn: &mut mysql_async::Conn, id: &TableId) -> Result<TableSchema, CdcError> {
-    let cols: Vec<ColumnRow> = conn
-        .exec(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, NUMERIC_SCALE, \
-             DATETIME_PRECISION, CHARACTER_SET_NAME FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-            (&id.namespace, &id.name),
-        )
-        .await
-        .map_err(sql_err("reading table columns"))?;
-    let key_names: Vec<String> = conn
-        .exec(
-            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
-            (&id.namespace, &id.name),
-        )
-        .await
-        .map_err(sql_err("reading the primary key"))?;
-    let columns: Vec<Column> = cols
+    let def = table_definitions(conn, &TableFilter::all(), Some(id)).await?.pop().map(|(_, d)| d).unwrap_or_default();
+    let columns: Vec<Column> = def
+        .columns
         .into_iter()
-        .map(|(name, data_type, column_type, nullable, precision, scale, dt_precision, charset)| {
-            let kind = column_kind(&data_type, &column_type, precision, scale, dt_precision, charset.as_deref());
-            Column { name, source_type: column_type.to_ascii_uppercase(), kind, nullable: nullable == "YES", charset }
+        .map(|c| Column {
+            kind: column_kind_of_type(&c.column_type, c.charset.as_deref()),
+            source_type: c.column_type.to_ascii_uppercase(),
+            name: c.name,
+            nullable: c.nullable,
+            charset: c.charset,
         })
         .collect();
-    let key = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+    let key = def.key.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
     Ok(TableSchema { id: id.clone(), columns, key, version: 0 })
 }
 

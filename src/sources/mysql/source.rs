@@ -7,6 +7,7 @@
 //! `COM_BINLOG_DUMP_GTID`), else file:pos. A heartbeat is requested and its absence for
 //! three periods is treated as a dead connection (transient: the runtime reconnects).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,9 +17,10 @@ use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 
 use super::decoder::{BinlogDecoder, RawEvent, event_type};
+use super::schema_history::HistoryFile;
 use super::server::{ServerFacts, connect, current_position, sql_err, verify_available};
 use super::snapshot;
-use crate::config::{MySqlSourceConfig, SnapshotMode};
+use crate::config::{Config, MySqlSourceConfig, SnapshotMode};
 use crate::error::CdcError;
 use crate::model::{Batch, GtidSet, MySqlPosition, Position};
 use crate::pipeline::{Source, SourceContext};
@@ -33,11 +35,16 @@ pub struct MySqlSource {
     heartbeat: Duration,
     batch_events: usize,
     chunk_rows: usize,
+    schema_history: PathBuf,
 }
 
 impl MySqlSource {
-    pub fn new(cfg: &MySqlSourceConfig, batch_events: usize) -> MySqlSource {
+    pub fn new(config: &Config, cfg: &MySqlSourceConfig) -> MySqlSource {
+        let batch_events = config.pipeline.batch_events;
+        let schema_history =
+            cfg.schema_history.clone().unwrap_or_else(|| config.positions.path.with_file_name("schema-history.jsonl"));
         MySqlSource {
+            schema_history,
             url: cfg.url.expose().to_string(),
             server_id: cfg.server_id,
             filter: TableFilter::new(&cfg.tables, &cfg.exclude_tables),
@@ -129,6 +136,34 @@ impl MySqlSource {
     }
 }
 
+impl MySqlSource {
+    /// The schema history as of `start`, completed from `information_schema` for selected
+    /// tables it does not know (all of them on a first start), handed to the decoder.
+    async fn load_schema_history(
+        &self,
+        decoder: &mut BinlogDecoder,
+        start: &MySqlPosition,
+    ) -> Result<HistoryFile, CdcError> {
+        let (mut file, mut history) = HistoryFile::load(&self.schema_history, self.filter.clone(), start)?;
+        let mut conn = connect(&self.url).await?;
+        let known = history.len();
+        for (id, def) in snapshot::table_definitions(&mut conn, &self.filter, None).await? {
+            if history.get(&id).is_none() {
+                history.set(&id, Some(def), start, None);
+            }
+        }
+        file.append(&history.take_records())?;
+        tracing::info!(
+            path = %self.schema_history.display(),
+            from_history = known,
+            from_server = history.len() - known,
+            "The binlog has no column names (binlog_row_metadata is not FULL): following table definitions through DDL"
+        );
+        decoder.track_schemas(history, start.clone());
+        Ok(file)
+    }
+}
+
 /// A file:pos position on MariaDB gets its exact GTID state, so later positions carry it.
 async fn complete_gtids(
     conn: &mut mysql_async::Conn,
@@ -207,14 +242,16 @@ impl MySqlSource {
         }
         let mut stream = conn.get_binlog_stream(request).await.map_err(sql_err("requesting the binlog stream"))?;
         let mut decoder = BinlogDecoder::new(self.filter.clone(), &file, start.gtid_set.clone());
+        let mut history_file = None;
+        if facts.row_metadata.as_deref() != Some("FULL") {
+            history_file = Some(self.load_schema_history(&mut decoder, &start).await?);
+        }
         tracing::info!(position = %Position::MySql(start.clone()), "Streaming binlog");
         ctx.status.set_phase("streaming");
         ctx.status.set_ready(true);
 
-        // Column names for servers without binlog_row_metadata=FULL, from information_schema.
+        // Today's definitions, for tables the schema history cannot name.
         let mut catalog: Option<mysql_async::Conn> = None;
-        let mut names: std::collections::HashMap<crate::model::TableId, crate::model::TableSchema> = Default::default();
-        let mut names_ddl = 0u64;
         let dead_after = self.heartbeat * 3;
         let mut peeked = None;
         // Events of a TRANSACTION_PAYLOAD the client library also yields one by one; the
@@ -267,24 +304,18 @@ impl MySqlSource {
                 if type_code == event_type::TRANSACTION_PAYLOAD {
                     skip_inner = decoder.last_payload_events;
                 }
-                let missing = decoder.take_needs_names();
-                if !missing.is_empty() {
-                    if names_ddl != decoder.ddl_seen {
-                        names.clear();
-                        names_ddl = decoder.ddl_seen;
+                for (table_id, id) in decoder.take_needs_names() {
+                    let conn = match catalog.as_mut() {
+                        Some(c) => c,
+                        None => catalog.insert(connect(&self.url).await?),
+                    };
+                    let def = snapshot::table_definitions(conn, &self.filter, Some(&id)).await?.pop().map(|(_, d)| d);
+                    if !def.is_some_and(|def| decoder.learn_table(table_id, &def)) {
+                        tracing::warn!(table = %id, "Table changed since this binlog event and no schema history covers it: its columns keep positional names");
                     }
-                    for (table_id, id) in missing {
-                        if !names.contains_key(&id) {
-                            let conn = match catalog.as_mut() {
-                                Some(c) => c,
-                                None => catalog.insert(connect(&self.url).await?),
-                            };
-                            names.insert(id.clone(), super::snapshot::table_schema(conn, &id).await?);
-                        }
-                        if !names.get(&id).is_some_and(|schema| decoder.apply_names(table_id, schema)) {
-                            tracing::warn!(table = %id, "Table changed since this binlog event: its columns keep positional names");
-                        }
-                    }
+                }
+                if let Some(file) = history_file.as_mut() {
+                    file.append(&decoder.take_history_records())?;
                 }
             }
             let full = decoder.pending_events() >= self.batch_events;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::charset::Charset;
+use super::schema_history::TableDef;
 use crate::model::{Column, ColumnType, TableId, TableSchema};
 use crate::sources::reader::{DecodeError, Reader, malformed};
 
@@ -165,6 +166,67 @@ impl TableMap {
         key.retain(|&i| i < count);
         let schema = TableSchema { id: TableId::new(db, table), columns: schema_columns, key, version: 0 };
         Ok(TableMap { table_id, columns, schema: Arc::new(schema), has_names })
+    }
+}
+
+impl TableMap {
+    /// This map with names, key, signedness, ENUM/SET values and charsets from a definition
+    /// (schema history or catalog) where the event itself lacks them. The definition must
+    /// describe the same columns: as many (`exact`), or at least as many when it is today's
+    /// catalog and columns may have been added since; each of a compatible type. `None` when
+    /// it does not fit: naming columns from a definition of another moment would be a guess.
+    pub fn named(&self, def: &TableDef, exact: bool) -> Option<TableMap> {
+        let n = self.columns.len();
+        if def.columns.len() < n || (exact && def.columns.len() != n) {
+            return None;
+        }
+        let declared: Vec<ColumnType> = def.columns[..n]
+            .iter()
+            .map(|c| super::snapshot::column_kind_of_type(&c.column_type, c.charset.as_deref()))
+            .collect();
+        if !self.schema.columns.iter().zip(&declared).all(|(a, b)| compatible(&a.kind, b)) {
+            return None;
+        }
+        let mut columns = self.columns.clone();
+        for ((c, decl), kind) in columns.iter_mut().zip(&def.columns).zip(&declared) {
+            match kind {
+                ColumnType::Int { unsigned: true, .. } => c.unsigned = true,
+                ColumnType::Enum { values } if c.enum_values.is_empty() => c.enum_values = values.clone(),
+                ColumnType::Set { values } if c.set_values.is_empty() => c.set_values = values.clone(),
+                _ => {}
+            }
+            if decl.column_type.contains("unsigned") {
+                c.unsigned = true;
+            }
+            if c.charset.is_none()
+                && let Some(name) = &decl.charset
+                && (is_character(c.type_code) || c.type_code == ENUM || c.type_code == SET)
+            {
+                c.charset = Some(Charset::from_name(name));
+            }
+        }
+        let mut schema = (*self.schema).clone();
+        for ((col, c), decl) in schema.columns.iter_mut().zip(&columns).zip(&def.columns) {
+            col.name = decl.name.clone();
+            col.source_type = source_type_name(c);
+            col.kind = column_type(c);
+            col.charset = c.charset.map(|cs| cs.name().to_string());
+        }
+        if schema.key.is_empty() {
+            schema.key = def.key.iter().filter_map(|k| schema.columns.iter().position(|c| &c.name == k)).collect();
+        }
+        Some(TableMap { table_id: self.table_id, columns, schema: Arc::new(schema), has_names: true })
+    }
+}
+
+/// Same kind of value, ignoring lengths and precisions; text and bytes are alike (without
+/// charset metadata the binlog cannot tell TEXT from BLOB).
+fn compatible(a: &ColumnType, b: &ColumnType) -> bool {
+    use ColumnType::*;
+    match (a, b) {
+        (Int { bytes: x, .. }, Int { bytes: y, .. }) => x == y,
+        (Text { .. } | Bytes { .. } | Json | Other, Text { .. } | Bytes { .. } | Json | Other) => true,
+        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
     }
 }
 
