@@ -254,9 +254,9 @@ pub async fn check(url: &str, replica_server_id: u32) -> Vec<crate::sources::Che
     items.push(match facts.row_metadata.as_deref() {
         Some("FULL") => Pass("binlog_row_metadata: FULL".into()),
         Some(other) => Warn(format!(
-            "binlog_row_metadata: {other} — column names, keys and enum values are not in the binlog; set FULL"
+            "binlog_row_metadata: {other} — column names, keys and enum values are not in the binlog; cdc follows them through DDL in its schema history, FULL is simpler and safer"
         )),
-        None => Warn("binlog_row_metadata: not supported by this server (MySQL < 8.0.1 / MariaDB < 10.5): column names are not in the binlog".into()),
+        None => Warn("binlog_row_metadata: not supported by this server (MySQL < 8.0.1 / MariaDB < 10.5): column names are not in the binlog; cdc follows them through DDL in its schema history".into()),
     });
     items.push(match (&facts.gtid_mode, facts.mariadb) {
         (_, true) => Pass("GTID: MariaDB GTIDs (resume by GTID and by file:pos)".into()),
