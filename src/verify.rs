@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, DbSinkConfig, SinkConfig, SourceConfig};
 use crate::error::CdcError;
-use crate::model::value::{write_bit_text, write_uuid_text};
+use crate::model::value::{write_bit_text, write_hex_digits, write_uuid_text};
 use crate::model::{ColumnType, Row, TableId, TableSchema, Value};
 use crate::sources::filter::TableFilter;
 use crate::sources::mysql::{server as my_server, snapshot as my_snapshot};
@@ -613,11 +613,8 @@ pub fn canonical(value: &Value) -> Option<String> {
             Ok(v) => out.push_str(&v.to_string()),
             Err(_) => out.push_str(s),
         },
-        Value::Bytes(b) | Value::Geometry { wkb: b, .. } => {
-            for byte in b {
-                let _ = write!(out, "{byte:02x}");
-            }
-        }
+        Value::Bytes(b) => write_hex_digits(&mut out, b),
+        Value::Geometry { wkb, .. } => write_hex_digits(&mut out, wkb),
         Value::Date(d) => {
             let _ = write!(out, "date:{d}");
         }

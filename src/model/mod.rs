@@ -10,7 +10,7 @@ pub use event::{Batch, ChangeEvent, Op, Row, SnapshotMarker, SourceInfo, SourceM
 pub use gtid::{GtidSet, MariaDbGtid, MariaDbGtidList, MySqlGtidSet};
 pub use position::{BinlogCoordinates, Lsn, MySqlPosition, PgPosition, Position, PositionError, SnapshotProgress};
 pub use schema::{Column, ColumnType, TableId, TableSchema};
-pub use value::Value;
+pub use value::{Value, write_hex_digits};
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

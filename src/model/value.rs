@@ -45,12 +45,13 @@ pub enum Value {
     /// the string is the lowest bit of the last byte).
     Bit {
         len: u32,
-        bytes: Vec<u8>,
+        /// Boxed slices here and in `Geometry` keep `Value` at 32 bytes (rows are vectors of it).
+        bytes: Box<[u8]>,
     },
     Array(Vec<Value>),
     /// Well-known binary and spatial reference id.
     Geometry {
-        wkb: Vec<u8>,
+        wkb: Box<[u8]>,
         srid: Option<u32>,
     },
     /// A value the source did not send because it did not change (PostgreSQL TOAST).
@@ -63,6 +64,16 @@ pub enum Value {
 impl Value {
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
+    }
+}
+
+/// Lowercase hex digits of `bytes`, two a byte.
+pub fn write_hex_digits(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
     }
 }
 

@@ -191,9 +191,7 @@ fn json_of(v: &Value) -> serde_json::Value {
 
 fn write_hex(out: &mut String, bytes: &[u8]) {
     out.push_str("X'");
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
+    crate::model::write_hex_digits(out, bytes);
     out.push('\'');
 }
 
@@ -228,7 +226,7 @@ mod tests {
             lit(Value::Timestamp(-1), ColumnType::Timestamp { fsp: 6 }).unwrap(),
             "'1969-12-31 23:59:59.999999'"
         );
-        assert_eq!(lit(Value::Bit { len: 3, bytes: vec![5] }, ColumnType::Bit { len: 3 }).unwrap(), "b'101'");
+        assert_eq!(lit(Value::Bit { len: 3, bytes: Box::new([5]) }, ColumnType::Bit { len: 3 }).unwrap(), "b'101'");
         let ints = ColumnType::Array { element: Box::new(ColumnType::Int { bytes: 4, unsigned: false }) };
         let v = Value::Array(vec![Value::Array(vec![Value::Int(1), Value::Null]), Value::Array(vec![])]);
         assert_eq!(lit(v, ints).unwrap(), "'[[1,null],[]]'");

@@ -245,9 +245,7 @@ fn write_float(out: &mut String, d: f64, single: Option<f32>) {
 
 fn write_hex(out: &mut String, bytes: &[u8]) {
     out.push_str("\\x");
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
+    crate::model::write_hex_digits(out, bytes);
 }
 
 /// `YYYY-MM-DD`, with ` BC` for years before 1 (year 0 is 1 BC).
@@ -311,7 +309,10 @@ mod tests {
         );
         assert_eq!(lit(Value::Double(f64::NEG_INFINITY), ColumnType::Double), "'-Infinity'");
         assert_eq!(lit(Value::Float(0.1), ColumnType::Float), "'0.1'");
-        assert_eq!(lit(Value::Bit { len: 10, bytes: vec![0x02, 0x05] }, ColumnType::Bit { len: 10 }), "'1000000101'");
+        assert_eq!(
+            lit(Value::Bit { len: 10, bytes: Box::new([0x02, 0x05]) }, ColumnType::Bit { len: 10 }),
+            "'1000000101'"
+        );
         assert_eq!(lit(Value::Special("0000-00-00".into()), ColumnType::Date), "NULL");
         assert_eq!(lit(Value::Special("infinity".into()), ColumnType::Date), "'infinity'");
         assert_eq!(lit(Value::Set(vec!["a".into(), "b".into()]), ColumnType::Set { values: vec![] }), "'a,b'");

@@ -482,7 +482,7 @@ pub(crate) fn text_value(column: &Column, v: mysql_async::Value) -> Result<Value
             None => return Err(bad("timestamp")),
         },
         ColumnType::Time { .. } => Value::Time(parse_time(&text()).ok_or_else(|| bad("time"))?),
-        ColumnType::Bit { len } => Value::Bit { len: *len, bytes },
+        ColumnType::Bit { len } => Value::Bit { len: *len, bytes: bytes.into() },
         ColumnType::Enum { .. } => Value::Enum(text()),
         ColumnType::Set { .. } => {
             let t = text();
@@ -492,7 +492,7 @@ pub(crate) fn text_value(column: &Column, v: mysql_async::Value) -> Result<Value
         ColumnType::Bytes { .. } => Value::Bytes(bytes),
         ColumnType::Geometry if bytes.len() >= 4 => Value::Geometry {
             srid: Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])).filter(|&s| s != 0),
-            wkb: bytes[4..].to_vec(),
+            wkb: bytes[4..].into(),
         },
         ColumnType::Array { .. } => Value::Array(
             bytes.chunks_exact(4).map(|c| Value::Float(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect(),

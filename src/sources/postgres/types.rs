@@ -322,7 +322,7 @@ pub fn parse_text(kind: &ColumnType, text: &str) -> Result<Value, String> {
             if !text.bytes().all(|b| b == b'0' || b == b'1') {
                 return Err(bad("bit string"));
             }
-            Value::Bit { len: text.len() as u32, bytes: bits_to_bytes(text) }
+            Value::Bit { len: text.len() as u32, bytes: bits_to_bytes(text).into() }
         }
         ColumnType::Enum { .. } => Value::Enum(text.to_string()),
         ColumnType::Array { element } => parse_array(element, text)?,
@@ -335,7 +335,7 @@ pub fn parse_text(kind: &ColumnType, text: &str) -> Result<Value, String> {
             let mut wkb = vec![1u8, 1, 0, 0, 0];
             wkb.extend_from_slice(&x.to_le_bytes());
             wkb.extend_from_slice(&y.to_le_bytes());
-            Value::Geometry { wkb, srid: None }
+            Value::Geometry { wkb: wkb.into(), srid: None }
         }
         _ => Value::Text(text.to_string()),
     })
