@@ -3,7 +3,7 @@
 
 use cdc::model::ColumnType;
 use cdc::sources::postgres::pgoutput::{PgMessage, TupleValue, decode};
-use cdc::sources::postgres::types::{column_type, oid, parse_text};
+use cdc::sources::postgres::types::{column_type, oid, push_text};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn insert_message(i: u64) -> Vec<u8> {
@@ -61,14 +61,14 @@ fn bench(c: &mut Criterion) {
             let mut n = 0usize;
             for m in &messages {
                 let Ok(PgMessage::Insert { new, .. }) = decode(m, false) else { panic!("not an insert") };
-                let row: Vec<_> = types
-                    .iter()
-                    .zip(new.iter())
-                    .map(|(t, v)| match v {
-                        TupleValue::Text(bytes) => parse_text(t, std::str::from_utf8(bytes).unwrap()).unwrap(),
-                        _ => cdc::model::Value::Null,
-                    })
-                    .collect();
+                // As the source's `row` does it.
+                let mut row = Vec::with_capacity(types.len());
+                for (t, v) in types.iter().zip(new.iter()) {
+                    match v {
+                        TupleValue::Text(bytes) => push_text(t, std::str::from_utf8(bytes).unwrap(), &mut row).unwrap(),
+                        _ => row.push(cdc::model::Value::Null),
+                    }
+                }
                 n += row.len();
             }
             n

@@ -111,20 +111,21 @@ fn i64_be(r: &mut Reader<'_>) -> Result<i64, DecodeError> {
 fn tuple<'a>(r: &mut Reader<'a>) -> Result<Vec<TupleValue<'a>>, DecodeError> {
     let n = r.uint_be(2)? as usize;
     let mut out = Vec::with_capacity(n);
+    // Each arm pushes its own value (a value built first and then moved stalls per column).
     for _ in 0..n {
-        out.push(match r.u8()? {
-            b'n' => TupleValue::Null,
-            b'u' => TupleValue::Unchanged,
+        match r.u8()? {
+            b'n' => out.push(TupleValue::Null),
+            b'u' => out.push(TupleValue::Unchanged),
             b't' => {
                 let len = r.uint_be(4)? as usize;
-                TupleValue::Text(r.bytes(len)?)
+                out.push(TupleValue::Text(r.bytes(len)?))
             }
             b'b' => {
                 let len = r.uint_be(4)? as usize;
-                TupleValue::Binary(r.bytes(len)?)
+                out.push(TupleValue::Binary(r.bytes(len)?))
             }
             other => return Err(malformed(format!("unknown tuple column kind {:?}", other as char))),
-        });
+        }
     }
     Ok(out)
 }

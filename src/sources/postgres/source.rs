@@ -25,7 +25,7 @@ use super::catalog::{self, TypeCache};
 use super::pgoutput::{self, PG_EPOCH_OFFSET_US, PgMessage, Relation, TupleValue};
 use super::protocol::{ConnectParams, PgConnection, quote_ident, quote_literal, quote_table};
 use super::spool::Spool;
-use super::types::{parse_copy_row, parse_text};
+use super::types::{parse_copy_row, push_text};
 use crate::config::{Config, PgSourceConfig, SnapshotMode};
 use crate::error::CdcError;
 use crate::model::{
@@ -835,9 +835,9 @@ fn row(info: &RelationInfo, tuple: &[TupleValue<'_>], old_full: Option<&[TupleVa
             (TupleValue::Unchanged, Some(old)) => old,
             (v, _) => v,
         };
-        out.push(match v {
-            TupleValue::Null => Value::Null,
-            TupleValue::Unchanged => Value::Unchanged,
+        match v {
+            TupleValue::Null => out.push(Value::Null),
+            TupleValue::Unchanged => out.push(Value::Unchanged),
             TupleValue::Text(bytes) => {
                 let text = std::str::from_utf8(bytes).map_err(|_| {
                     CdcError::definite(
@@ -845,7 +845,7 @@ fn row(info: &RelationInfo, tuple: &[TupleValue<'_>], old_full: Option<&[TupleVa
                         "report this",
                     )
                 })?;
-                parse_text(&col.kind, text).map_err(|e| {
+                push_text(&col.kind, text, &mut out).map_err(|e| {
                     CdcError::definite(
                         format!(
                             "{}.{}.{} ({}): {e}",
@@ -858,7 +858,7 @@ fn row(info: &RelationInfo, tuple: &[TupleValue<'_>], old_full: Option<&[TupleVa
             TupleValue::Binary(_) => {
                 return Err(CdcError::definite("binary tuple data was not requested", "report this"));
             }
-        });
+        }
     }
     Ok(out)
 }

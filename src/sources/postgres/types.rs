@@ -216,7 +216,7 @@ pub fn parse_copy_row(
         if let Some(k) = key_columns.iter().position(|&c| c == i) {
             key[k] = raw.to_vec();
         }
-        values.push(parse_text(&column.kind, text).map_err(|e| format!("{}: {e}", column.name))?);
+        push_text(&column.kind, text, &mut values).map_err(|e| format!("{}: {e}", column.name))?;
     }
     if values.len() != columns.len() {
         return Err(format!("{} fields in a COPY row for {} columns", values.len(), columns.len()));
@@ -278,54 +278,63 @@ fn unescape_copy(field: &[u8], out: &mut Vec<u8>) {
 
 /// Parses a text-format value for a column of `kind`.
 pub fn parse_text(kind: &ColumnType, text: &str) -> Result<Value, String> {
+    let mut one = Vec::with_capacity(1);
+    push_text(kind, text, &mut one)?;
+    Ok(one.pop().unwrap_or(Value::Null))
+}
+
+/// Parses a text-format value and appends it to `row`. Each arm pushes its own value: building
+/// it first and moving it into the row cost a store-forwarding stall per column.
+#[inline(always)]
+pub fn push_text(kind: &ColumnType, text: &str, row: &mut Vec<Value>) -> Result<(), String> {
     let bad = |what: &str| format!("`{}` is not a valid {what}", text.chars().take(60).collect::<String>());
-    Ok(match kind {
-        ColumnType::Bool => Value::Bool(matches!(text, "t" | "true")),
-        ColumnType::Int { unsigned: true, .. } => Value::UInt(text.parse().map_err(|_| bad("integer"))?),
-        ColumnType::Int { .. } => Value::Int(text.parse().map_err(|_| bad("integer"))?),
-        ColumnType::Float => Value::Float(parse_float(text).ok_or_else(|| bad("real"))? as f32),
-        ColumnType::Double => Value::Double(parse_float(text).ok_or_else(|| bad("double"))?),
+    match kind {
+        ColumnType::Bool => row.push(Value::Bool(matches!(text, "t" | "true"))),
+        ColumnType::Int { unsigned: true, .. } => row.push(Value::UInt(text.parse().map_err(|_| bad("integer"))?)),
+        ColumnType::Int { .. } => row.push(Value::Int(text.parse().map_err(|_| bad("integer"))?)),
+        ColumnType::Float => row.push(Value::Float(parse_float(text).ok_or_else(|| bad("real"))? as f32)),
+        ColumnType::Double => row.push(Value::Double(parse_float(text).ok_or_else(|| bad("double"))?)),
         ColumnType::Decimal { scale: Some(2), precision: None } if text.contains('$') || text.contains(',') => {
             // money in the C locale: -$1,234.56
             let negative = text.starts_with('-') || text.starts_with('(');
             let digits: String = text.chars().filter(|c| c.is_ascii_digit() || *c == '.').collect();
-            Value::Decimal(if negative { format!("-{digits}") } else { digits })
+            row.push(Value::Decimal(if negative { format!("-{digits}") } else { digits }))
         }
-        ColumnType::Decimal { .. } => Value::Decimal(text.to_string()),
-        ColumnType::Bytes { .. } => Value::Bytes(parse_bytea(text).ok_or_else(|| bad("bytea"))?),
+        ColumnType::Decimal { .. } => row.push(Value::Decimal(text.to_string())),
+        ColumnType::Bytes { .. } => row.push(Value::Bytes(parse_bytea(text).ok_or_else(|| bad("bytea"))?)),
         ColumnType::Date => match text {
-            "infinity" | "-infinity" => Value::Special(text.to_string()),
-            _ => Value::Date(parse_date(text).ok_or_else(|| bad("date"))? as i32),
+            "infinity" | "-infinity" => row.push(Value::Special(text.to_string())),
+            _ => row.push(Value::Date(parse_date(text).ok_or_else(|| bad("date"))? as i32)),
         },
-        ColumnType::Time { .. } => Value::Time(parse_clock(text).ok_or_else(|| bad("time"))?),
+        ColumnType::Time { .. } => row.push(Value::Time(parse_clock(text).ok_or_else(|| bad("time"))?)),
         ColumnType::TimeTz { .. } => {
             let split = text.rfind(['+', '-']).ok_or_else(|| bad("timetz"))?;
             let micros = parse_clock(&text[..split]).ok_or_else(|| bad("timetz"))?;
             let offset_secs = parse_offset(&text[split..]).ok_or_else(|| bad("timetz"))?;
-            Value::TimeTz { micros, offset_secs }
+            row.push(Value::TimeTz { micros, offset_secs })
         }
         ColumnType::DateTime { .. } => match text {
-            "infinity" | "-infinity" => Value::Special(text.to_string()),
-            _ => Value::DateTime(parse_timestamp(text, false).ok_or_else(|| bad("timestamp"))?),
+            "infinity" | "-infinity" => row.push(Value::Special(text.to_string())),
+            _ => row.push(Value::DateTime(parse_timestamp(text, false).ok_or_else(|| bad("timestamp"))?)),
         },
         ColumnType::Timestamp { .. } => match text {
-            "infinity" | "-infinity" => Value::Special(text.to_string()),
-            _ => Value::Timestamp(parse_timestamp(text, true).ok_or_else(|| bad("timestamptz"))?),
+            "infinity" | "-infinity" => row.push(Value::Special(text.to_string())),
+            _ => row.push(Value::Timestamp(parse_timestamp(text, true).ok_or_else(|| bad("timestamptz"))?)),
         },
         ColumnType::Interval => {
             let (months, days, micros) = parse_interval(text).ok_or_else(|| bad("interval"))?;
-            Value::Interval { months, days, micros }
+            row.push(Value::Interval { months, days, micros })
         }
-        ColumnType::Uuid => Value::Uuid(parse_uuid(text).ok_or_else(|| bad("uuid"))?),
-        ColumnType::Json => Value::Json(text.to_string()),
+        ColumnType::Uuid => row.push(Value::Uuid(parse_uuid(text).ok_or_else(|| bad("uuid"))?)),
+        ColumnType::Json => row.push(Value::Json(text.to_string())),
         ColumnType::Bit { .. } => {
             if !text.bytes().all(|b| b == b'0' || b == b'1') {
                 return Err(bad("bit string"));
             }
-            Value::Bit { len: text.len() as u32, bytes: bits_to_bytes(text).into() }
+            row.push(Value::Bit { len: text.len() as u32, bytes: bits_to_bytes(text).into() })
         }
-        ColumnType::Enum { .. } => Value::Enum(text.to_string()),
-        ColumnType::Array { element } => parse_array(element, text)?,
+        ColumnType::Enum { .. } => row.push(Value::Enum(text.to_string())),
+        ColumnType::Array { element } => row.push(parse_array(element, text)?),
         ColumnType::Geometry => {
             // point: `(x,y)`, sent like Debezium's Point: well-known binary, no SRID.
             let inner = text.trim().trim_start_matches('(').trim_end_matches(')');
@@ -335,10 +344,11 @@ pub fn parse_text(kind: &ColumnType, text: &str) -> Result<Value, String> {
             let mut wkb = vec![1u8, 1, 0, 0, 0];
             wkb.extend_from_slice(&x.to_le_bytes());
             wkb.extend_from_slice(&y.to_le_bytes());
-            Value::Geometry { wkb: wkb.into(), srid: None }
+            row.push(Value::Geometry { wkb: wkb.into(), srid: None })
         }
-        _ => Value::Text(text.to_string()),
-    })
+        _ => row.push(Value::Text(text.to_string())),
+    }
+    Ok(())
 }
 
 fn parse_float(text: &str) -> Option<f64> {
@@ -358,46 +368,74 @@ fn parse_bytea(text: &str) -> Option<Vec<u8>> {
     (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect()
 }
 
+/// A run of ASCII digits (1 to 18 of them) as a number. The date and time parsers below work
+/// on bytes without splitting into substrings: they run for every temporal value decoded.
+fn number(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 18 {
+        return None;
+    }
+    b.iter().try_fold(0i64, |n, &c| c.is_ascii_digit().then(|| n * 10 + (c - b'0') as i64))
+}
+
 /// `YYYY-MM-DD[ BC]` → days since 1970-01-01 (year 1 BC is year 0).
 fn parse_date(text: &str) -> Option<i64> {
     let (body, bc) = match text.strip_suffix(" BC") {
         Some(b) => (b, true),
         None => (text, false),
     };
-    let mut it = body.splitn(3, '-');
-    let y: i64 = it.next()?.parse().ok()?;
-    let m: u32 = it.next()?.parse().ok()?;
-    let d: u32 = it.next()?.parse().ok()?;
+    date_days(body.as_bytes(), bc)
+}
+
+fn date_days(b: &[u8], bc: bool) -> Option<i64> {
+    // The year may have more than four digits; month and day have two.
+    let n = b.len();
+    if n < 7 || b[n - 3] != b'-' || b[n - 6] != b'-' {
+        return None;
+    }
+    let y = number(&b[..n - 6])?;
+    let m = number(&b[n - 5..n - 3])? as u32;
+    let d = number(&b[n - 2..])? as u32;
     let y = if bc { 1 - y } else { y };
     Some(days_from_civil(y, m, d))
 }
 
 /// `HH:MM:SS[.ffffff]` → µs (24:00:00 allowed).
 fn parse_clock(text: &str) -> Option<i64> {
-    let (hms, frac) = text.split_once('.').unwrap_or((text, ""));
-    let mut it = hms.split(':');
-    let h: i64 = it.next()?.parse().ok()?;
-    let m: i64 = it.next()?.parse().ok()?;
-    let s: i64 = it.next().unwrap_or("0").parse().ok()?;
+    let b = text.as_bytes();
+    let (hms, frac) = match b.iter().position(|&c| c == b'.') {
+        Some(dot) => (&b[..dot], &b[dot + 1..]),
+        None => (b, &b""[..]),
+    };
+    let mut parts = hms.splitn(3, |&c| c == b':');
+    let h = number(parts.next()?)?;
+    let m = number(parts.next()?)?;
+    let s = match parts.next() {
+        Some(p) => number(p)?,
+        None => 0,
+    };
     let mut micros = 0i64;
     if !frac.is_empty() {
-        if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        if frac.len() > 6 {
             return None;
         }
-        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
-        micros = digits.parse().ok()?;
+        micros = number(frac)? * 10i64.pow(6 - frac.len() as u32);
     }
     Some((h * 3600 + m * 60 + s) * 1_000_000 + micros)
 }
 
 /// `+HH[:MM[:SS]]` → seconds east of UTC.
 fn parse_offset(text: &str) -> Option<i32> {
-    let sign = if text.starts_with('-') { -1 } else { 1 };
-    let mut it = text[1..].split(':');
-    let h: i32 = it.next()?.parse().ok()?;
-    let m: i32 = it.next().unwrap_or("0").parse().ok()?;
-    let s: i32 = it.next().unwrap_or("0").parse().ok()?;
-    Some(sign * (h * 3600 + m * 60 + s))
+    let b = text.as_bytes();
+    let sign = match b.first()? {
+        b'-' => -1,
+        b'+' => 1,
+        _ => return None,
+    };
+    let mut parts = b[1..].splitn(3, |&c| c == b':');
+    let h = number(parts.next()?)?;
+    let m = parts.next().map_or(Some(0), number)?;
+    let s = parts.next().map_or(Some(0), number)?;
+    Some(sign * (h * 3600 + m * 60 + s) as i32)
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]][ BC]` → µs since the epoch (offset applied).
@@ -406,10 +444,11 @@ fn parse_timestamp(text: &str, with_zone: bool) -> Option<i64> {
         Some(b) => (b, true),
         None => (text, false),
     };
-    let (date, rest) = body.split_once(' ')?;
-    let days = parse_date(&if bc { format!("{date} BC") } else { date.to_string() })?;
+    let space = body.bytes().position(|c| c == b' ')?;
+    let (date, rest) = (&body[..space], &body[space + 1..]);
+    let days = date_days(date.as_bytes(), bc)?;
     let (clock, offset) = if with_zone {
-        let split = rest.rfind(['+', '-'])?;
+        let split = rest.bytes().rposition(|c| c == b'+' || c == b'-')?;
         (&rest[..split], parse_offset(&rest[split..])?)
     } else {
         (rest, 0)
@@ -520,7 +559,7 @@ fn parse_array_level(element: &ColumnType, b: &[u8], pos: &mut usize) -> Result<
                         None => return Err(err()),
                     }
                 }
-                items.push(parse_text(element, &String::from_utf8_lossy(&s))?);
+                push_text(element, &String::from_utf8_lossy(&s), &mut items)?;
             }
             Some(_) => {
                 let start = *pos;
@@ -529,7 +568,11 @@ fn parse_array_level(element: &ColumnType, b: &[u8], pos: &mut usize) -> Result<
                 }
                 let raw = String::from_utf8_lossy(&b[start..*pos]);
                 let raw = raw.trim();
-                items.push(if raw.eq_ignore_ascii_case("NULL") { Value::Null } else { parse_text(element, raw)? });
+                if raw.eq_ignore_ascii_case("NULL") {
+                    items.push(Value::Null);
+                } else {
+                    push_text(element, raw, &mut items)?;
+                }
             }
             None => return Err(err()),
         }
@@ -584,6 +627,16 @@ mod tests {
         assert_eq!(parse_interval("1 year 2 mons -3 days +04:05:06.5"), Some((14, -3, 14_706_500_000)));
         assert_eq!(parse_interval("-00:00:01"), Some((0, 0, -1_000_000)));
         assert_eq!(parse_offset("-05:30"), Some(-19_800));
+        assert_eq!(parse_offset("+01:02:03"), Some(3723));
+        assert_eq!(parse_date("12345-06-07"), Some(days_from_civil(12345, 6, 7)));
+        assert_eq!(
+            parse_timestamp("0044-03-15 10:00:00.5-01 BC", true),
+            Some(days_from_civil(-43, 3, 15) * 86_400_000_000 + 11 * 3_600_000_000 + 500_000)
+        );
+        assert_eq!(parse_clock("24:00:00"), Some(86_400_000_000));
+        assert_eq!(parse_clock("01:02:03.000004"), Some(3_723_000_004));
+        assert_eq!(parse_clock("01:02:03.1234567"), None);
+        assert_eq!(parse_date("2024-1-01"), None);
     }
 
     /// Malformed text never panics, for any column type.
