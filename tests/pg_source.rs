@@ -439,6 +439,40 @@ fn large_transactions_stream_before_commit_through_a_spool() {
 /// An initial snapshot stopped part-way goes on after the last key delivered (a composite key
 /// declared in another order than its columns), then streams from the slot's consistent point: both parts plus the streamed changes are
 /// exactly the tables' contents.
+/// Prepared transactions (two-phase commit) arrive when they commit, whole, in commit order:
+/// cdc does not ask pgoutput for `two_phase`, so the server decodes a prepared transaction at
+/// COMMIT PREPARED, and one rolled back never shows.
+#[test]
+fn prepared_transactions_arrive_at_commit_prepared() {
+    let pg = shared_pg15();
+    pg.create_db("twophase");
+    pg.sql("twophase", "CREATE TABLE t (id int PRIMARY KEY, note text)");
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let p = start_pipeline(&config(pg, "twophase", "never"), &dir.path().join("p.json"), None).await;
+        p.wait_ready().await;
+        pg.sql(
+            "twophase",
+            "BEGIN; INSERT INTO t VALUES (1, 'a'); INSERT INTO t VALUES (2, 'a'); PREPARE TRANSACTION 'a'",
+        );
+        pg.sql("twophase", "BEGIN; INSERT INTO t VALUES (10, 'b'); PREPARE TRANSACTION 'b'");
+        pg.sql("twophase", "INSERT INTO t VALUES (3, 'plain')");
+        let e = p.wait_for(1).await;
+        assert_eq!(e[0]["after"]["id"], 3);
+        pg.sql("twophase", "ROLLBACK PREPARED 'b'");
+        pg.sql("twophase", "COMMIT PREPARED 'a'");
+        pg.sql("twophase", "INSERT INTO t VALUES (4, 'plain')");
+        p.wait_for_event("the insert after COMMIT PREPARED", |e| e["after"]["id"] == 4).await;
+        let (outcome, _, e) = p.stop().await;
+        outcome.unwrap();
+        let ids: Vec<i64> = e.iter().map(|x| x["after"]["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, [3, 1, 2, 4]);
+        // Rows 1 and 2 are one transaction.
+        assert_eq!(e[1]["source"]["txId"], e[2]["source"]["txId"]);
+        assert_ne!(e[1]["source"]["txId"], e[0]["source"]["txId"]);
+    });
+}
+
 #[test]
 fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
     let pg = shared_pg15();

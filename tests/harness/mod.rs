@@ -393,6 +393,7 @@ impl Postgres {
             ("max_replication_slots", "20"),
             ("max_wal_senders", "20"),
             ("max_connections", "100"),
+            ("max_prepared_transactions", "10"),
             ("shared_buffers", "64MB"),
             // Test data is throwaway; durability of the *server* is not what tests check.
             ("fsync", "off"),
