@@ -6,6 +6,7 @@
 # CPU seconds, and a check that both copies hold the same rows.
 #
 #   ROWS=5000000 bash scripts/bench-copy.sh
+#   SOURCE_TOML='snapshot_chunk_rows = 500000' EXTRA_TOML='...' (keys of [source] / [sink] and after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${ROWS:-5000000}"
@@ -60,6 +61,7 @@ url = "$SRC_URL"
 slot = "cdc_copy"
 publication = "bench"
 snapshot = "initial_only"
+${SOURCE_TOML:-}
 [sink]
 kind = "postgres"
 url = "$TGT_URL/cdccopy"

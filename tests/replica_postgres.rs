@@ -132,6 +132,14 @@ fn replicate_across_versions(source: &Postgres, target: &Postgres, name: &str) {
          WHERE table_name = 'kinds' AND column_name IN ('n', 'ts', 'ip', 'ai', 'm', 'vb')",
     );
     assert_eq!(types, "n numeric, ts timestamp without time zone, ip inet, ai ARRAY, m text, vb bit varying");
+    // Each table copied got its primary key after its copy.
+    let keys = target.sql(
+        &target_db,
+        "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+         WHERE i.indisprimary AND c.relname IN ('kinds', 'orders', 'scratch')",
+    );
+    assert_eq!(keys, "kinds,orders,scratch");
+    assert!(cdc_log(&config).contains("key_after_copy=true"), "{}", cdc_log(&config));
     // The applied position is in the target, and it is the source's newest.
     let stored = target.sql(&target_db, &format!("SELECT position FROM cdc_positions WHERE name = '{name}'"));
     assert!(stored.starts_with("pg:lsn="), "{stored}");
@@ -403,6 +411,11 @@ fn kill_9_during_the_initial_copy_resumes_the_copy() {
     wait_same((source, &db), (target, &target_db), "big", &config);
     let log = cdc_log(&config);
     assert!(log.contains("Snapshot resumed"), "the copy started again instead of going on:\n{log}");
+    // The key, deferred while copying, was built when the restarted run found the table.
+    assert!(log.contains("Added the primary key to the target table"), "{log}");
+    let key = target
+        .sql(&target_db, "SELECT count(*) FROM pg_index WHERE indrelid = 'public.big'::regclass AND indisprimary");
+    assert_eq!(key, "1");
     assert_eq!(log.matches("Snapshot started").count(), 1, "{log}");
     let (code, report) = cdc_verify(&config);
     assert_eq!(code, 0, "{report}");

@@ -24,7 +24,7 @@ use self::statements::StatementWriter;
 use self::tables::TablePlan;
 use crate::config::DbSinkConfig;
 use crate::error::CdcError;
-use crate::model::{Batch, Position, TableId, TableSchema};
+use crate::model::{Batch, Op, Position, TableId, TableSchema};
 use crate::pipeline::{Ack, Sink};
 use crate::sinks::{SourceEngine, batch_tables, lost_transaction};
 use crate::sources::postgres::protocol::{ConnectParams, PgConnection, PgError, ScriptPart, quote_literal};
@@ -43,6 +43,9 @@ pub struct PostgresSink {
     plans: HashMap<TableId, Arc<TablePlan>>,
     /// Staging tables created on this connection (for unique names).
     stages: u32,
+    /// `ADD PRIMARY KEY` of tables created for an initial copy, run when the copy of that
+    /// table is over (or before any other change to it).
+    deferred_keys: HashMap<TableId, String>,
 }
 
 impl PostgresSink {
@@ -59,6 +62,7 @@ impl PostgresSink {
             in_flight: None,
             plans: HashMap::new(),
             stages: 0,
+            deferred_keys: HashMap::new(),
         }
     }
 
@@ -94,6 +98,7 @@ impl PostgresSink {
         self.in_flight = None;
         // Tables created in a rolled-back transaction are gone: check again.
         self.plans.clear();
+        self.deferred_keys.clear();
     }
 
     /// After a failure: forget the connection and what its transaction held.
@@ -131,7 +136,8 @@ impl PostgresSink {
         // Inserts go in by plain COPY only when none can be a repeat: the position is kept
         // here (nothing applied is read again) and the batch is not streamed again after a
         // resumed snapshot.
-        let mut writer = StatementWriter::new(self.positions_table.is_some() && !batch.may_repeat);
+        let plain_copy = self.positions_table.is_some() && !batch.may_repeat;
+        let mut writer = StatementWriter::new(plain_copy);
         if self.open_tx.is_none() {
             writer.push_sql("BEGIN;\n");
             self.open_tx = Some(Vec::new());
@@ -153,16 +159,44 @@ impl PostgresSink {
                 let stage = format!("cdc_stage_{}", self.stages);
                 let namespace = self.config.target_namespace(&event.table.id.namespace).to_string();
                 let create = self.config.create_tables;
+                // Only rows that go in by plain COPY can wait for the key (upserts need it).
+                let defer_key = event.op == Op::Read && plain_copy;
                 let conn = self.conn()?;
-                let plan =
-                    tables::prepare(conn, &event.table, previous.as_ref(), &namespace, engine, create, &stage).await?;
+                let (plan, deferred_key) = tables::prepare(
+                    conn,
+                    &event.table,
+                    previous.as_ref(),
+                    &namespace,
+                    engine,
+                    create,
+                    defer_key,
+                    &stage,
+                )
+                .await?;
                 self.plans.insert(event.table.id.clone(), Arc::new(plan));
+                if let Some(sql) = deferred_key {
+                    self.deferred_keys.insert(event.table.id.clone(), sql);
+                }
+            }
+            if (event.op != Op::Read || !plain_copy)
+                && let Some(sql) = self.deferred_keys.remove(&event.table.id)
+            {
+                writer.push_sql(&format!("{sql};\n"));
             }
             // Prepared just above.
             let Some(plan) = self.plans.get(&event.table.id) else { continue };
             writer.add(event, plan)?;
         }
         if let Some(position) = &batch.checkpoint {
+            // Tables whose copy is over get their key in the transaction that completes it.
+            let copying = position.snapshot_progress().map(|p| TableId::new(&p.table.0, &p.table.1));
+            let done: Vec<TableId> =
+                self.deferred_keys.keys().filter(|t| Some(*t) != copying.as_ref()).cloned().collect();
+            for table in done {
+                if let Some(sql) = self.deferred_keys.remove(&table) {
+                    writer.push_sql(&format!("{sql};\n"));
+                }
+            }
             if let Some(table) = &self.positions_table {
                 writer.push_sql(&position_upsert(table, &self.name, position));
             }

@@ -102,6 +102,10 @@ async fn column_definition(
 /// Makes the target table fit `schema` and returns how to write to it. `previous` is the
 /// schema the table was last written under in this run (its changes are replayed); `stage`
 /// names the staging table to (re)create for it.
+///
+/// `defer_key`: a table created here gets its primary key later, from the returned statement
+/// (run it before anything but a snapshot row is written): a bulk copy into a table without
+/// an index is cheaper than maintaining the index row by row.
 pub async fn prepare(
     conn: &mut PgConnection,
     schema: &Arc<TableSchema>,
@@ -109,19 +113,21 @@ pub async fn prepare(
     namespace: &str,
     engine: SourceEngine,
     create: bool,
+    defer_key: bool,
     stage: &str,
-) -> Result<TablePlan, CdcError> {
+) -> Result<(TablePlan, Option<String>), CdcError> {
     let plan = TablePlan::new(schema.clone(), namespace, stage);
-    fit_table(conn, &plan, previous, namespace, engine, create).await?;
+    let deferred_key = fit_table(conn, &plan, previous, namespace, engine, create, defer_key).await?;
     let sql = format!(
         "DROP TABLE IF EXISTS {stage}; CREATE TEMP TABLE {stage} (LIKE {target}) ON COMMIT DELETE ROWS",
         stage = plan.stage,
         target = plan.target
     );
     run_ddl(conn, &sql, &plan.target).await?;
-    Ok(plan)
+    Ok((plan, deferred_key))
 }
 
+/// Creates or adapts the target table; returns the deferred `ADD PRIMARY KEY`, if any.
 async fn fit_table(
     conn: &mut PgConnection,
     plan: &TablePlan,
@@ -129,9 +135,12 @@ async fn fit_table(
     namespace: &str,
     engine: SourceEngine,
     create: bool,
-) -> Result<(), CdcError> {
+    defer_key: bool,
+) -> Result<Option<String>, CdcError> {
     let schema = &plan.schema;
     let table_name = format!("{namespace}.{}", schema.id.name);
+    let key: Vec<&str> = schema.key.iter().filter_map(|&i| plan.columns.get(i)).map(String::as_str).collect();
+    let add_key = (!key.is_empty()).then(|| format!("ALTER TABLE {} ADD PRIMARY KEY ({})", plan.target, key.join(",")));
     let Some(existing) = target_columns(conn, &plan.target).await? else {
         if !create {
             return Err(CdcError::definite(
@@ -143,20 +152,27 @@ async fn fit_table(
         for i in 0..schema.columns.len() {
             defs.push(column_definition(conn, schema, i, engine).await?);
         }
-        if !schema.key.is_empty() {
-            let key: Vec<&str> = schema.key.iter().filter_map(|&i| plan.columns.get(i)).map(String::as_str).collect();
+        if !key.is_empty() && !defer_key {
             defs.push(format!("PRIMARY KEY ({})", key.join(",")));
         }
         run_ddl(conn, &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(namespace)), &table_name).await?;
         run_ddl(conn, &format!("CREATE TABLE {} ({})", plan.target, defs.join(", ")), &table_name).await?;
-        tracing::info!(table = %table_name, source = %schema.id, "Created target table");
-        return Ok(());
+        tracing::info!(table = %table_name, source = %schema.id, key_after_copy = defer_key && add_key.is_some(), "Created target table");
+        return Ok(add_key.filter(|_| defer_key));
     };
+    // A key deferred by an earlier run that stopped during the copy (or a table created by
+    // hand without one): upserts and deletes need it now.
+    if let Some(add_key) = &add_key
+        && !has_primary_key(conn, &plan.target).await?
+    {
+        run_ddl(conn, add_key, &table_name).await?;
+        tracing::info!(table = %table_name, "Added the primary key to the target table");
+    }
 
     let on_target: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
     if let Some(prev) = previous {
         replay_schema_change(conn, plan, prev, schema, engine, &on_target).await?;
-        return Ok(());
+        return Ok(None);
     }
     for (i, column) in schema.columns.iter().enumerate() {
         if !on_target.contains(&column.name.as_str()) {
@@ -177,7 +193,14 @@ async fn fit_table(
             "drop the column, give it a default, or make it nullable",
         ));
     }
-    Ok(())
+    Ok(None)
+}
+
+async fn has_primary_key(conn: &mut PgConnection, target: &str) -> Result<bool, CdcError> {
+    let sql =
+        format!("SELECT count(*) FROM pg_index WHERE indrelid = {}::regclass AND indisprimary", quote_literal(target));
+    let rows = conn.query(&sql).await?;
+    Ok(rows.first().and_then(|r| r.first().cloned().flatten()).is_some_and(|n| n != "0"))
 }
 
 /// Replays a source schema change: added, dropped and renamed columns, changed types.
