@@ -162,17 +162,8 @@ impl PostgresSink {
                 // Only rows that go in by plain COPY can wait for the key (upserts need it).
                 let defer_key = event.op == Op::Read && plain_copy;
                 let conn = self.conn()?;
-                let (plan, deferred_key) = tables::prepare(
-                    conn,
-                    &event.table,
-                    previous.as_ref(),
-                    &namespace,
-                    engine,
-                    create,
-                    defer_key,
-                    &stage,
-                )
-                .await?;
+                let how = tables::Preparation { namespace: &namespace, engine, create, defer_key, stage: &stage };
+                let (plan, deferred_key) = tables::prepare(conn, &event.table, previous.as_ref(), &how).await?;
                 self.plans.insert(event.table.id.clone(), Arc::new(plan));
                 if let Some(sql) = deferred_key {
                     self.deferred_keys.insert(event.table.id.clone(), sql);

@@ -99,6 +99,17 @@ async fn column_definition(
     Ok(format!("{} {ty}{}", quote_ident(&column.name), if not_null { " NOT NULL" } else { "" }))
 }
 
+/// Where and how [`prepare`] makes a target table.
+pub struct Preparation<'a> {
+    pub namespace: &'a str,
+    pub engine: SourceEngine,
+    /// Create the table when it is missing.
+    pub create: bool,
+    pub defer_key: bool,
+    /// Name of the staging table to (re)create.
+    pub stage: &'a str,
+}
+
 /// Makes the target table fit `schema` and returns how to write to it. `previous` is the
 /// schema the table was last written under in this run (its changes are replayed); `stage`
 /// names the staging table to (re)create for it.
@@ -110,14 +121,10 @@ pub async fn prepare(
     conn: &mut PgConnection,
     schema: &Arc<TableSchema>,
     previous: Option<&TableSchema>,
-    namespace: &str,
-    engine: SourceEngine,
-    create: bool,
-    defer_key: bool,
-    stage: &str,
+    how: &Preparation<'_>,
 ) -> Result<(TablePlan, Option<String>), CdcError> {
-    let plan = TablePlan::new(schema.clone(), namespace, stage);
-    let deferred_key = fit_table(conn, &plan, previous, namespace, engine, create, defer_key).await?;
+    let plan = TablePlan::new(schema.clone(), how.namespace, how.stage);
+    let deferred_key = fit_table(conn, &plan, previous, how.namespace, how.engine, how.create, how.defer_key).await?;
     let sql = format!(
         "DROP TABLE IF EXISTS {stage}; CREATE TEMP TABLE {stage} (LIKE {target}) ON COMMIT DELETE ROWS",
         stage = plan.stage,
