@@ -33,17 +33,23 @@ fn basic_flow(pg: &Postgres, db: &str) {
     pg.create_db(db);
     pg.sql(
         db,
-        "CREATE TABLE t (id int PRIMARY KEY, name text, n numeric(10,2)); INSERT INTO t VALUES (1, 'snap', 1.50);",
+        "CREATE TABLE t (id int PRIMARY KEY, name text, n numeric(10,2)); INSERT INTO t VALUES (1, 'snap', 1.50);
+         INSERT INTO t SELECT g, 'bulk', 0 FROM generate_series(100, 226) g;",
     );
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let p = start_pipeline(&config(pg, db, "initial"), &dir.path().join("p.json"), None).await;
-        let e = p.wait_for(1).await;
+        // 128 rows: two full batches of 64; the first row is marked `first`, the final `last`.
+        let e = p.wait_for(128).await;
         assert_eq!(e[0]["op"], "r");
         assert_eq!(e[0]["after"]["name"], "snap");
         assert_eq!(e[0]["source"]["connector"], "postgresql");
+        let markers: Vec<&str> = e[..128].iter().map(|x| x["source"]["snapshot"].as_str().unwrap()).collect();
+        assert_eq!((markers[0], markers[127]), ("first", "last"));
+        assert!(markers[1..127].iter().all(|m| *m == "true"), "{markers:?}");
         pg.sql(db, "BEGIN; INSERT INTO t VALUES (2, 'two', 2); UPDATE t SET name = 'uno' WHERE id = 1; DELETE FROM t WHERE id = 2; COMMIT;");
-        let e = p.wait_for(4).await;
+        let e = p.wait_for(131).await;
+        let e = &e[127..];
         let ops: Vec<&str> = e.iter().map(|x| x["op"].as_str().unwrap()).collect();
         assert_eq!(ops, ["r", "c", "u", "d"]);
         assert_eq!(e[1]["after"], json!({"id": 2, "name": "two", "n": "AMg="}));

@@ -311,7 +311,11 @@ impl PgSource {
             cat.start_copy_out(&format!("COPY ({sql}) TO STDOUT")).await?;
             let mut rows = 0u64;
             let mut key_values: Vec<Vec<u8>> = Vec::new();
+            // Key of the row before the current one: the last row of a batch sent while the
+            // current row is held back.
+            let mut previous_key: Vec<Vec<u8>> = Vec::new();
             while let Some(line) = cat.read_copy_row().await? {
+                std::mem::swap(&mut previous_key, &mut key_values);
                 let after: Row = parse_copy_row(&schema.columns, &line, key, &mut key_values)
                     .map_err(|e| CdcError::definite(format!("snapshot of {id}: {e}"), "report this value"))?;
                 pending.push(ChangeEvent {
@@ -339,20 +343,22 @@ impl PgSource {
                 total += 1;
                 rows += 1;
                 since_checkpoint += 1;
-                if pending.len() >= self.batch_events {
+                // One row always stays behind, so the snapshot's final row can be marked `last`.
+                if pending.len() > self.batch_events {
                     if ctx.shutdown.is_cancelled() {
                         return Ok(None);
                     }
-                    // The progress is the last row of this batch.
-                    let checkpoint = if since_checkpoint >= self.chunk_rows {
+                    let held = pending.pop();
+                    // The progress is the last row of this batch: the one before the held row.
+                    let checkpoint = if since_checkpoint >= self.chunk_rows && rows > 1 {
                         since_checkpoint = 0;
-                        let progress = SnapshotProgress::new(id, (!key.is_empty()).then_some(key_values.as_slice()));
+                        let progress = SnapshotProgress::new(id, (!key.is_empty()).then_some(previous_key.as_slice()));
                         Some(start.with_snapshot(Some(progress)))
                     } else {
                         None
                     };
                     let batch = Batch {
-                        events: std::mem::take(&mut pending),
+                        events: std::mem::replace(&mut pending, held.into_iter().collect()),
                         checkpoint,
                         source_ts_ms: Some(ts_ms),
                         may_repeat: false,
