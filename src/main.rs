@@ -109,6 +109,7 @@ enum PositionsCommand {
 }
 
 fn main() -> ExitCode {
+    cdc::return_freed_memory_promptly();
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.log_level.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
