@@ -83,6 +83,10 @@ pub struct PgSourceConfig {
     /// Rows per primary-key chunk of the initial snapshot; a checkpoint follows each chunk.
     #[serde(default = "default_snapshot_chunk_rows")]
     pub snapshot_chunk_rows: usize,
+    /// Tables read at the same time in the initial snapshot, each on its own connection in
+    /// the same exported snapshot.
+    #[serde(default = "default_snapshot_connections")]
+    pub snapshot_connections: usize,
     /// Ask the server (14+) to stream large transactions before they commit; cdc keeps them
     /// in a local spool until the commit.
     #[serde(default = "yes")]
@@ -96,6 +100,10 @@ pub struct PgSourceConfig {
 
 fn default_snapshot_chunk_rows() -> usize {
     50_000
+}
+
+fn default_snapshot_connections() -> usize {
+    2
 }
 
 fn default_spool_max_mb() -> u64 {

@@ -381,7 +381,9 @@ fn kill_9_during_the_initial_copy_resumes_the_copy() {
     source.sql(
         &db,
         "CREATE TABLE big (id int PRIMARY KEY, v text); \
-         INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 200000) g;",
+         INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 200000) g; \
+         CREATE TABLE big2 (id int PRIMARY KEY, v text); \
+         INSERT INTO big2 SELECT g, md5(g::text) FROM generate_series(1, 100000) g;",
     );
     let target_db = target.create_db("killcopy");
     let dir = tempfile::tempdir().unwrap();
@@ -401,21 +403,27 @@ fn kill_9_during_the_initial_copy_resumes_the_copy() {
     source.sql(
         &db,
         "INSERT INTO big SELECT g, 'new' FROM generate_series(200001, 200100) g; \
-         UPDATE big SET v = 'changed' WHERE id % 1000 = 0; DELETE FROM big WHERE id % 1000 = 1;",
+         UPDATE big SET v = 'changed' WHERE id % 1000 = 0; DELETE FROM big WHERE id % 1000 = 1; \
+         UPDATE big2 SET v = 'changed' WHERE id % 1000 = 0; DELETE FROM big2 WHERE id % 999 = 1;",
     );
     cdc.0.kill().unwrap();
     cdc.0.wait().unwrap();
     let at_kill = stored();
     assert!(at_kill.contains(";snapshot="), "the copy had finished before the kill: {at_kill}");
+    // Two connections copy both tables at once: the progress holds both.
+    assert!(at_kill.contains(r#"{"table":["public","big2"]"#), "big2 not read beside big: {at_kill}");
     let _cdc = spawn_cdc(&config);
     wait_same((source, &db), (target, &target_db), "big", &config);
+    wait_same((source, &db), (target, &target_db), "big2", &config);
     let log = cdc_log(&config);
     assert!(log.contains("Snapshot resumed"), "the copy started again instead of going on:\n{log}");
     // The key, deferred while copying, was built when the restarted run found the table.
     assert!(log.contains("Added the primary key to the target table"), "{log}");
-    let key = target
-        .sql(&target_db, "SELECT count(*) FROM pg_index WHERE indrelid = 'public.big'::regclass AND indisprimary");
-    assert_eq!(key, "1");
+    let key = target.sql(
+        &target_db,
+        "SELECT count(*) FROM pg_index WHERE indrelid IN ('public.big'::regclass, 'public.big2'::regclass) AND indisprimary",
+    );
+    assert_eq!(key, "2");
     assert_eq!(log.matches("Snapshot started").count(), 1, "{log}");
     let (code, report) = cdc_verify(&config);
     assert_eq!(code, 0, "{report}");

@@ -8,7 +8,9 @@ pub mod value;
 
 pub use event::{Batch, ChangeEvent, Op, Row, SnapshotMarker, SourceInfo, SourceMeta, TxInfo};
 pub use gtid::{GtidSet, MariaDbGtid, MariaDbGtidList, MySqlGtidSet};
-pub use position::{BinlogCoordinates, Lsn, MySqlPosition, PgPosition, Position, PositionError, SnapshotProgress};
+pub use position::{
+    BinlogCoordinates, Lsn, MySqlPosition, PgPosition, Position, PositionError, SnapshotProgress, TableProgress,
+};
 pub use schema::{Column, ColumnType, TableId, TableSchema};
 pub use value::{Value, write_hex_digits};
 

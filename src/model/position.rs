@@ -47,8 +47,9 @@ pub struct MySqlPosition {
 
 /// How far an initial snapshot got: the tables before `table` (in snapshot order) are
 /// delivered, and of `table` the rows up to primary key `after` (`None`: none of it yet, or a
-/// table without a key, which is read again whole). The position it belongs to is where the
-/// snapshot was taken: streaming starts there once the snapshot is complete.
+/// table without a key, which is read again whole). Tables after it that were read at the same
+/// time (several connections) are in `also`. The position it belongs to is where the snapshot
+/// was taken: streaming starts there once the snapshot is complete.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotProgress {
     /// Namespace (database or schema) and name.
@@ -56,20 +57,59 @@ pub struct SnapshotProgress {
     /// Key column values in the source's text form, hex-encoded (binary keys stay exact).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Vec<String>>,
+    /// Tables after `table` in snapshot order that are started or done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<TableProgress>,
+}
+
+/// How far one table after the first unfinished one got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableProgress {
+    pub table: (String, String),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub done: bool,
+}
+
+impl TableProgress {
+    pub fn new(table: &super::TableId, after: Option<&[Vec<u8>]>, done: bool) -> TableProgress {
+        TableProgress { table: names(table), after: after.map(hex_key), done }
+    }
+
+    /// The key values after which the table's read goes on, as bytes.
+    pub fn after_key(&self) -> Option<Vec<Vec<u8>>> {
+        self.after.as_deref().map(unhex_key)
+    }
 }
 
 impl SnapshotProgress {
     pub fn new(table: &super::TableId, after: Option<&[Vec<u8>]>) -> SnapshotProgress {
-        SnapshotProgress {
-            table: (table.namespace.to_string(), table.name.to_string()),
-            after: after.map(|key| key.iter().map(|v| hex(v)).collect()),
-        }
+        SnapshotProgress { table: names(table), after: after.map(hex_key), also: Vec::new() }
     }
 
     /// The key values after which the snapshot goes on, as bytes.
     pub fn after_key(&self) -> Option<Vec<Vec<u8>>> {
-        self.after.as_ref().map(|key| key.iter().map(|v| unhex(v).unwrap_or_default()).collect())
+        self.after.as_deref().map(unhex_key)
     }
+
+    /// Whether `table` is being read and not finished (tables not started yet are not).
+    pub fn is_reading(&self, table: &super::TableId) -> bool {
+        let is = |t: &(String, String)| *t.0 == *table.namespace && *t.1 == *table.name;
+        is(&self.table) || self.also.iter().any(|t| !t.done && is(&t.table))
+    }
+}
+
+fn names(table: &super::TableId) -> (String, String) {
+    (table.namespace.to_string(), table.name.to_string())
+}
+
+fn hex_key(key: &[Vec<u8>]) -> Vec<String> {
+    key.iter().map(|v| hex(v)).collect()
+}
+
+fn unhex_key(key: &[String]) -> Vec<Vec<u8>> {
+    key.iter().map(|v| unhex(v).unwrap_or_default()).collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -269,7 +309,8 @@ impl FromStr for Position {
             Some((base, json)) => {
                 let progress: SnapshotProgress = serde_json::from_str(json)
                     .map_err(|e| PositionError::Malformed(format!("snapshot progress `{json}`: {e}")))?;
-                if progress.after.iter().flatten().any(|v| unhex(v).is_none()) {
+                let keys = progress.also.iter().map(|t| &t.after).chain([&progress.after]);
+                if keys.flatten().flatten().any(|v| unhex(v).is_none()) {
                     return Err(PositionError::Malformed(format!("snapshot progress `{json}`: key values are hex")));
                 }
                 (base, Some(progress))
@@ -377,6 +418,28 @@ mod tests {
         assert_eq!(pg.snapshot_progress().unwrap().after_key(), None);
         assert_eq!(pg.with_snapshot(None).to_string(), "pg:lsn=0/16B3748");
         assert!(r#"pg:lsn=0/1;snapshot={"table":["a","b"],"after":["zz"]}"#.parse::<Position>().is_err());
+        assert!(r#"pg:lsn=0/1;snapshot={"table":["a","b"],"also":[{"table":["a","c"],"after":["q"]}]}"#.parse::<Position>().is_err());
+    }
+
+    #[test]
+    fn tables_read_in_parallel_round_trip_with_their_progress() {
+        let mut progress = SnapshotProgress::new(&TableId::new("s", "a"), Some(&[b"7".to_vec()]));
+        progress.also.push(TableProgress::new(&TableId::new("s", "b"), None, true));
+        progress.also.push(TableProgress::new(&TableId::new("s", "c"), Some(&[b"12".to_vec()]), false));
+        let pos = Position::Postgres(PgPosition { lsn: Lsn(0x16B3748), tx_lsn: None, snapshot: Some(progress) });
+        let text = pos.to_string();
+        assert_eq!(
+            text,
+            r#"pg:lsn=0/16B3748;snapshot={"table":["s","a"],"after":["37"],"also":[{"table":["s","b"],"done":true},{"table":["s","c"],"after":["3132"]}]}"#
+        );
+        let back: Position = text.parse().unwrap();
+        assert_eq!(back, pos);
+        let progress = back.snapshot_progress().unwrap();
+        assert_eq!(progress.also[1].after_key(), Some(vec![b"12".to_vec()]));
+        assert!(progress.is_reading(&TableId::new("s", "a")));
+        assert!(!progress.is_reading(&TableId::new("s", "b")), "done");
+        assert!(progress.is_reading(&TableId::new("s", "c")));
+        assert!(!progress.is_reading(&TableId::new("s", "d")), "not started");
         assert!("pg:lsn=0/1;snapshot=nonsense".parse::<Position>().is_err());
     }
 }

@@ -33,6 +33,10 @@ pub struct SourceContext {
     /// The newest position durable downstream (PostgreSQL sources report it as flush LSN).
     pub durable: watch::Receiver<Option<Position>>,
     pub status: std::sync::Arc<crate::admin::Metrics>,
+    /// Notified (one stored permit) each time the runtime takes a batch off the channel, so a
+    /// source holding a partial batch back while the sink is busy can send it the moment the
+    /// sink is free.
+    pub batch_taken: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// A source of change events.

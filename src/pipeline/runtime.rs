@@ -55,6 +55,7 @@ impl Pipeline {
         let Pipeline { source, mut sink, store, config, metrics, shutdown } = self;
         metrics.run_started();
         let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(config.channel_batches);
+        let batch_taken = Arc::new(tokio::sync::Notify::new());
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<BatchSeq>();
         let (durable_tx, durable_rx) = watch::channel(start.clone());
         // Newest checkpoint the runtime has taken off the channel: where a restarted source resumes.
@@ -65,7 +66,12 @@ impl Pipeline {
             source,
             start,
             batch_tx,
-            SourceContext { shutdown: source_stop.clone(), durable: durable_rx, status: metrics.clone() },
+            SourceContext {
+                shutdown: source_stop.clone(),
+                durable: durable_rx,
+                status: metrics.clone(),
+                batch_taken: batch_taken.clone(),
+            },
             last_received.clone(),
             config.retry_initial_ms,
         ));
@@ -103,6 +109,7 @@ impl Pipeline {
                 }
                 received = batch_rx.recv() => {
                     let Some(batch) = received else { break };
+                    batch_taken.notify_one();
                     seq += 1;
                     let events = batch.events.len() as u64;
                     metrics.batch_received(events, batch.checkpoint.as_ref(), batch.source_ts_ms);

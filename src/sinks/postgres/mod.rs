@@ -180,9 +180,9 @@ impl PostgresSink {
         }
         if let Some(position) = &batch.checkpoint {
             // Tables whose copy is over get their key in the transaction that completes it.
-            let copying = position.snapshot_progress().map(|p| TableId::new(&p.table.0, &p.table.1));
+            let progress = position.snapshot_progress();
             let done: Vec<TableId> =
-                self.deferred_keys.keys().filter(|t| Some(*t) != copying.as_ref()).cloned().collect();
+                self.deferred_keys.keys().filter(|t| !progress.is_some_and(|p| p.is_reading(t))).cloned().collect();
             for table in done {
                 if let Some(sql) = self.deferred_keys.remove(&table) {
                     writer.push_sql(&format!("{sql};\n"));

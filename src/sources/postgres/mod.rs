@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod pgoutput;
 pub mod protocol;
+mod snapshot;
 mod source;
 mod spool;
 pub mod types;

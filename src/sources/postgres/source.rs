@@ -25,7 +25,7 @@ use super::catalog::{self, TypeCache};
 use super::pgoutput::{self, PG_EPOCH_OFFSET_US, PgMessage, Relation, TupleValue};
 use super::protocol::{ConnectParams, PgConnection, quote_ident, quote_literal, quote_table};
 use super::spool::Spool;
-use super::types::{parse_copy_row, push_text};
+use super::types::push_text;
 use crate::config::{Config, PgSourceConfig, SnapshotMode};
 use crate::error::CdcError;
 use crate::model::{
@@ -45,6 +45,8 @@ pub struct PgSource {
     snapshot: SnapshotMode,
     batch_events: usize,
     chunk_rows: usize,
+    /// Connections reading tables at the same time in a snapshot.
+    snapshot_connections: usize,
     /// Request in-progress streaming (servers 14+).
     streaming: bool,
     spool_dir: std::path::PathBuf,
@@ -64,6 +66,7 @@ impl PgSource {
             snapshot: pg.snapshot,
             batch_events: config.pipeline.batch_events.max(1),
             chunk_rows: pg.snapshot_chunk_rows.max(1),
+            snapshot_connections: pg.snapshot_connections.max(1),
             streaming: pg.streaming,
             spool_dir,
             spool_max_bytes: pg.spool_max_mb.saturating_mul(1 << 20),
@@ -228,14 +231,9 @@ impl PgSource {
     }
 
     /// Reads every published table in the exported snapshot (`exported`), or, going on with an
-    /// interrupted snapshot (`resume`), in a new read from where it stopped. `None` if shut
-    /// down; else, after a resume, an LSN at or past the new read's start (see `RepeatWindow`).
-    ///
-    /// Tables with a primary key are read in key order, so a checkpoint every `chunk_rows` rows
-    /// can say how far the snapshot got: the position `consistent` plus the last key delivered.
-    /// Rows read after a resume are newer than `consistent`; the changes in between come again
-    /// from the slot (at-least-once, converging to the same state). A table without a primary
-    /// key is read again whole when interrupted.
+    /// interrupted snapshot (`resume`), in a new read from where it stopped (`super::snapshot`).
+    /// `None` if shut down; else, after a resume, an LSN at or past the new read's start (see
+    /// `RepeatWindow`).
     async fn snapshot(
         &self,
         cat: &mut PgConnection,
@@ -245,147 +243,47 @@ impl PgSource {
         out: &mpsc::Sender<Batch>,
         ctx: &SourceContext,
     ) -> Result<Option<Option<u64>>, CdcError> {
+        // The catalog connection holds the snapshot until every reader has it.
         cat.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
         let mut resumed_at = None;
-        if let Some(name) = exported {
-            cat.query(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(name))).await?;
-        } else {
-            // The first statement takes the read's snapshot; the WAL position it reads is at or past it.
-            let rows = cat.query("SELECT pg_current_wal_lsn()::text").await?;
-            resumed_at = rows
-                .into_iter()
-                .next()
-                .and_then(|r| r.into_iter().next().flatten())
-                .and_then(|l| l.parse::<Lsn>().ok())
-                .map(|l| l.0);
-        }
-        let mut tables: Vec<TableId> = catalog::publication_tables(cat, &self.publication)
+        let snapshot_name = match exported {
+            Some(name) => {
+                cat.query(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(name))).await?;
+                name.to_string()
+            }
+            None => {
+                // The first statement takes the read's snapshot; the WAL position it reads is at or past it.
+                let row =
+                    cat.query("SELECT pg_export_snapshot(), pg_current_wal_lsn()::text").await?.into_iter().next();
+                let mut values = row.unwrap_or_default().into_iter();
+                let name = values
+                    .next()
+                    .flatten()
+                    .ok_or_else(|| CdcError::transient("pg_export_snapshot returned nothing"))?;
+                resumed_at = values.next().flatten().and_then(|l| l.parse::<Lsn>().ok()).map(|l| l.0);
+                name
+            }
+        };
+        let tables: Vec<TableId> = catalog::publication_tables(cat, &self.publication)
             .await?
             .unwrap_or_default()
             .into_iter()
             .filter(|t| self.filter.matches_id(t))
             .collect();
-        let mut resume_after = None;
-        if let Some(progress) = resume {
-            match tables.iter().position(|t| *t.namespace == *progress.table.0 && *t.name == *progress.table.1) {
-                Some(i) => {
-                    tables.drain(..i);
-                    resume_after = progress.after_key();
-                }
-                None => tracing::warn!("The table the snapshot stopped in is gone: reading every table again"),
-            }
-        } else {
-            tracing::info!(tables = tables.len(), position = %Lsn(consistent.0), "Snapshot started");
-        }
-        let start = pg_position(consistent.0, None);
-        let mut types = TypeCache::default();
-        let ts_ms = crate::model::now_ms();
-        let database: Arc<str> = Arc::from(self.params.database.as_str());
-        let mut pending: Vec<ChangeEvent> = Vec::new();
-        let mut since_checkpoint = 0usize;
-        let mut total = 0u64;
-        let mut last_log = Instant::now();
-        for (n, id) in tables.iter().enumerate() {
-            let cols = catalog::table_columns(cat, id).await?;
-            types.resolve(cat, &cols.iter().map(|c| c.1).collect::<Vec<_>>()).await?;
-            let schema = types.schema(id.clone(), &cols);
-            let rel = quote_table(id);
-            // In the primary key's order, so the read follows its index.
-            let key: Vec<usize> = catalog::primary_key_order(cat, id)
-                .await?
-                .iter()
-                .filter_map(|name| schema.columns.iter().position(|c| c.name == *name))
-                .collect();
-            let key = &key;
-            let key_list = key.iter().map(|&k| quote_ident(&schema.columns[k].name)).collect::<Vec<_>>().join(", ");
-            let mut sql = format!("SELECT * FROM {rel}");
-            if let Some(values) = resume_after.take().filter(|_| n == 0 && !key.is_empty()) {
-                let literals: Vec<String> = values.iter().map(|v| quote_literal(&String::from_utf8_lossy(v))).collect();
-                sql += &format!(" WHERE ({key_list}) > ({})", literals.join(", "));
-            }
-            if !key.is_empty() {
-                sql += &format!(" ORDER BY {key_list}");
-            }
-            // COPY streams the rows without a round trip per chunk; TCP holds the server back
-            // while the pipeline is busy.
-            cat.start_copy_out(&format!("COPY ({sql}) TO STDOUT")).await?;
-            let mut rows = 0u64;
-            let mut key_values: Vec<Vec<u8>> = Vec::new();
-            // Key of the row before the current one: the last row of a batch sent while the
-            // current row is held back.
-            let mut previous_key: Vec<Vec<u8>> = Vec::new();
-            while let Some(line) = cat.read_copy_row().await? {
-                std::mem::swap(&mut previous_key, &mut key_values);
-                let after: Row = parse_copy_row(&schema.columns, &line, key, &mut key_values)
-                    .map_err(|e| CdcError::definite(format!("snapshot of {id}: {e}"), "report this value"))?;
-                pending.push(ChangeEvent {
-                    op: Op::Read,
-                    table: schema.clone(),
-                    before: None,
-                    after: Some(after),
-                    source: SourceInfo {
-                        ts_ms,
-                        snapshot: if total == 0 && resume.is_none() {
-                            SnapshotMarker::First
-                        } else {
-                            SnapshotMarker::Yes
-                        },
-                        meta: SourceMeta::Postgres {
-                            database: database.clone(),
-                            tx_id: None,
-                            lsn: consistent.0,
-                            last_commit_lsn: None,
-                            xmin: None,
-                        },
-                    },
-                    transaction: None,
-                });
-                total += 1;
-                rows += 1;
-                since_checkpoint += 1;
-                // One row always stays behind, so the snapshot's final row can be marked `last`.
-                if pending.len() > self.batch_events {
-                    if ctx.shutdown.is_cancelled() {
-                        return Ok(None);
-                    }
-                    let held = pending.pop();
-                    // The progress is the last row of this batch: the one before the held row.
-                    let checkpoint = if since_checkpoint >= self.chunk_rows && rows > 1 {
-                        since_checkpoint = 0;
-                        let progress = SnapshotProgress::new(id, (!key.is_empty()).then_some(previous_key.as_slice()));
-                        Some(start.with_snapshot(Some(progress)))
-                    } else {
-                        None
-                    };
-                    let batch = Batch {
-                        events: std::mem::replace(&mut pending, held.into_iter().collect()),
-                        checkpoint,
-                        source_ts_ms: Some(ts_ms),
-                        may_repeat: false,
-                    };
-                    if out.send(batch).await.is_err() {
-                        return Ok(None);
-                    }
-                    if last_log.elapsed() > Duration::from_secs(10) {
-                        tracing::info!(table = %id, rows, "Snapshot in progress");
-                        last_log = Instant::now();
-                    }
-                }
-            }
-            tracing::info!(table = %id, rows, "Snapshot of table finished");
-            ctx.status.set_snapshot_progress(Some(format!("{}/{} tables, {total} rows", n + 1, tables.len())));
-        }
-        cat.query("COMMIT").await?;
-        if let Some(last) = pending.last_mut() {
-            last.source.snapshot =
-                if total == 1 && resume.is_none() { SnapshotMarker::First } else { SnapshotMarker::Last };
-        }
-        let batch = Batch { events: pending, checkpoint: Some(start), source_ts_ms: Some(ts_ms), may_repeat: false };
-        if out.send(batch).await.is_err() {
+        let plan = super::snapshot::SnapshotPlan {
+            params: &self.params,
+            tables,
+            snapshot_name,
+            consistent,
+            resume,
+            connections: self.snapshot_connections,
+            batch_events: self.batch_events,
+            chunk_rows: self.chunk_rows,
+        };
+        if !super::snapshot::read(plan, out, ctx).await? {
             return Ok(None);
         }
-        tracing::info!(rows = total, position = %Lsn(consistent.0), "Snapshot finished");
-        ctx.status.set_snapshot_progress(None);
+        cat.query("COMMIT").await?;
         Ok(Some(resumed_at))
     }
 
@@ -451,6 +349,18 @@ impl PgSource {
                 }
                 _ = ctx.durable.changed() => {
                     feedback.send(&mut repl, state.received, &ctx).await?;
+                    continue;
+                }
+                // A lingering batch goes when the sink takes what it had (the input may stay
+                // dry: a transaction's last message already read) or at the deadline.
+                _ = ctx.batch_taken.notified(), if linger.is_some() => {
+                    let sink_waiting = out.capacity() == out.max_capacity();
+                    if sink_waiting {
+                        linger = None;
+                        if !feedback.deliver(&out, state.take_batch(), &mut repl, state.received, &ctx).await? {
+                            return Ok(());
+                        }
+                    }
                     continue;
                 }
                 _ = tokio::time::sleep_until(linger.unwrap_or_else(tokio::time::Instant::now)), if linger.is_some() => {
