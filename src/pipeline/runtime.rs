@@ -117,7 +117,25 @@ impl Pipeline {
                     if let Some(p) = &batch.checkpoint {
                         *last_received.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
                     }
-                    match write_with_retry(sink.as_mut(), &batch, seq, &ack_tx, &metrics, &shutdown, backoff).await {
+                    // While the sink holds this batch (backpressure, an outage), acknowledgements
+                    // of earlier batches still become durable checkpoints.
+                    let write = write_with_retry(sink.as_mut(), &batch, seq, &ack_tx, &metrics, &shutdown, backoff);
+                    tokio::pin!(write);
+                    let written = loop {
+                        tokio::select! {
+                            biased;
+                            written = &mut write => break written,
+                            Some(acked) = ack_rx.recv() => {
+                                if let Some(p) = tracker.acked(acked) {
+                                    checkpoint.pending = Some(p);
+                                }
+                            }
+                            _ = tick.tick() => {
+                                checkpoint.save(tracker.released_events(), tracker.released_source_ts_ms()).await?;
+                            }
+                        }
+                    };
+                    match written {
                         Ok(()) => {}
                         // Shutdown while the sink was away: stop without this batch; it is replayed.
                         Err(e) if e.is_transient() => {

@@ -4,6 +4,7 @@ pub mod filter;
 pub mod mysql;
 pub mod postgres;
 pub mod reader;
+pub mod snapshot;
 
 use std::fmt;
 

@@ -139,8 +139,17 @@ impl RunningPipeline {
     pub async fn wait_for_snapshot_progress(&self) {
         use cdc::positions::PositionStore;
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self.store.load().await.unwrap().is_none_or(|s| s.snapshot_progress().is_none()) {
-            assert!(Instant::now() < deadline, "no snapshot progress stored");
+        loop {
+            let stored = self.store.load().await.unwrap();
+            if stored.as_ref().is_some_and(|s| s.snapshot_progress().is_some()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no snapshot progress stored: position {stored:?}, {} events, phase {}",
+                self.events.lock().unwrap().len(),
+                self.metrics.status().phase
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -26,11 +26,12 @@ use super::server::{ServerFacts, connect, current_position, mariadb_gtid_at, sql
 use crate::error::CdcError;
 use crate::format::debezium::days_from_civil;
 use crate::model::{
-    Batch, BinlogCoordinates, ChangeEvent, Column, ColumnType, MySqlPosition, Op, Position, SnapshotMarker,
-    SnapshotProgress, SourceInfo, SourceMeta, TableId, TableSchema, Value,
+    Batch, BinlogCoordinates, ChangeEvent, Column, ColumnType, MySqlPosition, Op, Position, SnapshotMarker, SourceInfo,
+    SourceMeta, TableId, TableSchema, Value,
 };
 use crate::pipeline::SourceContext;
 use crate::sources::filter::TableFilter;
+use crate::sources::snapshot::{SnapshotBatcher, SnapshotChunk};
 
 const SYSTEM_SCHEMAS: &[&str] = &["mysql", "information_schema", "performance_schema", "sys"];
 
@@ -88,43 +89,37 @@ pub async fn run(
         p?
     };
     let start = Position::MySql(position.clone());
-    let mut tables = list_tables(&mut conn, plan.filter).await?;
-    let mut resume_after: Option<Vec<Vec<u8>>> = None;
-    if let Some((_, progress)) = &resume {
-        let at = tables.iter().position(|t| *t.namespace == *progress.table.0 && *t.name == *progress.table.1);
-        match at {
-            Some(i) => {
-                tables.drain(..i);
-                resume_after = progress.after_key();
-            }
-            None => tracing::warn!(
-                table = %format!("{}.{}", progress.table.0, progress.table.1),
-                "The table the snapshot stopped in is gone: reading every table again"
-            ),
-        }
-    } else {
+    let tables = list_tables(&mut conn, plan.filter).await?;
+    if resume.is_none() {
         tracing::info!(tables = tables.len(), position = %start, "Snapshot started");
     }
-
+    let ts_ms = crate::model::now_ms();
+    let mut batcher = SnapshotBatcher::new(tables, start, resume.as_ref().map(|(_, p)| p), plan.chunk_rows, ts_ms);
     let file: Arc<str> = Arc::from(position.binlog.as_ref().map_or("", |b| b.file.as_str()));
     let pos = position.binlog.as_ref().map_or(0, |b| b.pos);
-    let ts_ms = crate::model::now_ms();
-    let mut pending: Vec<ChangeEvent> = Vec::with_capacity(plan.batch_events);
-    // The newest row is held back to mark it `last` if nothing follows, with the progress
-    // that delivering it makes; `delivered` is the progress of the newest row in `pending`.
-    let mut held: Option<(ChangeEvent, SnapshotProgress)> = None;
-    let mut delivered: Option<SnapshotProgress> = None;
-    let mut checkpoint_due = false;
-    let mut total = 0u64;
-    let mut last_log = std::time::Instant::now();
-    for (n, id) in tables.iter().enumerate() {
+    let template = SourceInfo {
+        ts_ms,
+        snapshot: SnapshotMarker::Yes,
+        meta: SourceMeta::MySql {
+            server_id: facts.server_id,
+            gtid: None,
+            file,
+            pos,
+            row: 0,
+            thread: None,
+            query: None,
+        },
+    };
+    for table in batcher.to_read() {
+        let id = &table.id;
         let schema = Arc::new(table_schema(&mut conn, id).await?);
         let key = &schema.key;
         let table_sql = format!("`{}`.`{}`", id.namespace.replace('`', "``"), id.name.replace('`', "``"));
         let key_names: Vec<String> =
             key.iter().map(|&k| format!("`{}`", schema.columns[k].name.replace('`', "``"))).collect();
-        let mut after = if n == 0 { resume_after.take() } else { None };
-        let mut rows = 0u64;
+        let mut after = table.after.filter(|_| !key.is_empty());
+        let mut events: Vec<ChangeEvent> = Vec::with_capacity(plan.batch_events);
+        // One query per chunk of `chunk_rows` rows in key order (a table without a key: one query).
         loop {
             let sql = if key.is_empty() {
                 format!("SELECT * FROM {table_sql}")
@@ -138,19 +133,22 @@ pub async fn run(
                 format!("SELECT * FROM {table_sql}{range} ORDER BY {} LIMIT {}", key_names.join(", "), plan.chunk_rows)
             };
             let mut result = conn.query_iter(sql).await.map_err(q("reading a table for the snapshot"))?;
-            let mut chunk = 0usize;
+            let mut chunk_rows = 0usize;
             while let Some(row) = result.next().await.map_err(q("reading a table for the snapshot"))? {
                 if ctx.shutdown.is_cancelled() {
                     return Ok(None);
                 }
                 let values = row.unwrap();
-                let key_bytes: Vec<Vec<u8>> = key
-                    .iter()
-                    .map(|&k| match values.get(k) {
-                        Some(mysql_async::Value::Bytes(b)) => b.clone(),
-                        _ => Vec::new(),
-                    })
-                    .collect();
+                if !key.is_empty() {
+                    let key_bytes: Vec<Vec<u8>> = key
+                        .iter()
+                        .map(|&k| match values.get(k) {
+                            Some(mysql_async::Value::Bytes(b)) => b.clone(),
+                            _ => Vec::new(),
+                        })
+                        .collect();
+                    after = Some(key_bytes);
+                }
                 let after_row: Vec<Value> = schema
                     .columns
                     .iter()
@@ -158,86 +156,44 @@ pub async fn run(
                     .map(|(c, v)| text_value(c, v))
                     .collect::<Result<_, _>>()
                     .map_err(|e| CdcError::definite(format!("snapshot of {id}: {e}"), "report this value"))?;
-                let event = ChangeEvent {
+                events.push(ChangeEvent {
                     op: Op::Read,
                     table: schema.clone(),
                     before: None,
                     after: Some(after_row),
-                    source: SourceInfo {
-                        ts_ms,
-                        snapshot: SnapshotMarker::Yes,
-                        meta: SourceMeta::MySql {
-                            server_id: facts.server_id,
-                            gtid: None,
-                            file: file.clone(),
-                            pos,
-                            row: 0,
-                            thread: None,
-                            query: None,
-                        },
-                    },
+                    source: template.clone(),
                     transaction: None,
-                };
-                let progress = SnapshotProgress::new(id, (!key.is_empty()).then_some(key_bytes.as_slice()));
-                if let Some((mut prev, prev_progress)) = held.replace((event, progress)) {
-                    if total == 0 && resume.is_none() {
-                        prev.source.snapshot = SnapshotMarker::First;
-                    }
-                    pending.push(prev);
-                    delivered = Some(prev_progress);
-                    total += 1;
-                }
-                rows += 1;
-                chunk += 1;
-                if !key.is_empty() {
-                    after = Some(key_bytes);
-                }
-                if pending.len() >= plan.batch_events {
-                    let checkpoint =
-                        if checkpoint_due { delivered.clone().map(|d| start.with_snapshot(Some(d))) } else { None };
-                    checkpoint_due &= checkpoint.is_none();
-                    let batch = Batch {
-                        events: std::mem::take(&mut pending),
-                        checkpoint,
-                        source_ts_ms: Some(ts_ms),
-                        may_repeat: false,
+                });
+                chunk_rows += 1;
+                if events.len() >= plan.batch_events {
+                    let chunk = SnapshotChunk {
+                        table: table.index,
+                        events: std::mem::replace(&mut events, Vec::with_capacity(plan.batch_events)),
+                        last_key: after.clone(),
+                        finished: false,
                     };
-                    if out.send(batch).await.is_err() {
+                    if let Some(batch) = batcher.push(chunk, &ctx.status)
+                        && out.send(batch).await.is_err()
+                    {
                         return Ok(None);
                     }
                 }
             }
-            checkpoint_due = true;
-            if last_log.elapsed() > std::time::Duration::from_secs(10) {
-                tracing::info!(table = %id, rows, "Snapshot in progress");
-                last_log = std::time::Instant::now();
-            }
-            if key.is_empty() || chunk < plan.chunk_rows {
+            if key.is_empty() || chunk_rows < plan.chunk_rows {
                 break;
             }
         }
-        tracing::info!(table = %id, rows, "Snapshot of table finished");
-        ctx.status.set_snapshot_progress(Some(format!(
-            "{}/{} tables, {} rows",
-            n + 1,
-            tables.len(),
-            total + held.is_some() as u64
-        )));
-    }
-    if let Some((mut last, _)) = held {
-        last.source.snapshot =
-            if total == 0 && resume.is_none() { SnapshotMarker::First } else { SnapshotMarker::Last };
-        pending.push(last);
-        total += 1;
+        let chunk = SnapshotChunk { table: table.index, events, last_key: after, finished: true };
+        if let Some(batch) = batcher.push(chunk, &ctx.status)
+            && out.send(batch).await.is_err()
+        {
+            return Ok(None);
+        }
     }
     conn.query_drop("COMMIT").await.map_err(q("ending the snapshot"))?;
-    let batch =
-        Batch { events: pending, checkpoint: Some(start.clone()), source_ts_ms: Some(ts_ms), may_repeat: false };
-    if out.send(batch).await.is_err() {
+    if out.send(batcher.finish(&ctx.status)?).await.is_err() {
         return Ok(None);
     }
-    tracing::info!(rows = total, position = %start, "Snapshot finished");
-    ctx.status.set_snapshot_progress(None);
     Ok(Some((position, resumed_at)))
 }
 

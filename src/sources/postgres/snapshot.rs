@@ -17,7 +17,6 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -28,9 +27,10 @@ use super::types::parse_copy_row;
 use crate::error::CdcError;
 use crate::model::{
     Batch, ChangeEvent, Lsn, Op, PgPosition, Position, SnapshotMarker, SnapshotProgress, SourceInfo, SourceMeta,
-    TableId, TableProgress,
+    TableId,
 };
 use crate::pipeline::SourceContext;
+use crate::sources::snapshot::{SnapshotBatcher, SnapshotChunk, TableRead};
 
 /// What a snapshot reads and how.
 pub(super) struct SnapshotPlan<'a> {
@@ -48,63 +48,34 @@ pub(super) struct SnapshotPlan<'a> {
     pub chunk_rows: usize,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-enum TableState {
-    Pending,
-    /// Started; rows up to this key delivered (`None`: none yet, or no key).
-    Reading(Option<Vec<Vec<u8>>>),
-    Done,
-}
-
-/// Rows of one table, in key order, from one reader.
-struct Chunk {
-    table: usize,
-    events: Vec<ChangeEvent>,
-    /// Key of the chunk's last row (tables with a primary key).
-    last_key: Option<Vec<Vec<u8>>>,
-    /// The table's last chunk.
-    finished: bool,
-}
-
-/// A table to read, and after which key (a resumed read).
-struct TableRead {
-    index: usize,
-    id: TableId,
-    after: Option<Vec<Vec<u8>>>,
-}
-
 /// Reads the snapshot and sends it as batches. `false` if shut down before the end.
 pub(super) async fn read(
     plan: SnapshotPlan<'_>,
     out: &mpsc::Sender<Batch>,
     ctx: &SourceContext,
 ) -> Result<bool, CdcError> {
-    let mut states = initial_states(&plan.tables, plan.resume);
-    let queue: VecDeque<TableRead> = states
-        .iter()
-        .enumerate()
-        .filter_map(|(index, state)| match state {
-            TableState::Done => None,
-            TableState::Reading(after) => {
-                Some(TableRead { index, id: plan.tables[index].clone(), after: after.clone() })
-            }
-            TableState::Pending => Some(TableRead { index, id: plan.tables[index].clone(), after: None }),
-        })
-        .collect();
-    if plan.resume.is_none() {
-        tracing::info!(tables = plan.tables.len(), position = %plan.consistent, connections = plan.connections, "Snapshot started");
-    }
     let ts_ms = crate::model::now_ms();
-    let database: Arc<str> = Arc::from(plan.params.database.as_str());
+    let start = Position::Postgres(PgPosition { lsn: plan.consistent, tx_lsn: None, snapshot: None });
+    let mut batcher = SnapshotBatcher::new(plan.tables, start, plan.resume, plan.chunk_rows, ts_ms);
+    let queue: VecDeque<TableRead> = batcher.to_read().into();
+    if plan.resume.is_none() {
+        tracing::info!(tables = batcher.tables().len(), position = %plan.consistent, connections = plan.connections, "Snapshot started");
+    }
     let template = SourceInfo {
         ts_ms,
         snapshot: SnapshotMarker::Yes,
-        meta: SourceMeta::Postgres { database, tx_id: None, lsn: plan.consistent.0, last_commit_lsn: None, xmin: None },
+        meta: SourceMeta::Postgres {
+            database: Arc::from(plan.params.database.as_str()),
+            tx_id: None,
+            lsn: plan.consistent.0,
+            last_commit_lsn: None,
+            xmin: None,
+        },
     };
     let readers = plan.connections.clamp(1, queue.len().max(1));
     let queue = Arc::new(Mutex::new(queue));
     // Room for one chunk per reader: readers stay at most a chunk ahead of the pipeline.
-    let (chunks_tx, mut chunks) = mpsc::channel::<Result<Chunk, CdcError>>(readers);
+    let (chunks_tx, mut chunks) = mpsc::channel::<Result<SnapshotChunk, CdcError>>(readers);
     let mut tasks = JoinSet::new();
     for _ in 0..readers {
         let reader = Reader {
@@ -123,54 +94,13 @@ pub(super) async fn read(
         });
     }
     drop(chunks_tx);
-
-    let start = Position::Postgres(PgPosition { lsn: plan.consistent, tx_lsn: None, snapshot: None });
-    let total_tables = plan.tables.len();
-    let mut done_tables = states.iter().filter(|s| **s == TableState::Done).count();
-    let mut rows = vec![0u64; total_tables];
-    let mut total = 0u64;
-    let mut since_checkpoint = 0usize;
-    let mut last_log = Instant::now();
-    // One batch always stays behind, so the snapshot's final row can be marked `last`.
-    let mut held: Option<Batch> = None;
     while let Some(chunk) = chunks.recv().await {
-        let mut chunk = chunk?;
+        let chunk = chunk?;
         if ctx.shutdown.is_cancelled() {
             return Ok(false);
         }
-        if total == 0
-            && plan.resume.is_none()
-            && let Some(first) = chunk.events.first_mut()
-        {
-            first.source.snapshot = SnapshotMarker::First;
-        }
-        let n = chunk.events.len();
-        total += n as u64;
-        rows[chunk.table] += n as u64;
-        since_checkpoint += n;
-        let id = &plan.tables[chunk.table];
-        states[chunk.table] = if chunk.finished {
-            done_tables += 1;
-            tracing::info!(table = %id, rows = rows[chunk.table], "Snapshot of table finished");
-            TableState::Done
-        } else {
-            TableState::Reading(chunk.last_key)
-        };
-        ctx.status.set_snapshot_progress(Some(format!("{done_tables}/{total_tables} tables, {total} rows")));
-        if last_log.elapsed() > Duration::from_secs(10) {
-            tracing::info!(table = %id, rows = rows[chunk.table], total, "Snapshot in progress");
-            last_log = Instant::now();
-        }
-        let checkpoint = (since_checkpoint >= plan.chunk_rows).then(|| {
-            since_checkpoint = 0;
-            start.with_snapshot(progress(&plan.tables, &states))
-        });
-        if chunk.events.is_empty() && checkpoint.is_none() {
-            continue;
-        }
-        let batch = Batch { events: chunk.events, checkpoint, source_ts_ms: Some(ts_ms), may_repeat: false };
-        if let Some(previous) = held.replace(batch)
-            && out.send(previous).await.is_err()
+        if let Some(batch) = batcher.push(chunk, &ctx.status)
+            && out.send(batch).await.is_err()
         {
             return Ok(false);
         }
@@ -178,61 +108,7 @@ pub(super) async fn read(
     if ctx.shutdown.is_cancelled() {
         return Ok(false);
     }
-    if let Some(unread) = states.iter().position(|s| *s != TableState::Done) {
-        // Every reader stopped without an error, so this cannot happen; refuse to call it complete.
-        return Err(CdcError::transient(format!("snapshot of {} did not finish", plan.tables[unread])));
-    }
-    let mut last =
-        held.unwrap_or(Batch { events: Vec::new(), checkpoint: None, source_ts_ms: Some(ts_ms), may_repeat: false });
-    if let Some(event) = last.events.last_mut() {
-        event.source.snapshot =
-            if total == 1 && plan.resume.is_none() { SnapshotMarker::First } else { SnapshotMarker::Last };
-    }
-    last.checkpoint = Some(start);
-    if out.send(last).await.is_err() {
-        return Ok(false);
-    }
-    tracing::info!(rows = total, position = %plan.consistent, "Snapshot finished");
-    ctx.status.set_snapshot_progress(None);
-    Ok(true)
-}
-
-/// Each table's state when the snapshot starts (or goes on after `resume`).
-fn initial_states(tables: &[TableId], resume: Option<&SnapshotProgress>) -> Vec<TableState> {
-    let mut states = vec![TableState::Pending; tables.len()];
-    let Some(progress) = resume else { return states };
-    let find = |t: &(String, String)| tables.iter().position(|id| *id.namespace == *t.0 && *id.name == *t.1);
-    let Some(first) = find(&progress.table) else {
-        tracing::warn!("The table the snapshot stopped in is gone: reading every table again");
-        return states;
-    };
-    states[..first].fill(TableState::Done);
-    states[first] = TableState::Reading(progress.after_key());
-    for table in &progress.also {
-        if let Some(i) = find(&table.table).filter(|&i| i > first) {
-            states[i] = if table.done { TableState::Done } else { TableState::Reading(table.after_key()) };
-        }
-    }
-    states
-}
-
-/// The progress to checkpoint: the first unfinished table, and the tables after it that are
-/// started or done. `None` once every table is done.
-fn progress(tables: &[TableId], states: &[TableState]) -> Option<SnapshotProgress> {
-    let first = states.iter().position(|s| *s != TableState::Done)?;
-    let key = |s: &TableState| match s {
-        TableState::Reading(key) => key.clone(),
-        _ => None,
-    };
-    let mut progress = SnapshotProgress::new(&tables[first], key(&states[first]).as_deref());
-    for (i, state) in states.iter().enumerate().skip(first + 1) {
-        match state {
-            TableState::Pending => {}
-            TableState::Reading(after) => progress.also.push(TableProgress::new(&tables[i], after.as_deref(), false)),
-            TableState::Done => progress.also.push(TableProgress::new(&tables[i], None, true)),
-        }
-    }
-    Some(progress)
+    Ok(out.send(batcher.finish(&ctx.status)?).await.is_ok())
 }
 
 /// One connection reading tables from the queue until it is empty.
@@ -240,7 +116,7 @@ struct Reader {
     params: ConnectParams,
     snapshot_name: String,
     queue: Arc<Mutex<VecDeque<TableRead>>>,
-    chunks: mpsc::Sender<Result<Chunk, CdcError>>,
+    chunks: mpsc::Sender<Result<SnapshotChunk, CdcError>>,
     batch_events: usize,
     template: SourceInfo,
 }
@@ -309,7 +185,7 @@ impl Reader {
                 });
             }
             if finished || events.len() >= self.batch_events {
-                let chunk = Chunk {
+                let chunk = SnapshotChunk {
                     table: table.index,
                     events: std::mem::replace(&mut events, Vec::with_capacity(self.batch_events)),
                     last_key: (!key.is_empty() && !key_values.is_empty()).then(|| key_values.clone()),
@@ -323,50 +199,5 @@ impl Reader {
                 return Ok(true);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ids(names: &[&str]) -> Vec<TableId> {
-        names.iter().map(|n| TableId::new("s", *n)).collect()
-    }
-
-    #[test]
-    fn progress_names_the_first_unfinished_table_and_the_ones_beyond_it() {
-        let tables = ids(&["a", "b", "c", "d", "e"]);
-        let states = vec![
-            TableState::Done,
-            TableState::Reading(Some(vec![b"9".to_vec()])),
-            TableState::Done,
-            TableState::Reading(None),
-            TableState::Pending,
-        ];
-        let p = progress(&tables, &states).unwrap();
-        assert_eq!(p.table, ("s".into(), "b".into()));
-        assert_eq!(p.after_key(), Some(vec![b"9".to_vec()]));
-        assert_eq!(p.also.len(), 2);
-        assert!(p.also[0].done && p.also[0].table.1 == "c");
-        assert!(!p.also[1].done && p.also[1].table.1 == "d" && p.also[1].after.is_none());
-        // Read back, the same states (a pending table stays pending).
-        assert_eq!(initial_states(&tables, Some(&p)), states);
-        assert_eq!(progress(&tables, &[TableState::Done, TableState::Done]), None);
-    }
-
-    #[test]
-    fn a_resume_reads_tables_added_since_and_ignores_ones_dropped() {
-        let before = ids(&["a", "b", "c"]);
-        let states = vec![TableState::Reading(Some(vec![b"1".to_vec()])), TableState::Pending, TableState::Done];
-        let p = progress(&before, &states).unwrap();
-        // "b" was dropped and "bb" added since.
-        let now = ids(&["a", "bb", "c"]);
-        assert_eq!(
-            initial_states(&now, Some(&p)),
-            vec![TableState::Reading(Some(vec![b"1".to_vec()])), TableState::Pending, TableState::Done]
-        );
-        // The first unfinished table was dropped: everything is read again.
-        assert_eq!(initial_states(&ids(&["b", "c"]), Some(&p)), vec![TableState::Pending, TableState::Pending]);
     }
 }
