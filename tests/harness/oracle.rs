@@ -195,6 +195,34 @@ pub fn avro_to_json(registry: &SchemaRegistry, bytes: &[u8]) -> Json {
     connect_json(value)
 }
 
+/// The same as `avro_to_json`, read by Python's fastavro instead (`tests/scripts/fastavro_decode.py`,
+/// installed by scripts/setup.sh): an Avro implementation independent of both cdc's encoder and
+/// the Rust reader, to show the bytes are standard Avro.
+pub fn fastavro_to_json(registry: &SchemaRegistry, records: &[&[u8]]) -> Vec<Json> {
+    use std::io::Write as _;
+    let mut input = String::new();
+    for bytes in records {
+        assert!(bytes.len() > 5 && bytes[0] == 0, "not in the Confluent wire format: {bytes:?}");
+        let id = u32::from_be_bytes(bytes[1..5].try_into().unwrap());
+        let (status, body) = registry.get(&format!("/schemas/ids/{id}"));
+        assert_eq!(status, 200, "schema {id} not in the registry: {body}");
+        let hex: String = bytes[5..].iter().map(|b| format!("{b:02x}")).collect();
+        input += &serde_json::json!({"schema": body["schema"], "body": hex}).to_string();
+        input.push('\n');
+    }
+    let mut child = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/fastavro_decode.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3 (scripts/setup.sh installs fastavro)");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "fastavro failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 fn connect_json(value: apache_avro::types::Value) -> Json {
     use apache_avro::types::Value as A;
     use base64::Engine as _;
@@ -339,9 +367,22 @@ pub fn avro_differences(
         diffs.extend(json_differences(&ours, &their_registry.latest(&theirs), &our_registry.latest(&ours)));
     }
     let values: Vec<Json> = ours.iter().map(|r| avro_to_json(our_registry, r.raw_value.as_ref().unwrap())).collect();
+    let keys: Vec<Json> = ours.iter().map(|r| avro_to_json(our_registry, r.raw_key.as_ref().expect("a key"))).collect();
     diffs.extend(envelope_differences(theirs, &values, deliberate, source));
-    for (record, value) in ours.iter().zip(&values) {
-        let key = avro_to_json(our_registry, record.raw_key.as_ref().expect("a key"));
+    // An independent Avro implementation reads the same bytes to the same values.
+    let bodies: Vec<&[u8]> =
+        ours.iter().flat_map(|r| [r.raw_value.as_deref().unwrap(), r.raw_key.as_deref().unwrap()]).collect();
+    let rust = values.iter().zip(&keys).flat_map(|(v, k)| [v, k]);
+    for (i, (python, rust)) in fastavro_to_json(our_registry, &bodies).iter().zip(rust).enumerate() {
+        if python != rust {
+            diffs.push(format!(
+                "record {} {}: fastavro reads {python}, apache-avro {rust}",
+                i / 2,
+                ["value", "key"][i % 2]
+            ));
+        }
+    }
+    for (value, key) in values.iter().zip(keys) {
         let row = if value["after"].is_null() { &value["before"] } else { &value["after"] };
         let columns = key.as_object().expect("a key record");
         if columns.is_empty() || columns.iter().any(|(name, v)| row[name] != *v) {
