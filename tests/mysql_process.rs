@@ -83,6 +83,18 @@ fn admin_endpoints_report_health_readiness_metrics_and_status() {
     assert_eq!(status["name"], "admin_db");
     assert_eq!(status["phase"], "streaming");
     assert_eq!(status["lag_events"], 0);
+    // Binlog bytes between the durable position and the server's head: reported (checked at
+    // the heartbeat interval) and small once caught up (other tests' writes share the server).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lag = loop {
+        let status: serde_json::Value = serde_json::from_str(&http_get(port, "/status").1).unwrap();
+        if let Some(lag) = status["source_lag_bytes"].as_u64() {
+            break lag;
+        }
+        assert!(Instant::now() < deadline, "no source_lag_bytes in /status: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(lag < 1 << 20, "{lag} bytes behind after catching up");
     assert!(status["checkpointed_position"].as_str().unwrap().starts_with("mysql:file="));
     // Other databases' transactions move the source position on; the checkpoint never passes it.
     let source: cdc::model::Position = status["source_position"].as_str().unwrap().parse().unwrap();
@@ -96,6 +108,7 @@ fn admin_endpoints_report_health_readiness_metrics_and_status() {
         "cdc_errors_total{pipeline=\"admin_db\",kind=\"definite\"} 0",
         "cdc_ready{pipeline=\"admin_db\"} 1",
         "# TYPE cdc_bytes_total counter",
+        "# TYPE cdc_source_lag_bytes gauge",
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing `{line}` in:\n{metrics}");
     }

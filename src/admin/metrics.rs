@@ -113,7 +113,8 @@ impl Metrics {
         }
     }
 
-    /// How far the source's own record of our progress is behind its log head (slot lag).
+    /// How far the durable position is behind the source's log head, in bytes of log
+    /// (PostgreSQL slot lag, MySQL binlog bytes).
     pub fn set_source_lag_bytes(&self, bytes: u64) {
         self.source_lag_bytes.store(bytes, Relaxed);
     }
@@ -233,6 +234,14 @@ impl Metrics {
         }
         if let Some(lag) = st.lag_seconds {
             metric("cdc_lag_seconds", "gauge", "Age of the newest change when it was received.", &[("", lag)]);
+        }
+        if let Some(bytes) = st.source_lag_bytes {
+            metric(
+                "cdc_source_lag_bytes",
+                "gauge",
+                "Bytes of source log between the server's head and the durable position (PostgreSQL: slot lag; MySQL: binlog bytes).",
+                &[("", bytes as f64)],
+            );
         }
         metric(
             "cdc_spooled_bytes",

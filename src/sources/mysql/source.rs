@@ -250,8 +250,9 @@ impl MySqlSource {
         ctx.status.set_phase("streaming");
         ctx.status.set_ready(true);
 
-        // Today's definitions, for tables the schema history cannot name.
+        // Today's definitions, for tables the schema history cannot name; the binlog lag.
         let mut catalog: Option<mysql_async::Conn> = None;
+        let mut next_lag_report = std::time::Instant::now();
         let dead_after = self.heartbeat * 3;
         let mut peeked = None;
         // Events of a TRANSACTION_PAYLOAD the client library also yields one by one; the
@@ -318,6 +319,19 @@ impl MySqlSource {
                     file.append(&decoder.take_history_records())?;
                 }
             }
+            // Heartbeats keep this running while the stream is idle.
+            if std::time::Instant::now() >= next_lag_report {
+                next_lag_report = std::time::Instant::now() + self.heartbeat;
+                if catalog.is_none() {
+                    catalog = connect(&self.url)
+                        .await
+                        .inspect_err(|e| tracing::debug!(error = %e, "No connection for the lag"))
+                        .ok();
+                }
+                if let Some(conn) = catalog.as_mut() {
+                    report_binlog_lag(conn, &ctx).await;
+                }
+            }
             let full = decoder.pending_events() >= self.batch_events;
             if !full {
                 // Send what we have once the stream has nothing more ready right now.
@@ -339,6 +353,28 @@ impl MySqlSource {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Bytes of binlog between the durable position and the server's head (`SHOW BINARY LOGS`:
+/// the rest of the durable position's file plus every file after it), into `/status` and
+/// `/metrics`. Skipped when unknown (no durable file position yet, the file purged, or no
+/// REPLICATION CLIENT / BINLOG MONITOR privilege).
+async fn report_binlog_lag(conn: &mut mysql_async::Conn, ctx: &SourceContext) {
+    let durable = ctx.durable.borrow().clone();
+    let Some(Position::MySql(MySqlPosition { binlog: Some(at), .. })) = durable else { return };
+    let files: Vec<mysql_async::Row> = match conn.query("SHOW BINARY LOGS").await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!(error = %e, "Cannot list binary logs for the lag");
+            return;
+        }
+    };
+    let files: Vec<(String, u64)> =
+        files.into_iter().filter_map(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?))).collect();
+    if let Some(i) = files.iter().position(|(name, _)| *name == at.file) {
+        let rest = files[i].1.saturating_sub(at.pos);
+        ctx.status.set_source_lag_bytes(rest + files[i + 1..].iter().map(|f| f.1).sum::<u64>());
     }
 }
 
