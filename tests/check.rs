@@ -51,6 +51,10 @@ fn postgres_check_reports_settings_and_replica_identity() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.lines().any(|l| l == "PASS wal_level: logical"), "{out}");
     assert!(out.contains("PASS privilege: REPLICATION"), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("PASS connections: ") && l.ends_with(" free (a snapshot uses 3)")),
+        "{out}"
+    );
     assert!(out.contains("PASS table public.keyed: keyed by its primary key"), "{out}");
     assert!(out.contains("WARN table public.nokey: no primary key"), "{out}");
     assert!(out.contains("slot cdc_chkpg: missing"), "{out}");

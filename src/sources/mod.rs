@@ -53,7 +53,7 @@ pub async fn check(config: &Config) -> Vec<CheckItem> {
             let (slot, publication) = pg_names(config, p);
             let params = postgres::protocol::ConnectParams::from_url(p.url.url());
             let filter = filter::TableFilter::new(&p.tables, &p.exclude_tables);
-            postgres::catalog::check(&params, &slot, &publication, &filter).await
+            postgres::catalog::check(&params, (&slot, &publication), &filter, p.snapshot_connections).await
         }
     }
 }

@@ -246,9 +246,9 @@ pub async fn table_columns(
 /// `cdc check` for PostgreSQL: each setting with pass/warn/fail.
 pub async fn check(
     p: &super::protocol::ConnectParams,
-    slot_name: &str,
-    publication: &str,
+    (slot_name, publication): (&str, &str),
     filter: &TableFilter,
+    snapshot_connections: usize,
 ) -> Vec<crate::sources::CheckItem> {
     use crate::sources::CheckItem::{Fail, Pass, Warn};
     let mut conn = match PgConnection::connect(p, false).await {
@@ -280,6 +280,23 @@ pub async fn check(
             )
         } else {
             Pass(format!("max_slot_wal_keep_size: {v} (a slot further behind is invalidated and needs a new snapshot)"))
+        });
+    }
+    // A snapshot opens a catalog connection and `snapshot_connections` readers (the replication
+    // connection counts against max_wal_senders instead).
+    let free = conn
+        .query(
+            "SELECT (current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int              - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'))::text",
+        )
+        .await;
+    if let Some(free) = free.ok().and_then(|r| r.into_iter().next()).and_then(|r| r.into_iter().next().flatten()) {
+        let needed = snapshot_connections.max(1) + 1;
+        items.push(if free.parse::<usize>().unwrap_or(0) >= needed {
+            Pass(format!("connections: {free} free (a snapshot uses {needed})"))
+        } else {
+            Warn(format!(
+                "connections: {free} free, a snapshot uses {needed}; remedy: lower source.snapshot_connections or raise max_connections"
+            ))
         });
     }
     let role = conn.query("SELECT (rolreplication OR rolsuper)::text FROM pg_roles WHERE rolname = current_user").await;
