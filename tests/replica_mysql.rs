@@ -143,3 +143,44 @@ fn mariadb_to_mariadb_keeps_types_and_survives_kill_9() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK   mm_src.acc → mm_dst.acc: 1001 rows"), "{out}");
 }
+
+/// A column dropped between rows that reach the sink in one batch (a backlog), inside one
+/// source transaction and between two: each row is written under the schema it was read with
+/// (the rows before the drop do not shift into the wrong columns), and the drop is replayed.
+#[test]
+fn a_schema_change_inside_one_batch_applies_each_row_under_its_own_schema() {
+    let pg = shared_pg15();
+    let db = pg.create_db("dropmid");
+    pg.sql(&db, "CREATE TABLE t (id int PRIMARY KEY, a text, b text, c int); INSERT INTO t VALUES (0, 'a0', 'b0', 0);");
+    let dir = tempfile::tempdir().unwrap();
+    let my = shared_mariadb();
+    let source = format!("kind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]", pg.url(&db));
+    let config =
+        write_config(dir.path(), "dropmid", &source, &my.url(""), "namespaces = { public = \"dropmid_public\" }");
+    {
+        let _cdc = spawn_cdc(&config);
+        wait_for("SELECT id, a, b, c FROM dropmid_public.t", "0\ta0\tb0\t0", &config);
+        wait_for("SELECT COUNT(*) FROM cdc.cdc_positions WHERE name = 'dropmid'", "1", &config);
+    }
+    // cdc is down: the changes pile up and come back as one backlog.
+    pg.sql(
+        &db,
+        "INSERT INTO t VALUES (1, 'a1', 'b1', 1);
+         BEGIN; INSERT INTO t VALUES (2, 'a2', 'b2', 2); ALTER TABLE t DROP COLUMN b; INSERT INTO t VALUES (3, 'a3', 3); COMMIT;
+         INSERT INTO t VALUES (4, 'a4', 4); UPDATE t SET c = 10 WHERE id = 1;",
+    );
+    let _cdc = spawn_cdc(&config);
+    wait_for(
+        "SELECT id, a, c FROM dropmid_public.t ORDER BY id",
+        "0\ta0\t0\n1\ta1\t10\n2\ta2\t2\n3\ta3\t3\n4\ta4\t4",
+        &config,
+    );
+    wait_for(
+        "SELECT GROUP_CONCAT(column_name ORDER BY ordinal_position) FROM information_schema.columns \
+         WHERE table_schema = 'dropmid_public' AND table_name = 't'",
+        "id,a,c",
+        &config,
+    );
+    let (code, out) = cdc_verify(&config);
+    assert_eq!(code, 0, "{out}");
+}

@@ -35,7 +35,10 @@ pub struct MySqlSink {
     /// `db`.`table` of the positions, when the position is kept in the target.
     positions_table: Option<String>,
     conn: Option<mysql_async::Conn>,
+    /// Batches applied since the last commit with a position; acknowledged at that commit.
     open_tx: Option<Vec<Ack>>,
+    /// A transaction is open on the connection (DDL ends one implicitly).
+    in_transaction: bool,
     plans: HashMap<TableId, Arc<Plan>>,
 }
 
@@ -127,6 +130,7 @@ impl MySqlSink {
             positions_table,
             conn: None,
             open_tx: None,
+            in_transaction: false,
             plans: HashMap::new(),
         }
     }
@@ -159,6 +163,7 @@ impl MySqlSink {
     fn reset(&mut self) {
         self.conn = None;
         self.open_tx = None;
+        self.in_transaction = false;
         self.plans.clear();
     }
 
@@ -166,22 +171,35 @@ impl MySqlSink {
         self.connect().await?;
         // Tables first: DDL commits implicitly in MySQL, so it goes before this batch's BEGIN
         // (and, inside a source transaction spread over batches, commits what came before).
+        // Only a table whose schema changes inside the batch is altered in between its rows.
+        let mut first_seen = std::collections::HashSet::new();
         for event in &batch.events {
-            let current = self.plans.get(&event.table.id);
-            if current.is_some_and(|p| Arc::ptr_eq(&p.schema, &event.table) || *p.schema == *event.table) {
-                continue;
+            if first_seen.insert(event.table.id.clone()) && !self.has_plan_for(event) {
+                let previous = self.plans.get(&event.table.id).map(|p| (*p.schema).clone());
+                let plan = self.prepare(event, previous.as_ref()).await?;
+                self.plans.insert(event.table.id.clone(), Arc::new(plan));
+                self.in_transaction = false;
             }
-            let previous = current.map(|p| (*p.schema).clone());
-            let plan = self.prepare(event, previous.as_ref()).await?;
-            self.plans.insert(event.table.id.clone(), Arc::new(plan));
         }
         let mut sql = String::with_capacity(1 << 16);
-        if self.open_tx.is_none() {
-            sql.push_str("START TRANSACTION;\n");
-            self.open_tx = Some(Vec::new());
-        }
+        let mut bytes = 0u64;
         let mut group: Option<(Arc<Plan>, bool)> = None; // (plan, is_delete)
         for event in &batch.events {
+            if !self.has_plan_for(event) {
+                // The schema changed between rows of this batch: the rows so far go out under
+                // the schema they were written with, then the table is altered.
+                close_group(&mut sql, &mut group);
+                bytes += self.execute(std::mem::take(&mut sql), batch).await?;
+                let previous = self.plans.get(&event.table.id).map(|p| (*p.schema).clone());
+                let plan = self.prepare(event, previous.as_ref()).await?;
+                self.plans.insert(event.table.id.clone(), Arc::new(plan));
+                // The DDL ended the open transaction.
+                self.in_transaction = false;
+            }
+            if !self.in_transaction {
+                sql.push_str("START TRANSACTION;\n");
+                self.in_transaction = true;
+            }
             let Some(plan) = self.plans.get(&event.table.id).cloned() else { continue };
             write_event(&mut sql, &mut group, classify(event)?, &plan).map_err(|e| {
                 CdcError::definite(
@@ -192,10 +210,29 @@ impl MySqlSink {
         }
         close_group(&mut sql, &mut group);
         if let Some(position) = &batch.checkpoint {
+            if !self.in_transaction {
+                sql.push_str("START TRANSACTION;\n");
+            }
             if let Some(table) = &self.positions_table {
                 sql.push_str(&position_upsert(table, &self.name, position));
             }
             sql.push_str("COMMIT;\n");
+            self.in_transaction = false;
+        }
+        Ok(bytes + self.execute(sql, batch).await?)
+    }
+
+    /// Whether the table's plan was prepared for the schema this event was written under.
+    fn has_plan_for(&self, event: &ChangeEvent) -> bool {
+        self.plans
+            .get(&event.table.id)
+            .is_some_and(|p| Arc::ptr_eq(&p.schema, &event.table) || *p.schema == *event.table)
+    }
+
+    /// Runs a script of statements on the target; returns its size.
+    async fn execute(&mut self, sql: String, batch: &Batch) -> Result<u64, CdcError> {
+        if sql.is_empty() {
+            return Ok(0);
         }
         let conn = self.conn.as_mut().ok_or_else(|| CdcError::transient("not connected to the target"))?;
         let bytes = sql.len() as u64;
@@ -440,7 +477,8 @@ impl Sink for MySqlSink {
     }
 
     async fn flush(&mut self) -> Result<(), CdcError> {
-        if self.open_tx.take().is_some()
+        self.open_tx = None;
+        if std::mem::take(&mut self.in_transaction)
             && let Some(conn) = self.conn.as_mut()
         {
             let _ = conn.query_drop("ROLLBACK").await;
