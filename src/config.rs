@@ -269,6 +269,20 @@ pub struct DbSinkConfig {
     /// Table holding each pipeline's applied position (`positions.store = "sink"`).
     #[serde(default = "default_positions_table")]
     pub positions_table: String,
+    /// A source schema change cdc cannot replay exactly (a changed key, columns dropped and
+    /// added at once): stop applying that table, or stop the pipeline.
+    #[serde(default)]
+    pub unreplayable_schema_change: UnreplayableSchemaChange,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UnreplayableSchemaChange {
+    /// The table's changes are no longer applied (recorded in the target's
+    /// `cdc_stopped_tables`); the other tables go on.
+    #[default]
+    StopTable,
+    StopPipeline,
 }
 
 impl DbSinkConfig {

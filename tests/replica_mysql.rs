@@ -184,3 +184,41 @@ fn a_schema_change_inside_one_batch_applies_each_row_under_its_own_schema() {
     let (code, out) = cdc_verify(&config);
     assert_eq!(code, 0, "{out}");
 }
+
+/// A schema change the MySQL sink cannot replay stops only that table (recorded in
+/// `cdc.cdc_stopped_tables`); the other tables go on, also after a restart.
+#[test]
+fn an_ambiguous_schema_change_stops_only_that_table() {
+    let pg = shared_pg15();
+    let db = pg.create_db("mystop");
+    pg.sql(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, a text, b int); INSERT INTO t VALUES (1, 'x', 1);
+         CREATE TABLE u (id int PRIMARY KEY, v int); INSERT INTO u VALUES (1, 1);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let my = shared_mariadb();
+    let source = format!("kind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]", pg.url(&db));
+    let config =
+        write_config(dir.path(), "mystop", &source, &my.url(""), "namespaces = { public = \"mystop_public\" }");
+    {
+        let _cdc = spawn_cdc(&config);
+        wait_for("SELECT COUNT(*) FROM mystop_public.u", "1", &config);
+        pg.sql(
+            &db,
+            "ALTER TABLE t RENAME a TO x; ALTER TABLE t RENAME b TO y;
+             BEGIN; INSERT INTO t VALUES (2, 'y', 2); INSERT INTO u VALUES (2, 2); COMMIT;",
+        );
+        wait_for("SELECT COUNT(*) FROM mystop_public.u", "2", &config);
+        wait_for(
+            "SELECT name, source_namespace, source_table FROM cdc.cdc_stopped_tables",
+            "mystop\tpublic\tt",
+            &config,
+        );
+    }
+    let _cdc = spawn_cdc(&config);
+    pg.sql(&db, "INSERT INTO t VALUES (3, 'z', 3); INSERT INTO u VALUES (3, 3);");
+    wait_for("SELECT COUNT(*) FROM mystop_public.u", "3", &config);
+    wait_for("SELECT COUNT(*) FROM mystop_public.t", "1", &config);
+    assert!(cdc_log(&config).contains("Not applying changes to this table"), "{}", cdc_log(&config));
+}

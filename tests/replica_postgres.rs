@@ -580,8 +580,13 @@ fn an_ambiguous_schema_change_stops_the_pipeline_naming_the_table() {
     source.sql(&db, "CREATE TABLE t (id int PRIMARY KEY, a text, b int); INSERT INTO t VALUES (1, 'x', 1);");
     let target_db = target.create_db("ambiguous");
     let dir = tempfile::tempdir().unwrap();
-    let config =
-        write_config(dir.path(), "ambiguous", &pg_source(source, &db, "\"public.t\""), &target.url(&target_db), "");
+    let config = write_config(
+        dir.path(),
+        "ambiguous",
+        &pg_source(source, &db, "\"public.t\""),
+        &target.url(&target_db),
+        "unreplayable_schema_change = \"stop_pipeline\"",
+    );
     let mut cdc = spawn_cdc(&config);
     wait_same((source, &db), (target, &target_db), "t", &config);
     // Two renames before the next change: one new schema with two columns gone and two new.
@@ -596,6 +601,51 @@ fn an_ambiguous_schema_change_stops_the_pipeline_naming_the_table() {
     );
     // Nothing of the transaction that brought the change was applied.
     assert_eq!(target.sql(&target_db, "SELECT count(*) FROM t"), "1");
+}
+
+/// By default a schema change cdc cannot replay stops only that table: it is recorded in
+/// `cdc_stopped_tables` with the reason, its later changes are not applied (also after a
+/// restart), the other tables go on, and `verify` reports the table as different.
+#[test]
+fn an_ambiguous_schema_change_stops_only_that_table() {
+    let source = shared_pg15();
+    let target = pg17();
+    let db = source.create_db("stoptable");
+    source.sql(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, a text, b int); INSERT INTO t VALUES (1, 'x', 1);
+         CREATE TABLE u (id int PRIMARY KEY, v int); INSERT INTO u VALUES (1, 1);",
+    );
+    let target_db = target.create_db("stoptable");
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        write_config(dir.path(), "stoptable", &pg_source(source, &db, "\"public.*\""), &target.url(&target_db), "");
+    {
+        let _cdc = spawn_cdc(&config);
+        wait_same((source, &db), (target, &target_db), "t", &config);
+        source.sql(
+            &db,
+            "ALTER TABLE t RENAME a TO x; ALTER TABLE t RENAME b TO y;
+             BEGIN; INSERT INTO t VALUES (2, 'y', 2); INSERT INTO u VALUES (2, 2); COMMIT;",
+        );
+        wait_same((source, &db), (target, &target_db), "u", &config);
+        let log = cdc_log(&config);
+        let line = log.lines().find(|l| l.contains("Stopped applying changes")).unwrap_or_else(|| panic!("{log}"));
+        assert!(line.contains("public.t") && line.contains("renames cannot be told from drops"), "{line}");
+    }
+    assert_eq!(
+        target.sql(&target_db, "SELECT name, source_namespace, source_table FROM cdc_stopped_tables"),
+        "stoptable|public|t"
+    );
+    assert_eq!(target.sql(&target_db, "SELECT count(*) FROM t"), "1", "t's change after the refused DDL was applied");
+    // After a restart t stays stopped; u goes on.
+    let _cdc = spawn_cdc(&config);
+    source.sql(&db, "INSERT INTO t VALUES (3, 'z', 3); INSERT INTO u VALUES (3, 3);");
+    wait_same((source, &db), (target, &target_db), "u", &config);
+    assert_eq!(target.sql(&target_db, "SELECT count(*) FROM t"), "1");
+    let (code, report) = cdc_verify(&config);
+    assert_ne!(code, 0, "verify must report the stopped table: {report}");
+    assert!(report.contains("public.t"), "{report}");
 }
 
 /// Rows whose key is not an integer are looked up again by their key after the lag wait: a

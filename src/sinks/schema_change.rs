@@ -82,6 +82,26 @@ pub fn diff(
     Ok(d)
 }
 
+/// The table (next to the positions table) listing the source tables whose changes a replica
+/// pipeline stopped applying after a schema change it could not replay.
+pub fn stopped_tables_table(positions_table: &str) -> String {
+    match positions_table.rsplit_once('.') {
+        Some((namespace, _)) => format!("{namespace}.cdc_stopped_tables"),
+        None => "cdc_stopped_tables".to_string(),
+    }
+}
+
+/// The log line of a table stopped by `refused`, a schema change cdc cannot replay.
+pub fn log_stopped_table(table: &crate::model::TableId, refused: &CdcError) {
+    tracing::error!(
+        table = %table,
+        cause = %refused.cause,
+        "Stopped applying changes to this table (sink.unreplayable_schema_change = \"stop_table\"); the other \
+         tables go on. To bring it back: apply the source's DDL to the target table, copy its rows from the \
+         source again, delete its row from cdc_stopped_tables and restart cdc"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

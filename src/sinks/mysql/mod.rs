@@ -14,19 +14,19 @@
 
 pub mod values;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 
 use self::values::{target_type, write_literal};
-use crate::config::DbSinkConfig;
+use crate::config::{DbSinkConfig, UnreplayableSchemaChange};
 use crate::error::CdcError;
 use crate::model::{Batch, ChangeEvent, Position, Row, TableId, TableSchema, Value};
 use crate::pipeline::{Ack, Sink};
 use crate::sinks::row_change::{RowChange, classify};
-use crate::sinks::{LiteralError, SourceEngine, batch_tables, lost_transaction};
+use crate::sinks::{LiteralError, SourceEngine, batch_tables, lost_transaction, schema_change};
 
 pub struct MySqlSink {
     name: String,
@@ -40,6 +40,8 @@ pub struct MySqlSink {
     /// A transaction is open on the connection (DDL ends one implicitly).
     in_transaction: bool,
     plans: HashMap<TableId, Arc<Plan>>,
+    /// Source tables whose changes are no longer applied (`cdc_stopped_tables`).
+    stopped: HashSet<TableId>,
 }
 
 /// How changes of one source table are written.
@@ -131,6 +133,7 @@ impl MySqlSink {
             conn: None,
             open_tx: None,
             in_transaction: false,
+            stopped: HashSet::new(),
             plans: HashMap::new(),
         }
     }
@@ -156,6 +159,26 @@ impl MySqlSink {
                 conn.query_drop(sql).await.map_err(|e| sql_error("creating the positions table", e))?;
             }
         }
+        let stopped = self.stopped_tables_table();
+        for sql in [
+            format!("CREATE DATABASE IF NOT EXISTS {}", stopped.split('.').next().unwrap_or("`cdc`")),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {stopped} (name VARCHAR(191), source_namespace VARCHAR(191), \
+                 source_table VARCHAR(191), reason TEXT NOT NULL, stopped_at TIMESTAMP(3) NOT NULL DEFAULT \
+                 CURRENT_TIMESTAMP(3), PRIMARY KEY (name, source_namespace, source_table)) ENGINE=InnoDB \
+                 DEFAULT CHARSET=utf8mb4"
+            ),
+        ] {
+            conn.query_drop(sql).await.map_err(|e| sql_error("creating cdc_stopped_tables", e))?;
+        }
+        let rows: Vec<(String, String)> = conn
+            .query(format!("SELECT source_namespace, source_table FROM {stopped} WHERE name = {}", quote(&self.name)))
+            .await
+            .map_err(|e| sql_error("reading cdc_stopped_tables", e))?;
+        self.stopped = rows.into_iter().map(|(ns, t)| TableId::new(ns, t)).collect();
+        for table in &self.stopped {
+            tracing::warn!(table = %table, "Not applying changes to this table: stopped after a schema change cdc could not replay (see cdc_stopped_tables)");
+        }
         self.conn = Some(conn);
         Ok(())
     }
@@ -165,6 +188,7 @@ impl MySqlSink {
         self.open_tx = None;
         self.in_transaction = false;
         self.plans.clear();
+        self.stopped.clear();
     }
 
     async fn apply(&mut self, batch: &Batch) -> Result<u64, CdcError> {
@@ -174,7 +198,11 @@ impl MySqlSink {
         // Only a table whose schema changes inside the batch is altered in between its rows.
         let mut first_seen = std::collections::HashSet::new();
         for event in &batch.events {
-            if first_seen.insert(event.table.id.clone()) && !self.has_plan_for(event) {
+            if first_seen.insert(event.table.id.clone())
+                && !self.stopped.contains(&event.table.id)
+                && !self.has_plan_for(event)
+                && self.refused_change(event).is_none()
+            {
                 let previous = self.plans.get(&event.table.id).map(|p| (*p.schema).clone());
                 let plan = self.prepare(event, previous.as_ref()).await?;
                 self.plans.insert(event.table.id.clone(), Arc::new(plan));
@@ -185,6 +213,28 @@ impl MySqlSink {
         let mut bytes = 0u64;
         let mut group: Option<(Arc<Plan>, bool)> = None; // (plan, is_delete)
         for event in &batch.events {
+            if self.stopped.contains(&event.table.id) {
+                continue;
+            }
+            if let Some(refused) = self.refused_change(event) {
+                // Recorded in the transaction that holds the table's last applied change.
+                schema_change::log_stopped_table(&event.table.id, &refused);
+                close_group(&mut sql, &mut group);
+                if !self.in_transaction {
+                    sql.push_str("START TRANSACTION;\n");
+                    self.in_transaction = true;
+                }
+                sql.push_str(&format!(
+                    "INSERT IGNORE INTO {} (name, source_namespace, source_table, reason) VALUES ({}, {}, {}, {});\n",
+                    self.stopped_tables_table(),
+                    quote(&self.name),
+                    quote(&event.table.id.namespace),
+                    quote(&event.table.id.name),
+                    quote(&refused.cause)
+                ));
+                self.stopped.insert(event.table.id.clone());
+                continue;
+            }
             if !self.has_plan_for(event) {
                 // The schema changed between rows of this batch: the rows so far go out under
                 // the schema they were written with, then the table is altered.
@@ -220,6 +270,22 @@ impl MySqlSink {
             self.in_transaction = false;
         }
         Ok(bytes + self.execute(sql, batch).await?)
+    }
+
+    /// The schema change this event brings, when cdc cannot replay it and the table is to be
+    /// stopped rather than the pipeline.
+    fn refused_change(&self, event: &ChangeEvent) -> Option<CdcError> {
+        if self.config.unreplayable_schema_change != UnreplayableSchemaChange::StopTable || self.has_plan_for(event) {
+            return None;
+        }
+        let old = &self.plans.get(&event.table.id)?.schema;
+        let engine = SourceEngine::of(&event.source.meta);
+        schema_change::diff(old, &event.table, |a, b| target_type(a, engine, false) == target_type(b, engine, false))
+            .err()
+    }
+
+    fn stopped_tables_table(&self) -> String {
+        positions_table_name(&schema_change::stopped_tables_table(&self.config.positions_table))
     }
 
     /// Whether the table's plan was prepared for the schema this event was written under.

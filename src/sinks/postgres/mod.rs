@@ -15,18 +15,18 @@ mod statements;
 mod tables;
 pub mod values;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use self::statements::StatementWriter;
 use self::tables::TablePlan;
-use crate::config::DbSinkConfig;
+use crate::config::{DbSinkConfig, UnreplayableSchemaChange};
 use crate::error::CdcError;
 use crate::model::{Batch, Op, Position, TableId, TableSchema};
 use crate::pipeline::{Ack, Sink};
-use crate::sinks::{SourceEngine, batch_tables, lost_transaction};
+use crate::sinks::{SourceEngine, batch_tables, lost_transaction, schema_change};
 use crate::sources::postgres::protocol::{ConnectParams, PgConnection, PgError, ScriptPart, quote_literal};
 
 pub struct PostgresSink {
@@ -46,6 +46,8 @@ pub struct PostgresSink {
     /// `ADD PRIMARY KEY` of tables created for an initial copy, run when the copy of that
     /// table is over (or before any other change to it).
     deferred_keys: HashMap<TableId, String>,
+    /// Source tables whose changes are no longer applied (`cdc_stopped_tables`).
+    stopped: HashSet<TableId>,
 }
 
 impl PostgresSink {
@@ -63,6 +65,7 @@ impl PostgresSink {
             plans: HashMap::new(),
             stages: 0,
             deferred_keys: HashMap::new(),
+            stopped: HashSet::new(),
         }
     }
 
@@ -87,6 +90,24 @@ impl PostgresSink {
         if let Some(table) = &self.positions_table {
             conn.query(&positions_table_ddl(table)).await?;
         }
+        let stopped = schema_change::stopped_tables_table(&self.config.positions_table);
+        conn.query(&format!(
+            "CREATE TABLE IF NOT EXISTS {stopped} (name text, source_namespace text, source_table text, \
+             reason text NOT NULL, stopped_at timestamptz NOT NULL DEFAULT now(), \
+             PRIMARY KEY (name, source_namespace, source_table))"
+        ))
+        .await?;
+        let rows = conn
+            .query(&format!(
+                "SELECT source_namespace, source_table FROM {stopped} WHERE name = {}",
+                quote_literal(&self.name)
+            ))
+            .await?;
+        self.stopped =
+            rows.into_iter().filter_map(|r| Some(TableId::new(r.first()?.clone()?, r.get(1)?.clone()?))).collect();
+        for table in &self.stopped {
+            tracing::warn!(table = %table, "Not applying changes to this table: stopped after a schema change cdc could not replay (see cdc_stopped_tables)");
+        }
         self.conn = Some(conn);
         Ok(())
     }
@@ -99,6 +120,7 @@ impl PostgresSink {
         // Tables created in a rolled-back transaction are gone: check again.
         self.plans.clear();
         self.deferred_keys.clear();
+        self.stopped.clear();
     }
 
     /// After a failure: forget the connection and what its transaction held.
@@ -143,8 +165,29 @@ impl PostgresSink {
             self.open_tx = Some(Vec::new());
         }
         for event in &batch.events {
+            if self.stopped.contains(&event.table.id) {
+                continue;
+            }
             let current = self.plans.get(&event.table.id);
             if !current.is_some_and(|p| Arc::ptr_eq(&p.schema, &event.table) || *p.schema == *event.table) {
+                if let Some(old) = current.map(|p| p.schema.clone())
+                    && self.config.unreplayable_schema_change == UnreplayableSchemaChange::StopTable
+                    && let Err(refused) = tables::replayable(&old, &event.table, SourceEngine::of(&event.source.meta))
+                {
+                    // Recorded in the transaction that holds the table's last applied change.
+                    schema_change::log_stopped_table(&event.table.id, &refused);
+                    writer.push_sql(&format!(
+                        "INSERT INTO {} (name, source_namespace, source_table, reason) VALUES ({}, {}, {}, {}) \
+                         ON CONFLICT DO NOTHING;\n",
+                        schema_change::stopped_tables_table(&self.config.positions_table),
+                        quote_literal(&self.name),
+                        quote_literal(&event.table.id.namespace),
+                        quote_literal(&event.table.id.name),
+                        quote_literal(&refused.cause)
+                    ));
+                    self.stopped.insert(event.table.id.clone());
+                    continue;
+                }
                 // A new table or a schema change: what is written so far was written under the
                 // old schema and goes out before the table is created or altered.
                 let previous: Option<TableSchema> = current.map(|p| (*p.schema).clone());

@@ -210,6 +210,12 @@ async fn has_primary_key(conn: &mut PgConnection, target: &str) -> Result<bool, 
     Ok(rows.first().and_then(|r| r.first().cloned().flatten()).is_some_and(|n| n != "0"))
 }
 
+/// Whether the change from `old` to `new` can be replayed (`replay_schema_change` would refuse
+/// it otherwise).
+pub fn replayable(old: &TableSchema, new: &TableSchema, engine: SourceEngine) -> Result<(), CdcError> {
+    schema_change::diff(old, new, |a, b| target_type(a, engine, false) == target_type(b, engine, false)).map(|_| ())
+}
+
 /// Replays a source schema change: added, dropped and renamed columns, changed types.
 async fn replay_schema_change(
     conn: &mut PgConnection,
