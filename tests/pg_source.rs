@@ -564,3 +564,37 @@ fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
         assert!(second.iter().any(|e| e["op"] == "u" && e["after"]["v"] == -1));
     });
 }
+
+/// The catalog connection ends its transaction once every reader has imported the snapshot:
+/// a server whose `idle_in_transaction_session_timeout` is shorter than the snapshot (held here
+/// by a stalled sink) does not cut it, and the stream that follows uses it without a restart.
+#[test]
+fn a_snapshot_longer_than_idle_in_transaction_timeout() {
+    let pg = shared_pg15();
+    let db = pg.create_db("idletx");
+    pg.sql(
+        &db,
+        "ALTER DATABASE idletx SET idle_in_transaction_session_timeout = '300ms';
+         CREATE TABLE t (id int PRIMARY KEY, pad text);
+         INSERT INTO t SELECT g, repeat('p', 100) FROM generate_series(1, 300000) g;",
+    );
+    let cfg = config(pg, &db, "initial");
+    let dir = tempfile::tempdir().unwrap();
+    let positions = dir.path().join("p.json");
+    rt().block_on(async {
+        let p = start_pipeline(&cfg, &positions, None).await;
+        // The sink stalls inside the snapshot for well over the timeout.
+        p.hold_at(1000);
+        p.wait_for(1000).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        p.release();
+        p.wait_ready().await;
+        pg.sql(&db, "INSERT INTO t VALUES (400000, 'streamed')");
+        p.wait_for_event("the streamed insert", |e| e["op"] == "c" && e["after"]["id"] == 400000).await;
+        let metrics = p.metrics.render_prometheus();
+        assert!(metrics.contains("kind=\"transient\"} 0"), "the pipeline restarted:\n{metrics}");
+        let (outcome, _, events) = p.stop().await;
+        outcome.unwrap();
+        assert_eq!(events.iter().filter(|e| e["op"] == "r").count(), 300000);
+    });
+}

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  catalog connection ── holds the snapshot (the slot's exported one, or its own on a resume)
+//!        until every reader has imported it
 //!  reader connections (snapshot_connections) ── SET TRANSACTION SNAPSHOT; next table from the
 //!        queue; COPY (SELECT … ORDER BY key) TO STDOUT ──▶ chunks of rows
 //!  merge ── chunks in arrival order ──▶ batches; a checkpoint every chunk_rows rows holds how
@@ -46,11 +47,21 @@ pub(super) struct SnapshotPlan<'a> {
     pub connections: usize,
     pub batch_events: usize,
     pub chunk_rows: usize,
+    /// The connection holding the snapshot until every reader has imported it, and the
+    /// command that lets it go (a connection idle in a transaction through a long snapshot would
+    /// meet `idle_in_transaction_session_timeout`).
+    pub holder: (&'a mut PgConnection, &'static str),
+}
+
+/// What a reader sends: that it holds the snapshot, then its tables' rows.
+enum ReaderMessage {
+    Imported,
+    Chunk(SnapshotChunk),
 }
 
 /// Reads the snapshot and sends it as batches. `false` if shut down before the end.
 pub(super) async fn read(
-    plan: SnapshotPlan<'_>,
+    mut plan: SnapshotPlan<'_>,
     out: &mpsc::Sender<Batch>,
     ctx: &SourceContext,
 ) -> Result<bool, CdcError> {
@@ -75,7 +86,7 @@ pub(super) async fn read(
     let readers = plan.connections.clamp(1, queue.len().max(1));
     let queue = Arc::new(Mutex::new(queue));
     // Room for one chunk per reader: readers stay at most a chunk ahead of the pipeline.
-    let (chunks_tx, mut chunks) = mpsc::channel::<Result<SnapshotChunk, CdcError>>(readers);
+    let (chunks_tx, mut chunks) = mpsc::channel::<Result<ReaderMessage, CdcError>>(readers);
     let mut tasks = JoinSet::new();
     for _ in 0..readers {
         let reader = Reader {
@@ -94,8 +105,19 @@ pub(super) async fn read(
         });
     }
     drop(chunks_tx);
-    while let Some(chunk) = chunks.recv().await {
-        let chunk = chunk?;
+    let mut importing = readers;
+    while let Some(message) = chunks.recv().await {
+        let chunk = match message? {
+            ReaderMessage::Imported => {
+                importing -= 1;
+                if importing == 0 {
+                    let (holder, release) = &mut plan.holder;
+                    holder.query(release).await?;
+                }
+                continue;
+            }
+            ReaderMessage::Chunk(chunk) => chunk,
+        };
         if ctx.shutdown.is_cancelled() {
             return Ok(false);
         }
@@ -116,7 +138,7 @@ struct Reader {
     params: ConnectParams,
     snapshot_name: String,
     queue: Arc<Mutex<VecDeque<TableRead>>>,
-    chunks: mpsc::Sender<Result<SnapshotChunk, CdcError>>,
+    chunks: mpsc::Sender<Result<ReaderMessage, CdcError>>,
     batch_events: usize,
     template: SourceInfo,
 }
@@ -126,6 +148,9 @@ impl Reader {
         let mut conn = PgConnection::connect(&self.params, false).await?;
         conn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
         conn.query(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(&self.snapshot_name))).await?;
+        if self.chunks.send(Ok(ReaderMessage::Imported)).await.is_err() {
+            return Ok(());
+        }
         let mut types = TypeCache::default();
         loop {
             let next = self.queue.lock().map_err(|_| CdcError::transient("snapshot queue poisoned"))?.pop_front();
@@ -134,7 +159,9 @@ impl Reader {
                 return Ok(());
             }
         }
-        conn.query("COMMIT").await?;
+        // Read-only and every row is in: a server that ended the session while it waited for
+        // the pipeline (idle_in_transaction_session_timeout) costs nothing.
+        let _ = conn.query("COMMIT").await;
         Ok(())
     }
 
@@ -191,7 +218,7 @@ impl Reader {
                     last_key: (!key.is_empty() && !key_values.is_empty()).then(|| key_values.clone()),
                     finished,
                 };
-                if self.chunks.send(Ok(chunk)).await.is_err() {
+                if self.chunks.send(Ok(ReaderMessage::Chunk(chunk))).await.is_err() {
                     return Ok(false);
                 }
             }

@@ -195,7 +195,7 @@ impl Source for PgSource {
                     let name = row.get(2).cloned().flatten().unwrap_or_default();
                     ctx.status.set_phase("snapshot");
                     ctx.status.set_ready(true);
-                    let done = self.snapshot(&mut cat, Some(&name), consistent, None, &out, &ctx).await?;
+                    let done = self.snapshot(&mut cat, Some((&name, &mut repl)), consistent, None, &out, &ctx).await?;
                     if done.is_none() || self.snapshot == SnapshotMode::InitialOnly {
                         return Ok(());
                     }
@@ -230,26 +230,26 @@ impl PgSource {
         Ok(())
     }
 
-    /// Reads every published table in the exported snapshot (`exported`), or, going on with an
-    /// interrupted snapshot (`resume`), in a new read from where it stopped (`super::snapshot`).
-    /// `None` if shut down; else, after a resume, an LSN at or past the new read's start (see
-    /// `RepeatWindow`).
+    /// Reads every published table in the snapshot `exported` by the replication connection
+    /// `repl` (a new slot), or, going on with an interrupted snapshot (`resume`), in a new read
+    /// from where it stopped (`super::snapshot`). `None` if shut down; else, after a resume, an
+    /// LSN at or past the new read's start (see `RepeatWindow`).
     async fn snapshot(
         &self,
         cat: &mut PgConnection,
-        exported: Option<&str>,
+        exported: Option<(&str, &mut PgConnection)>,
         consistent: Lsn,
         resume: Option<&SnapshotProgress>,
         out: &mpsc::Sender<Batch>,
         ctx: &SourceContext,
     ) -> Result<Option<Option<u64>>, CdcError> {
-        // The catalog connection holds the snapshot until every reader has it.
+        // The tables are listed in the snapshot itself.
         cat.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
         let mut resumed_at = None;
-        let snapshot_name = match exported {
-            Some(name) => {
+        let (snapshot_name, repl) = match exported {
+            Some((name, repl)) => {
                 cat.query(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(name))).await?;
-                name.to_string()
+                (name.to_string(), Some(repl))
             }
             None => {
                 // The first statement takes the read's snapshot; the WAL position it reads is at or past it.
@@ -261,7 +261,7 @@ impl PgSource {
                     .flatten()
                     .ok_or_else(|| CdcError::transient("pg_export_snapshot returned nothing"))?;
                 resumed_at = values.next().flatten().and_then(|l| l.parse::<Lsn>().ok()).map(|l| l.0);
-                name
+                (name, None)
             }
         };
         let tables: Vec<TableId> = catalog::publication_tables(cat, &self.publication)
@@ -270,6 +270,14 @@ impl PgSource {
             .into_iter()
             .filter(|t| self.filter.matches_id(t))
             .collect();
+        let holder = match repl {
+            // The slot's snapshot lives until the replication connection's next command.
+            Some(repl) => {
+                cat.query("COMMIT").await?;
+                (repl, "IDENTIFY_SYSTEM")
+            }
+            None => (cat, "COMMIT"),
+        };
         let plan = super::snapshot::SnapshotPlan {
             params: &self.params,
             tables,
@@ -279,11 +287,11 @@ impl PgSource {
             connections: self.snapshot_connections,
             batch_events: self.batch_events,
             chunk_rows: self.chunk_rows,
+            holder,
         };
         if !super::snapshot::read(plan, out, ctx).await? {
             return Ok(None);
         }
-        cat.query("COMMIT").await?;
         Ok(Some(resumed_at))
     }
 
