@@ -36,12 +36,13 @@ fn write_config(dir: &std::path::Path, db: &str, url: &str, http: Option<u16>, s
 }
 
 fn spawn_cdc(config: &std::path::Path) -> ChildGuard {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(config.with_file_name("cdc.log")).unwrap();
     ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_cdc"))
             .args(["run", "--config"])
             .arg(config)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap(),
     )
@@ -156,7 +157,16 @@ fn kill_9_and_restart_loses_nothing() {
         cdc::positions::FilePositionStore::read(&dir.path().join("positions.json")).unwrap();
     }
     writer.join().unwrap();
+    let log = || std::fs::read_to_string(dir.path().join("cdc.log")).unwrap_or_default();
+    let streams_before = log().matches("Streaming binlog").count();
     let mut cdc = spawn_cdc(&config);
+    // Earlier runs may already have written every row: the SIGTERM below must reach a cdc that
+    // is running (its signal handler installed), not one still starting.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log().matches("Streaming binlog").count() == streams_before {
+        assert!(Instant::now() < deadline, "the last run never streamed:\n{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let out = dir.path().join("out.jsonl");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -173,7 +183,8 @@ fn kill_9_and_restart_loses_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     unsafe { kill(cdc.0.id() as i32, 15) };
-    assert!(cdc.0.wait().unwrap().success());
+    let status = cdc.0.wait().unwrap();
+    assert!(status.success(), "{status}: {}", log());
     // Every line is whole JSON (a kill never leaves a torn line that is not the last one of a run).
     let text = std::fs::read_to_string(&out).unwrap();
     let parsed = text.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()).count();
