@@ -355,9 +355,11 @@ fn exactly_once_kill_9_committed_transactions_hold_each_change_once() {
                 let mut c = mysql_async::Conn::from_url(url).await.unwrap();
                 while !stop.load(Ordering::SeqCst) {
                     let start = written.load(Ordering::SeqCst) + 1;
-                    let values: Vec<String> = (start..start + 3000).map(|i| format!("({i})")).collect();
+                    // Large enough that cdc spends most of its time inside a transaction, so
+                    // a kill at a random instant cuts one off even on a fast machine.
+                    let values: Vec<String> = (start..start + 20000).map(|i| format!("({i})")).collect();
                     c.query_drop(format!("INSERT INTO t VALUES {}", values.join(","))).await.unwrap();
-                    written.store(start + 2999, Ordering::SeqCst);
+                    written.store(start + 19999, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(600)).await;
                 }
             });
