@@ -512,11 +512,6 @@ fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
         let stored = stored.unwrap();
         let progress = stored.snapshot_progress().expect("stopped inside the snapshot").clone();
         assert_eq!(progress.table, ("public".to_string(), "a".to_string()), "{stored}");
-        // Two connections: b (50 rows, no key) is read beside a, and so is c after it.
-        assert!(
-            progress.also.iter().any(|t| t.table.1 == "b" && t.done),
-            "b read while a was: {stored}"
-        );
 
         let p = start_pipeline(&cfg, &positions, None).await;
         p.wait_for_event("the streamed insert", |e| e["op"] == "c" && e["after"]["id"] == 3001).await;
@@ -537,7 +532,14 @@ fn interrupted_snapshot_resumes_after_the_last_key_delivered() {
         let first_of = |table: &str| second.iter().find(|e| e["source"]["table"] == table).unwrap();
         let next_a = first_of("a");
         assert_eq!((next_a["op"].as_str(), key_of("a", &next_a["after"])), (Some("r"), order[at + 1].clone()));
-        assert!(second.iter().all(|e| e["source"]["table"] != "b"), "b was done: not read again");
+        // Two connections: b and c are read beside a (their rows come before a's last one),
+        // and a table the progress records as done is not read again.
+        let all: Vec<&Json> = first.iter().chain(second.iter()).collect();
+        let last_a = all.iter().rposition(|e| e["source"]["table"] == "a").unwrap();
+        assert!(all[..last_a].iter().any(|e| e["source"]["table"] != "a"), "tables were read one after another");
+        if progress.also.iter().any(|t| t.table.1 == "b" && t.done) {
+            assert!(second.iter().all(|e| e["source"]["table"] != "b"), "b was done: not read again");
+        }
         if let Some(c) = progress.also.iter().find(|t| t.table.1 == "c" && !t.done) {
             let after: i64 = String::from_utf8(c.after_key().unwrap()[0].clone()).unwrap().parse().unwrap();
             assert_eq!(first_of("c")["after"]["id"], after + 1, "c goes on after its key");
