@@ -91,9 +91,7 @@ impl Pipeline {
             tokio::select! {
                 biased;
                 Some(acked) = ack_rx.recv() => {
-                    if let Some(p) = tracker.acked(acked) {
-                        checkpoint.pending = Some(p);
-                    }
+                    checkpoint.release(tracker.acked(acked));
                 }
                 _ = tick.tick() => {
                     match sink.tick().await {
@@ -126,9 +124,7 @@ impl Pipeline {
                             biased;
                             written = &mut write => break written,
                             Some(acked) = ack_rx.recv() => {
-                                if let Some(p) = tracker.acked(acked) {
-                                    checkpoint.pending = Some(p);
-                                }
+                                checkpoint.release(tracker.acked(acked));
                             }
                             _ = tick.tick() => {
                                 checkpoint.save(tracker.released_events(), tracker.released_source_ts_ms()).await?;
@@ -164,9 +160,7 @@ impl Pipeline {
             sink_error = Some(e);
         }
         while let Ok(acked) = ack_rx.try_recv() {
-            if let Some(p) = tracker.acked(acked) {
-                checkpoint.pending = Some(p);
-            }
+            checkpoint.release(tracker.acked(acked));
         }
         checkpoint.save(tracker.released_events(), tracker.released_source_ts_ms()).await?;
         if tracker.pending() > 0 {
@@ -304,6 +298,13 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
+    /// Takes a checkpoint the acknowledgements released, to be saved at the next tick.
+    fn release(&mut self, released: Option<Position>) {
+        if released.is_some() {
+            self.pending = released;
+        }
+    }
+
     /// Saves the pending checkpoint, if any, then tells the source it is durable.
     async fn save(&mut self, events_checkpointed: u64, source_ts_ms: Option<i64>) -> Result<(), CdcError> {
         let Some(position) = self.pending.take() else {

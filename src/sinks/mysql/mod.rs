@@ -176,9 +176,7 @@ impl MySqlSink {
             .await
             .map_err(|e| sql_error("reading cdc_stopped_tables", e))?;
         self.stopped = rows.into_iter().map(|(ns, t)| TableId::new(ns, t)).collect();
-        for table in &self.stopped {
-            tracing::warn!(table = %table, "Not applying changes to this table: stopped after a schema change cdc could not replay (see cdc_stopped_tables)");
-        }
+        schema_change::warn_stopped_tables(&self.stopped);
         self.conn = Some(conn);
         Ok(())
     }
@@ -196,7 +194,7 @@ impl MySqlSink {
         // Tables first: DDL commits implicitly in MySQL, so it goes before this batch's BEGIN
         // (and, inside a source transaction spread over batches, commits what came before).
         // Only a table whose schema changes inside the batch is altered in between its rows.
-        let mut first_seen = std::collections::HashSet::new();
+        let mut first_seen = HashSet::new();
         for event in &batch.events {
             if first_seen.insert(event.table.id.clone())
                 && !self.stopped.contains(&event.table.id)
@@ -216,29 +214,25 @@ impl MySqlSink {
             if self.stopped.contains(&event.table.id) {
                 continue;
             }
-            if let Some(refused) = self.refused_change(event) {
-                // Recorded in the transaction that holds the table's last applied change.
-                schema_change::log_stopped_table(&event.table.id, &refused);
-                close_group(&mut sql, &mut group);
-                if !self.in_transaction {
-                    sql.push_str("START TRANSACTION;\n");
-                    self.in_transaction = true;
-                }
-                sql.push_str(&format!(
-                    "INSERT IGNORE INTO {} (name, source_namespace, source_table, reason) VALUES ({}, {}, {}, {});\n",
-                    self.stopped_tables_table(),
-                    quote(&self.name),
-                    quote(&event.table.id.namespace),
-                    quote(&event.table.id.name),
-                    quote(&refused.cause)
-                ));
-                self.stopped.insert(event.table.id.clone());
-                continue;
-            }
             if !self.has_plan_for(event) {
+                close_group(&mut sql, &mut group);
+                if let Some(refused) = self.refused_change(event) {
+                    // Recorded in the transaction that holds the table's last applied change.
+                    schema_change::log_stopped_table(&event.table.id, &refused);
+                    self.begin(&mut sql);
+                    sql.push_str(&format!(
+                        "INSERT IGNORE INTO {} (name, source_namespace, source_table, reason) VALUES ({}, {}, {}, {});\n",
+                        self.stopped_tables_table(),
+                        quote(&self.name),
+                        quote(&event.table.id.namespace),
+                        quote(&event.table.id.name),
+                        quote(&refused.cause)
+                    ));
+                    self.stopped.insert(event.table.id.clone());
+                    continue;
+                }
                 // The schema changed between rows of this batch: the rows so far go out under
                 // the schema they were written with, then the table is altered.
-                close_group(&mut sql, &mut group);
                 bytes += self.execute(std::mem::take(&mut sql), batch).await?;
                 let previous = self.plans.get(&event.table.id).map(|p| (*p.schema).clone());
                 let plan = self.prepare(event, previous.as_ref()).await?;
@@ -246,10 +240,7 @@ impl MySqlSink {
                 // The DDL ended the open transaction.
                 self.in_transaction = false;
             }
-            if !self.in_transaction {
-                sql.push_str("START TRANSACTION;\n");
-                self.in_transaction = true;
-            }
+            self.begin(&mut sql);
             let Some(plan) = self.plans.get(&event.table.id).cloned() else { continue };
             write_event(&mut sql, &mut group, classify(event)?, &plan).map_err(|e| {
                 CdcError::definite(
@@ -260,9 +251,7 @@ impl MySqlSink {
         }
         close_group(&mut sql, &mut group);
         if let Some(position) = &batch.checkpoint {
-            if !self.in_transaction {
-                sql.push_str("START TRANSACTION;\n");
-            }
+            self.begin(&mut sql);
             if let Some(table) = &self.positions_table {
                 sql.push_str(&position_upsert(table, &self.name, position));
             }
@@ -272,10 +261,18 @@ impl MySqlSink {
         Ok(bytes + self.execute(sql, batch).await?)
     }
 
-    /// The schema change this event brings, when cdc cannot replay it and the table is to be
-    /// stopped rather than the pipeline.
+    /// Opens a transaction in `sql` unless one is open.
+    fn begin(&mut self, sql: &mut String) {
+        if !self.in_transaction {
+            sql.push_str("START TRANSACTION;\n");
+            self.in_transaction = true;
+        }
+    }
+
+    /// For an event whose schema differs from its table's plan: the change, when cdc cannot
+    /// replay it and the table is to be stopped rather than the pipeline.
     fn refused_change(&self, event: &ChangeEvent) -> Option<CdcError> {
-        if self.config.unreplayable_schema_change != UnreplayableSchemaChange::StopTable || self.has_plan_for(event) {
+        if self.config.unreplayable_schema_change != UnreplayableSchemaChange::StopTable {
             return None;
         }
         let old = &self.plans.get(&event.table.id)?.schema;

@@ -105,9 +105,7 @@ impl PostgresSink {
             .await?;
         self.stopped =
             rows.into_iter().filter_map(|r| Some(TableId::new(r.first()?.clone()?, r.get(1)?.clone()?))).collect();
-        for table in &self.stopped {
-            tracing::warn!(table = %table, "Not applying changes to this table: stopped after a schema change cdc could not replay (see cdc_stopped_tables)");
-        }
+        schema_change::warn_stopped_tables(&self.stopped);
         self.conn = Some(conn);
         Ok(())
     }

@@ -286,7 +286,8 @@ pub async fn check(
     // connection counts against max_wal_senders instead).
     let free = conn
         .query(
-            "SELECT (current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int              - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'))::text",
+            "SELECT (current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int \
+             - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'))::text",
         )
         .await;
     if let Some(free) = free.ok().and_then(|r| r.into_iter().next()).and_then(|r| r.into_iter().next().flatten()) {
