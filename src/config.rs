@@ -273,6 +273,15 @@ pub struct DbSinkConfig {
     /// added at once): stop applying that table, or stop the pipeline.
     #[serde(default)]
     pub unreplayable_schema_change: UnreplayableSchemaChange,
+    /// Target connections applying independent transactions at the same time (changes of
+    /// one row, and of a table written as a whole, keep their order; commits stay in source
+    /// order). PostgreSQL targets only.
+    #[serde(default = "one")]
+    pub apply_connections: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -522,10 +531,19 @@ impl Config {
             SinkConfig::Postgres(d) => {
                 check_scheme(&d.url, &["postgres", "postgresql"], "sink.url")?;
                 check_positions_table(&d.positions_table)?;
+                if !(1..=64).contains(&d.apply_connections) {
+                    return Err(("sink.apply_connections", "must be between 1 and 64".into()));
+                }
             }
             SinkConfig::Mysql(d) => {
                 check_scheme(&d.url, &["mysql", "mariadb"], "sink.url")?;
                 check_positions_table(&d.positions_table)?;
+                if d.apply_connections != 1 {
+                    return Err((
+                        "sink.apply_connections",
+                        "a MySQL/MariaDB target is applied on one connection".into(),
+                    ));
+                }
             }
             SinkConfig::Kafka(k) => {
                 if k.brokers.trim().is_empty() {

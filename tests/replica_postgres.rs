@@ -107,7 +107,7 @@ fn mixed_workload(pg: &Postgres, db: &str) {
     pg.sql(db, "ALTER TABLE orders DROP COLUMN qty; INSERT INTO orders VALUES (9999, 'last', 'end');");
 }
 
-fn replicate_across_versions(source: &Postgres, target: &Postgres, name: &str) {
+fn replicate_across_versions(source: &Postgres, target: &Postgres, name: &str, extra_sink: &str) {
     let db = source.create_db(name);
     source.sql(&db, KINDS_DDL);
     source.sql(
@@ -118,7 +118,8 @@ fn replicate_across_versions(source: &Postgres, target: &Postgres, name: &str) {
     source.sql(&db, "INSERT INTO orders VALUES (-1, 'before snapshot', 1)");
     let target_db = target.create_db(name);
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), name, &pg_source(source, &db, "\"public.*\""), &target.url(&target_db), "");
+    let config =
+        write_config(dir.path(), name, &pg_source(source, &db, "\"public.*\""), &target.url(&target_db), extra_sink);
     let _cdc = spawn_cdc(&config);
     wait_same((source, &db), (target, &target_db), "orders", &config);
     mixed_workload(source, &db);
@@ -170,12 +171,17 @@ fn replicate_across_versions(source: &Postgres, target: &Postgres, name: &str) {
 
 #[test]
 fn pg13_to_pg17_mixed_workload() {
-    replicate_across_versions(pg13(), pg17(), "up13to17");
+    replicate_across_versions(pg13(), pg17(), "up13to17", "");
+}
+
+#[test]
+fn pg13_to_pg17_mixed_workload_on_three_connections() {
+    replicate_across_versions(pg13(), pg17(), "up13to17par", "apply_connections = 3");
 }
 
 #[test]
 fn pg17_to_pg15_mixed_workload() {
-    replicate_across_versions(pg17(), shared_pg15(), "down17to15");
+    replicate_across_versions(pg17(), shared_pg15(), "down17to15", "");
 }
 
 #[test]
@@ -266,9 +272,20 @@ impl Lcg {
 
 #[test]
 fn kill_9_during_apply_loses_nothing_and_applies_nothing_twice() {
+    kill_9_during_apply("killapply", "");
+}
+
+#[test]
+fn kill_9_during_parallel_apply_loses_nothing_and_applies_nothing_twice() {
+    kill_9_during_apply("killparallel", "apply_connections = 3");
+}
+
+/// kill -9 at random instants while `name` applies a stream of small transactions that touch
+/// the same rows again and again; checked with audit triggers on the target.
+fn kill_9_during_apply(name: &str, extra_sink: &str) {
     let source = shared_pg15();
     let target = pg17();
-    let db = source.create_db("killapply");
+    let db = source.create_db(name);
     source.sql(
         &db,
         "CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL);
@@ -277,18 +294,19 @@ fn kill_9_during_apply_loses_nothing_and_applies_nothing_twice() {
     );
     // The target tables exist already (accepted as compatible), with audit triggers that log
     // every row the sink writes: a change applied twice shows up as a second audit row.
-    let target_db = target.create_db("killapply");
+    let target_db = target.create_db(name);
+    // `at` orders the audit rows as they were written, whichever connection wrote them.
     target.sql(
         &target_db,
         "CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL);
          CREATE TABLE events (id bigint PRIMARY KEY, counter int NOT NULL);
-         CREATE TABLE audit (tbl text, id bigint, op text, n int);
+         CREATE TABLE audit (tbl text, id bigint, op text, n int, at bigserial);
          CREATE FUNCTION audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
            BEGIN
              IF TG_TABLE_NAME = 'counters' THEN
-               INSERT INTO audit VALUES (TG_TABLE_NAME, NEW.id, TG_OP, NEW.n);
+               INSERT INTO audit (tbl, id, op, n) VALUES (TG_TABLE_NAME, NEW.id, TG_OP, NEW.n);
              ELSE
-               INSERT INTO audit VALUES (TG_TABLE_NAME, NEW.id, TG_OP, NULL);
+               INSERT INTO audit (tbl, id, op) VALUES (TG_TABLE_NAME, NEW.id, TG_OP);
              END IF;
              RETURN NULL;
            END $$;
@@ -297,7 +315,7 @@ fn kill_9_during_apply_loses_nothing_and_applies_nothing_twice() {
     );
     let dir = tempfile::tempdir().unwrap();
     let config =
-        write_config(dir.path(), "killapply", &pg_source(source, &db, "\"public.*\""), &target.url(&target_db), "");
+        write_config(dir.path(), name, &pg_source(source, &db, "\"public.*\""), &target.url(&target_db), extra_sink);
 
     // The workload: small transactions touching two counters and logging an event, and now
     // and then one larger than a batch (3000 events), so kills land inside those too.
@@ -364,10 +382,121 @@ fn kill_9_during_apply_loses_nothing_and_applies_nothing_twice() {
     // Audit values follow each counter's history in order: n = 1, 2, 3, … with no gap or repeat.
     let out_of_order = target.sql(
         &target_db,
-        "SELECT count(*) FROM (SELECT id, n, row_number() OVER (PARTITION BY id ORDER BY ctid) AS k \
+        "SELECT count(*) FROM (SELECT id, n, row_number() OVER (PARTITION BY id ORDER BY at) AS k \
          FROM audit WHERE tbl = 'counters' AND op = 'UPDATE') x WHERE n <> k",
     );
     assert_eq!(out_of_order, "0");
+}
+
+/// Parallel apply on three target connections: independent transactions run at the same
+/// time (their target transactions overlap), while every row's changes keep their source
+/// order, key changes, re-inserted keys, TRUNCATE and DDL included, and the result is the
+/// source's.
+#[test]
+fn parallel_apply_overlaps_independent_transactions_and_keeps_each_rows_order() {
+    let source = shared_pg15();
+    let target = pg17();
+    let name = "parallel";
+    let db = source.create_db(name);
+    source.sql(
+        &db,
+        "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, version int NOT NULL);
+         CREATE TABLE log (id bigserial PRIMARY KEY, account int NOT NULL, amount int NOT NULL);
+         CREATE TABLE items (id int PRIMARY KEY, v text);
+         CREATE TABLE tags (tag text);
+         INSERT INTO accounts SELECT g, 1000, 0 FROM generate_series(1, 10) g;
+         INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g;",
+    );
+    let target_db = target.create_db(name);
+    // Audit triggers: which backend wrote each row change, in which transaction, in what order.
+    target.sql(
+        &target_db,
+        "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, version int NOT NULL);
+         CREATE TABLE log (id bigint PRIMARY KEY, account int NOT NULL, amount int NOT NULL);
+         CREATE TABLE audit (tbl text, id bigint, op text, version int, pid int, tx bigint, at bigserial);
+         CREATE FUNCTION audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+             INSERT INTO audit (tbl, id, op, version, pid, tx) VALUES (TG_TABLE_NAME, NEW.id, TG_OP,
+               (to_jsonb(NEW) ->> 'version')::int, pg_backend_pid(), txid_current());
+             RETURN NULL;
+           END $$;
+         CREATE TRIGGER audit_accounts AFTER INSERT OR UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION audit_row();
+         CREATE TRIGGER audit_log AFTER INSERT ON log FOR EACH ROW EXECUTE FUNCTION audit_row();",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        name,
+        &pg_source(source, &db, "\"public.*\""),
+        &target.url(&target_db),
+        "apply_connections = 3",
+    );
+    let _cdc = spawn_cdc(&config);
+    wait_same((source, &db), (target, &target_db), "items", &config);
+
+    // Independent transactions (large appends to `log`) between transactions that touch the
+    // same rows: transfers between accounts, a key moved away and back, a row deleted and
+    // inserted again with the same key, a TRUNCATE, a new column.
+    let mut script = String::new();
+    for i in 0..60u32 {
+        let (a, b) = (i % 10 + 1, (i * 3 + 1) % 10 + 1);
+        // Consecutive transactions touch the same account at opposite ends: run side by side
+        // they would each lock the row the other needs.
+        script.push_str(&format!(
+            "BEGIN; INSERT INTO log (account, amount) SELECT {a}, g FROM generate_series(1, 1500) g; \
+             UPDATE accounts SET balance = balance - {i}, version = version + 1 WHERE id = {a}; COMMIT;\n\
+             BEGIN; UPDATE accounts SET balance = balance + {i}, version = version + 1 WHERE id = {a}; \
+             INSERT INTO log (account, amount) SELECT {b}, g FROM generate_series(1, 1500) g; COMMIT;\n\
+             UPDATE items SET id = id + 1000 WHERE id = {k};\nUPDATE items SET id = id - 1000, v = 'back {i}' WHERE id = {k} + 1000;\n\
+             DELETE FROM items WHERE id = {d};\nINSERT INTO items VALUES ({d}, 'again {i}');\n\
+             INSERT INTO tags VALUES ('t{i}');\n",
+            k = i % 50 + 1,
+            d = i % 50 + 51
+        ));
+        if i == 30 {
+            script.push_str("TRUNCATE tags;\nALTER TABLE items ADD COLUMN extra int;\n");
+        }
+    }
+    let mut psql = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+        .arg(source.url(&db))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        psql.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    }
+    assert!(psql.wait().unwrap().success());
+    for table in ["accounts", "log", "items", "tags"] {
+        wait_same((source, &db), (target, &target_db), table, &config);
+    }
+    // Each account's updates were applied once each, in source order: versions 1, 2, 3, …
+    let out_of_order = target.sql(
+        &target_db,
+        "SELECT count(*) FROM (SELECT version, row_number() OVER (PARTITION BY id ORDER BY at) AS k \
+         FROM audit WHERE tbl = 'accounts' AND op = 'UPDATE') x WHERE version <> k",
+    );
+    assert_eq!(out_of_order, "0");
+    assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE tbl = 'accounts' AND op = 'UPDATE'"), "120");
+    assert_eq!(target.sql(&target_db, "SELECT count(*) FROM audit WHERE tbl = 'log'"), "180000");
+    // Never a lock wait between the connections (lock_timeout) and so never a restart.
+    let log = cdc_log(&config);
+    assert!(!log.contains("Restarting") && !log.contains("ERROR"), "{log}");
+    // The work was spread over the connections, and target transactions ran at the same time.
+    let pids = target.sql(&target_db, "SELECT count(DISTINCT pid) FROM audit");
+    assert!(pids.parse::<u32>().unwrap() >= 2, "one connection wrote everything");
+    let overlapping = target.sql(
+        &target_db,
+        "WITH t AS (SELECT tx, pid, min(at) AS first, max(at) AS last FROM audit GROUP BY tx, pid) \
+         SELECT count(*) FROM t a JOIN t b ON a.tx < b.tx AND a.pid <> b.pid AND a.first < b.last AND b.first < a.last",
+    );
+    assert!(overlapping.parse::<u32>().unwrap() > 0, "no two target transactions overlapped\n{}", cdc_log(&config));
+    let stored = target.sql(&target_db, &format!("SELECT position FROM cdc_positions WHERE name = '{name}'"));
+    assert!(stored.starts_with("pg:lsn="), "{stored}");
+    let (code, out) = cdc_verify(&config);
+    assert_eq!(code, 0, "{out}");
 }
 
 /// kill -9 during the initial copy: the restart goes on with the copy from the last chunk

@@ -1,5 +1,6 @@
 //! Sinks: where change events go.
 
+mod footprint;
 mod json_lines;
 pub mod kafka;
 pub mod mysql;

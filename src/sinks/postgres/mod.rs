@@ -10,22 +10,32 @@
 //!
 //! Statements go out as SQL text with the simple query protocol, one round trip per batch
 //! (see `statements.rs` for the batching and `values.rs` for the type mapping).
+//!
+//! Parallel apply (`apply_connections` > 1): the batches up to a checkpoint form a unit, one
+//! target transaction on one connection ("lane"). A unit runs beside the units before it
+//! only if their footprints (rows by key, tables written as a whole) do not meet; otherwise
+//! it waits for them to commit, or goes on the lane that holds them. Commits stay in source
+//! order: a unit's position and COMMIT go out once every unit before it has committed (or
+//! sits before it on the same connection), so the positions table still says exactly what
+//! the target holds.
 
 mod statements;
 mod tables;
 pub mod values;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use self::statements::StatementWriter;
-use self::tables::TablePlan;
+use self::statements::{StatementWriter, write_key_tuple};
+use self::tables::{Isolation, TablePlan};
 use crate::config::{DbSinkConfig, UnreplayableSchemaChange};
 use crate::error::CdcError;
 use crate::model::{Batch, Op, Position, TableId, TableSchema};
 use crate::pipeline::{Ack, Sink};
+use crate::sinks::footprint::Footprint;
+use crate::sinks::row_change::{RowChange, classify};
 use crate::sinks::{SourceEngine, batch_tables, lost_transaction, schema_change};
 use crate::sources::postgres::protocol::{ConnectParams, PgConnection, PgError, ScriptPart, quote_literal};
 
@@ -35,19 +45,59 @@ pub struct PostgresSink {
     config: DbSinkConfig,
     /// Positions table when the position is kept in the target (`positions.store = "sink"`).
     positions_table: Option<String>,
-    conn: Option<PgConnection>,
-    /// Batches applied in the open target transaction; acknowledged when it commits.
-    open_tx: Option<Vec<Ack>>,
-    in_flight: Option<InFlight>,
-    /// How each source table is written, with the schema it was prepared for.
+    /// Target connections; the first holds the advisory lock. Empty until connected.
+    lanes: Vec<Lane>,
+    /// Units not yet known to be committed, in source order.
+    units: VecDeque<Unit>,
+    next_unit: u64,
+    /// The schema each target table was made to fit, with how it is written; lanes derive
+    /// their own plans (with their own staging tables) from these.
     plans: HashMap<TableId, Arc<TablePlan>>,
-    /// Staging tables created on this connection (for unique names).
+    /// Staging tables created (for unique names).
     stages: u32,
     /// `ADD PRIMARY KEY` of tables created for an initial copy, run when the copy of that
     /// table is over (or before any other change to it).
     deferred_keys: HashMap<TableId, String>,
     /// Source tables whose changes are no longer applied (`cdc_stopped_tables`).
     stopped: HashSet<TableId>,
+}
+
+/// One target connection.
+struct Lane {
+    conn: PgConnection,
+    /// The shared plans as this connection writes them (its own staging tables).
+    plans: HashMap<TableId, Arc<TablePlan>>,
+    /// Scripts sent whose results are not read yet, oldest first.
+    in_flight: VecDeque<InFlight>,
+}
+
+/// Source transactions applied in one target transaction.
+struct Unit {
+    seq: u64,
+    lane: usize,
+    /// Its batches, acknowledged when it commits.
+    acks: Vec<Ack>,
+    /// What it writes (kept only with several lanes).
+    footprint: Footprint,
+    state: UnitState,
+}
+
+enum UnitState {
+    /// Takes more batches.
+    Open,
+    /// Complete; its position and COMMIT wait for the units before it.
+    Complete(Position),
+    /// COMMIT sent, not confirmed yet.
+    Committing,
+}
+
+/// A script sent to the target whose results are not read yet.
+struct InFlight {
+    parts: usize,
+    /// Source tables of its batch, for error messages.
+    tables: String,
+    /// The unit it commits, if it does.
+    commits: Option<u64>,
 }
 
 impl PostgresSink {
@@ -59,9 +109,9 @@ impl PostgresSink {
             params,
             config,
             positions_table,
-            conn: None,
-            open_tx: None,
-            in_flight: None,
+            lanes: Vec::new(),
+            units: VecDeque::new(),
+            next_unit: 0,
             plans: HashMap::new(),
             stages: 0,
             deferred_keys: HashMap::new(),
@@ -69,14 +119,16 @@ impl PostgresSink {
         }
     }
 
+    fn parallel(&self) -> bool {
+        self.config.apply_connections > 1
+    }
+
     /// Connects, fences other instances of this pipeline and prepares the positions table.
     async fn connect(&mut self) -> Result<(), CdcError> {
-        if self.conn.is_some() {
+        if !self.lanes.is_empty() {
             return Ok(());
         }
-        let mut conn = PgConnection::connect(&self.params, false).await.map_err(|e| target_error(e, &self.params))?;
-        // Literals are written for these settings; timestamps with offset +00 are exact in any zone.
-        conn.query("SET standard_conforming_strings = on; SET synchronous_commit = on").await?;
+        let mut conn = self.open_connection().await?;
         let lock = conn.query(&format!("SELECT pg_try_advisory_lock(hashtext({}))", lock_name(&self.name))).await?;
         if lock.first().and_then(|r| r.first()).cloned().flatten().as_deref() != Some("t") {
             return Err(CdcError::definite(
@@ -106,22 +158,38 @@ impl PostgresSink {
         self.stopped =
             rows.into_iter().filter_map(|r| Some(TableId::new(r.first()?.clone()?, r.get(1)?.clone()?))).collect();
         schema_change::warn_stopped_tables(&self.stopped);
-        self.conn = Some(conn);
+        let mut lanes = vec![Lane::new(conn)];
+        for _ in 1..self.config.apply_connections {
+            lanes.push(Lane::new(self.open_connection().await?));
+        }
+        self.lanes = lanes;
         Ok(())
     }
 
-    /// Forgets the connection and everything that lived in its open transaction.
+    async fn open_connection(&self) -> Result<PgConnection, CdcError> {
+        let mut conn = PgConnection::connect(&self.params, false).await.map_err(|e| target_error(e, &self.params))?;
+        // Literals are written for these settings; timestamps with offset +00 are exact in any zone.
+        conn.query("SET standard_conforming_strings = on; SET synchronous_commit = on").await?;
+        if self.parallel() {
+            // Lanes never wait for each other's locks, unless the target has a dependency
+            // cdc cannot see (a trigger, say): then fail and restart rather than hang.
+            conn.query("SET lock_timeout = '30s'").await?;
+        }
+        Ok(conn)
+    }
+
+    /// Forgets the connections and everything that lived in their open transactions.
     fn reset(&mut self) {
-        self.conn = None;
-        self.open_tx = None;
-        self.in_flight = None;
+        self.lanes.clear();
+        // Their acknowledgements are dropped: read again after the restart.
+        self.units.clear();
         // Tables created in a rolled-back transaction are gone: check again.
         self.plans.clear();
         self.deferred_keys.clear();
         self.stopped.clear();
     }
 
-    /// After a failure: forget the connection and what its transaction held.
+    /// After a failure: forget the connections and what their transactions held.
     fn after_error<T>(&mut self, result: Result<T, CdcError>) -> Result<T, CdcError> {
         result.map_err(|e| {
             self.reset();
@@ -129,26 +197,228 @@ impl PostgresSink {
         })
     }
 
-    fn conn(&mut self) -> Result<&mut PgConnection, CdcError> {
-        self.conn.as_mut().ok_or_else(|| CdcError::transient("not connected to the target"))
+    fn lane(&mut self, lane: usize) -> Result<&mut Lane, CdcError> {
+        self.lanes.get_mut(lane).ok_or_else(|| CdcError::transient("not connected to the target"))
     }
 
-    /// Reads the results of the script in flight; acknowledges the batches it committed.
-    async fn settle(&mut self) -> Result<(), CdcError> {
-        let Some(flight) = self.in_flight.take() else { return Ok(()) };
-        match self.conn()?.read_script_results(flight.parts).await? {
-            Ok(()) => {
-                flight.committed.into_iter().flatten().for_each(Ack::done);
-                Ok(())
+    fn open_unit(&self) -> Option<&Unit> {
+        self.units.back().filter(|u| matches!(u.state, UnitState::Open))
+    }
+
+    /// Reads the results of the oldest script in flight on `lane`.
+    async fn settle_one(&mut self, lane: usize) -> Result<(), CdcError> {
+        let Some(flight) = self.lane(lane)?.in_flight.pop_front() else { return Ok(()) };
+        if let Err(e) = self.lane(lane)?.conn.read_script_results(flight.parts).await? {
+            return Err(apply_error(&e, &flight.tables));
+        }
+        if let Some(seq) = flight.commits {
+            // Commits are sent in source order, so every unit before it is committed too.
+            while let Some(unit) = self.units.front() {
+                if unit.seq > seq {
+                    break;
+                }
+                if let Some(unit) = self.units.pop_front() {
+                    unit.acks.into_iter().for_each(Ack::done);
+                }
             }
-            Err(e) => Err(apply_error(&e, &flight.tables)),
+        }
+        Ok(())
+    }
+
+    async fn settle_lane(&mut self, lane: usize) -> Result<(), CdcError> {
+        while !self.lane(lane)?.in_flight.is_empty() {
+            self.settle_one(lane).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the oldest unit towards its commit: sends its COMMIT once it is complete, or
+    /// waits for the COMMIT sent. Returns false when the oldest unit is still open.
+    async fn advance(&mut self) -> Result<bool, CdcError> {
+        let Some(front) = self.units.front_mut() else { return Ok(false) };
+        let (seq, lane) = (front.seq, front.lane);
+        match std::mem::replace(&mut front.state, UnitState::Committing) {
+            UnitState::Open => {
+                front.state = UnitState::Open;
+                Ok(false)
+            }
+            UnitState::Complete(position) => {
+                let mut sql = String::new();
+                if let Some(table) = &self.positions_table {
+                    sql.push_str(&position_upsert(table, &self.name, &position));
+                }
+                sql.push_str("COMMIT;\n");
+                let lane_ref = self.lane(lane)?;
+                lane_ref.conn.send_script(&[ScriptPart::Sql(sql)]).await?;
+                lane_ref.in_flight.push_back(InFlight { parts: 1, tables: String::new(), commits: Some(seq) });
+                Ok(true)
+            }
+            UnitState::Committing => {
+                while self.units.front().is_some_and(|u| u.seq == seq) {
+                    if self.lane(lane)?.in_flight.is_empty() {
+                        return Err(CdcError::definite(
+                            "a target transaction was lost track of (parallel apply)",
+                            "report this as a bug",
+                        ));
+                    }
+                    self.settle_one(lane).await?;
+                }
+                Ok(true)
+            }
         }
     }
 
-    /// Writes a batch into the open target transaction (committing it with the position when
-    /// the batch ends on a checkpoint). The script is sent before the previous one's results
-    /// are read, so the target works on one batch while the next is prepared. Returns the
-    /// bytes sent.
+    /// Commits every unit up to `seq`.
+    async fn wait_committed(&mut self, seq: u64) -> Result<(), CdcError> {
+        while self.units.front().is_some_and(|u| u.seq <= seq) {
+            if !self.advance().await? {
+                return Err(CdcError::definite(
+                    "parallel apply waited for the open transaction",
+                    "report this as a bug",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits every complete unit and reads every result.
+    async fn drain(&mut self) -> Result<(), CdcError> {
+        while self.advance().await? {}
+        for lane in 0..self.lanes.len() {
+            self.settle_lane(lane).await?;
+        }
+        Ok(())
+    }
+
+    /// The lane the batch goes to: the open unit's, or a new unit's, after waiting for the
+    /// units it must not run beside.
+    async fn place(&mut self, batch: &Batch, plain_copy: bool) -> Result<(usize, bool), CdcError> {
+        if !self.parallel() {
+            let new = self.open_unit().is_none();
+            if new {
+                self.push_unit(0, Footprint::default());
+            }
+            return Ok((0, new));
+        }
+        let footprint = self.footprint(batch, plain_copy)?;
+        loop {
+            let open = self.open_unit().map(|u| (u.seq, u.lane));
+            let mut met_lanes: Vec<usize> = Vec::new();
+            let mut met_up_to = None;
+            for unit in &self.units {
+                if Some(unit.seq) != open.map(|o| o.0) && unit.footprint.meets(&footprint) {
+                    met_up_to = Some(unit.seq);
+                    if !met_lanes.contains(&unit.lane) {
+                        met_lanes.push(unit.lane);
+                    }
+                }
+            }
+            // A lane holding a complete unit has its transaction open: it cannot start another.
+            let busy: Vec<usize> =
+                self.units.iter().filter(|u| matches!(u.state, UnitState::Complete(_))).map(|u| u.lane).collect();
+            let chosen = match open {
+                Some((_, lane)) => met_lanes.iter().all(|&l| l == lane).then_some(lane),
+                None => match met_lanes.as_slice() {
+                    [] => (0..self.lanes.len())
+                        .filter(|l| !busy.contains(l))
+                        .min_by_key(|&l| self.lanes[l].in_flight.len()),
+                    [lane] => (!busy.contains(lane)).then_some(*lane),
+                    _ => None,
+                },
+            };
+            if let Some(lane) = chosen {
+                let new = open.is_none();
+                match self.units.back_mut() {
+                    Some(unit) if !new => unit.footprint.merge(footprint),
+                    _ => self.push_unit(lane, footprint),
+                }
+                return Ok((lane, new));
+            }
+            match met_up_to {
+                Some(seq) => self.wait_committed(seq).await?,
+                // Every lane holds a complete unit: the oldest commits first.
+                None => {
+                    if !self.advance().await? {
+                        return Err(CdcError::definite("parallel apply found no lane", "report this as a bug"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn push_unit(&mut self, lane: usize, footprint: Footprint) {
+        self.next_unit += 1;
+        self.units.push_back(Unit { seq: self.next_unit, lane, acks: Vec::new(), footprint, state: UnitState::Open });
+    }
+
+    /// What the batch writes, as parallel apply sees it.
+    fn footprint(&self, batch: &Batch, plain_copy: bool) -> Result<Footprint, CdcError> {
+        let mut footprint = Footprint::default();
+        let mut key = String::new();
+        for event in &batch.events {
+            let id = &event.table.id;
+            if self.stopped.contains(id) {
+                continue;
+            }
+            let plan = self.plans.get(id).filter(|p| Arc::ptr_eq(&p.schema, &event.table) || *p.schema == *event.table);
+            let Some(plan) = plan else {
+                // Created or altered in this unit.
+                footprint.whole_table(id);
+                continue;
+            };
+            let appended = event.op == Op::Read && plain_copy;
+            if self.deferred_keys.contains_key(id) && !appended {
+                // Gets its primary key in this unit.
+                footprint.whole_table(id);
+                continue;
+            }
+            match plan.isolation {
+                Isolation::Alone => {
+                    footprint.table(id);
+                    footprint.alone();
+                }
+                Isolation::Table => footprint.whole_table(id),
+                Isolation::Rows if plan.schema.key.is_empty() => match classify(event)? {
+                    // Appends meet nothing; a row found by its values meets the whole table.
+                    RowChange::Put { insert: true, .. } => footprint.table(id),
+                    _ => footprint.whole_table(id),
+                },
+                Isolation::Rows => {
+                    let rows = match classify(event)? {
+                        RowChange::Truncate => {
+                            footprint.whole_table(id);
+                            continue;
+                        }
+                        RowChange::Put { row, .. } => [Some(row), None],
+                        RowChange::Update { set, old } => [Some(set), Some(old)],
+                        RowChange::Delete { old } => [Some(old), None],
+                    };
+                    for row in rows.into_iter().flatten() {
+                        key.clear();
+                        // A value the key cannot be written from fails the batch right after.
+                        if write_key_tuple(&mut key, plan, row).is_err() {
+                            footprint.whole_table(id);
+                        }
+                        footprint.row(id, &key);
+                    }
+                }
+            }
+        }
+        if let Some(position) = &batch.checkpoint {
+            let progress = position.snapshot_progress();
+            for table in self.deferred_keys.keys() {
+                if !progress.is_some_and(|p| p.is_reading(table)) {
+                    footprint.whole_table(table);
+                }
+            }
+        }
+        Ok(footprint)
+    }
+
+    /// Writes a batch into its unit's target transaction (and commits the unit with its
+    /// position when the batch ends on a checkpoint and nothing before it is uncommitted on
+    /// another lane). The script is sent before the previous one's results are read, so the
+    /// target works on one batch while the next is prepared. Returns the bytes sent.
     async fn apply(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
         self.connect().await?;
         let tables = batch_tables(batch);
@@ -157,10 +427,10 @@ impl PostgresSink {
         // here (nothing applied is read again) and the batch is not streamed again after a
         // resumed snapshot.
         let plain_copy = self.positions_table.is_some() && !batch.may_repeat;
+        let (lane, new_unit) = self.place(batch, plain_copy).await?;
         let mut writer = StatementWriter::new(plain_copy);
-        if self.open_tx.is_none() {
+        if new_unit {
             writer.push_sql("BEGIN;\n");
-            self.open_tx = Some(Vec::new());
         }
         for event in &batch.events {
             if self.stopped.contains(&event.table.id) {
@@ -189,10 +459,10 @@ impl PostgresSink {
                 // A new table or a schema change: what is written so far was written under the
                 // old schema and goes out before the table is created or altered.
                 let previous: Option<TableSchema> = current.map(|p| (*p.schema).clone());
-                self.settle().await?;
+                self.settle_lane(lane).await?;
                 let script = writer.take_script();
                 sent += script_bytes(&script);
-                if let Err(e) = self.conn()?.run_script(&script).await? {
+                if let Err(e) = self.lane(lane)?.conn.run_script(&script).await? {
                     return Err(apply_error(&e, &tables));
                 }
                 let engine = SourceEngine::of(&event.source.meta);
@@ -202,10 +472,15 @@ impl PostgresSink {
                 let create = self.config.create_tables;
                 // Only rows that go in by plain COPY can wait for the key (upserts need it).
                 let defer_key = event.op == Op::Read && plain_copy;
-                let conn = self.conn()?;
-                let how = tables::Preparation { namespace: &namespace, engine, create, defer_key, stage: &stage };
+                let parallel = self.parallel();
+                let conn = &mut self.lane(lane)?.conn;
+                let how =
+                    tables::Preparation { namespace: &namespace, engine, create, defer_key, stage: &stage, parallel };
                 let (plan, deferred_key) = tables::prepare(conn, &event.table, previous.as_ref(), &how).await?;
-                self.plans.insert(event.table.id.clone(), Arc::new(plan));
+                let plan = Arc::new(plan);
+                self.plans.insert(event.table.id.clone(), plan.clone());
+                // The staging table was made on this lane's connection.
+                self.lane(lane)?.plans.insert(event.table.id.clone(), plan);
                 if let Some(sql) = deferred_key {
                     self.deferred_keys.insert(event.table.id.clone(), sql);
                 }
@@ -216,9 +491,22 @@ impl PostgresSink {
                 writer.push_sql(&format!("{sql};\n"));
             }
             // Prepared just above.
-            let Some(plan) = self.plans.get(&event.table.id) else { continue };
+            let Some(shared) = self.plans.get(&event.table.id) else { continue };
+            let Some(lane_ref) = self.lanes.get_mut(lane) else { continue };
+            let plan = match lane_ref.plans.get(&event.table.id) {
+                Some(p) if Arc::ptr_eq(&p.schema, &shared.schema) => p,
+                _ => {
+                    // The table as this connection has not written it yet: its own staging table.
+                    self.stages += 1;
+                    let plan = Arc::new(shared.with_stage(&format!("cdc_stage_{}", self.stages)));
+                    writer.push_sql(&plan.stage_ddl());
+                    lane_ref.plans.insert(event.table.id.clone(), plan);
+                    &lane_ref.plans[&event.table.id]
+                }
+            };
             writer.add(event, plan)?;
         }
+        let mut commits = None;
         if let Some(position) = &batch.checkpoint {
             // Tables whose copy is over get their key in the transaction that completes it.
             let progress = position.snapshot_progress();
@@ -229,30 +517,44 @@ impl PostgresSink {
                     writer.push_sql(&format!("{sql};\n"));
                 }
             }
-            if let Some(table) = &self.positions_table {
-                writer.push_sql(&position_upsert(table, &self.name, position));
+            let unit = self.units.back().map_or(0, |u| u.seq);
+            // Safe to commit now if every unit before it is committed or on this connection.
+            if self.units.iter().all(|u| u.seq == unit || u.lane == lane) {
+                if let Some(table) = &self.positions_table {
+                    writer.push_sql(&position_upsert(table, &self.name, position));
+                }
+                writer.push_sql("COMMIT;\n");
+                commits = Some(unit);
             }
-            writer.push_sql("COMMIT;\n");
         }
         let script = writer.take_script();
         sent += script_bytes(&script);
-        self.conn()?.send_script(&script).await?;
-        self.settle().await?;
-        let open = self.open_tx.get_or_insert_with(Vec::new);
-        open.push(ack);
-        let committed = if batch.checkpoint.is_some() { self.open_tx.take() } else { None };
-        self.in_flight = Some(InFlight { parts: script.len(), tables, committed });
+        let parts = script.len();
+        let lane_ref = self.lane(lane)?;
+        lane_ref.conn.send_script(&script).await?;
+        lane_ref.in_flight.push_back(InFlight { parts, tables, commits });
+        if let Some(unit) = self.units.back_mut() {
+            unit.acks.push(ack);
+            if let Some(position) = &batch.checkpoint {
+                unit.state =
+                    if commits.is_some() { UnitState::Committing } else { UnitState::Complete(position.clone()) };
+            }
+        }
+        while self.lane(lane)?.in_flight.len() > 1 {
+            self.settle_one(lane).await?;
+        }
+        // The oldest unit may be complete and waiting for nothing now.
+        if matches!(self.units.front(), Some(Unit { state: UnitState::Complete(_), .. })) {
+            self.advance().await?;
+        }
         Ok(sent)
     }
 }
 
-/// A script sent to the target whose results are not read yet.
-struct InFlight {
-    parts: usize,
-    /// Source tables of its batch, for error messages.
-    tables: String,
-    /// The batches of the transaction it commits, if it does.
-    committed: Option<Vec<Ack>>,
+impl Lane {
+    fn new(conn: PgConnection) -> Lane {
+        Lane { conn, plans: HashMap::new(), in_flight: VecDeque::new() }
+    }
 }
 
 fn script_bytes(script: &[ScriptPart]) -> u64 {
@@ -268,7 +570,8 @@ fn script_bytes(script: &[ScriptPart]) -> u64 {
 #[async_trait]
 impl Sink for PostgresSink {
     async fn open(&mut self) -> Result<(), CdcError> {
-        self.connect().await
+        let result = self.connect().await;
+        self.after_error(result)
     }
 
     async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
@@ -277,12 +580,12 @@ impl Sink for PostgresSink {
     }
 
     async fn tick(&mut self) -> Result<(), CdcError> {
-        let result = self.settle().await;
+        let result = self.drain().await;
         self.after_error(result)
     }
 
     async fn flush(&mut self) -> Result<(), CdcError> {
-        if let Err(e) = self.settle().await {
+        if let Err(e) = self.drain().await {
             self.reset();
             if !e.is_transient() {
                 return Err(e);
@@ -293,10 +596,10 @@ impl Sink for PostgresSink {
         }
         // Everything up to the last checkpoint is committed; a source transaction cut off by
         // shutdown is rolled back and read again on restart.
-        if self.open_tx.take().is_some()
-            && let Some(conn) = self.conn.as_mut()
+        if let Some(unit) = self.units.pop_back()
+            && let Some(lane) = self.lanes.get_mut(unit.lane)
         {
-            let _ = conn.simple_query("ROLLBACK", |_| Ok(())).await;
+            let _ = lane.conn.simple_query("ROLLBACK", |_| Ok(())).await;
         }
         Ok(())
     }

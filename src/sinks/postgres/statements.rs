@@ -275,7 +275,7 @@ fn write_copy_row(data: &mut Vec<u8>, scratch: &mut String, plan: &TablePlan, ro
 }
 
 /// `(v1,v2)` of the key columns.
-fn write_key_tuple(out: &mut String, plan: &TablePlan, row: &Row) -> Result<(), LiteralError> {
+pub(super) fn write_key_tuple(out: &mut String, plan: &TablePlan, row: &Row) -> Result<(), LiteralError> {
     out.push('(');
     for (n, &i) in plan.schema.key.iter().enumerate() {
         if n > 0 {

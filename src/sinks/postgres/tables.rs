@@ -23,6 +23,20 @@ pub struct TablePlan {
     pub upsert_tail: String,
     /// Temporary table (this session only, emptied at commit) that upserts are copied into.
     pub stage: String,
+    /// What parallel apply may run beside changes of this table.
+    pub isolation: Isolation,
+}
+
+/// What changes of a table may run beside, on other apply connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Changes of other rows: the primary key is the table's only unique constraint.
+    Rows,
+    /// Changes of other tables: the table has more unique constraints, which rows of other
+    /// keys can meet.
+    Table,
+    /// Nothing: the table has foreign keys on the target (or is referenced by one).
+    Alone,
 }
 
 impl TablePlan {
@@ -45,7 +59,35 @@ impl TablePlan {
                 format!(" ON CONFLICT ({}) DO UPDATE SET {}", key.join(","), rest.join(", "))
             }
         };
-        TablePlan { schema, target, columns, upsert_tail, stage: format!("pg_temp.{}", quote_ident(stage)) }
+        TablePlan {
+            schema,
+            target,
+            columns,
+            upsert_tail,
+            stage: format!("pg_temp.{}", quote_ident(stage)),
+            isolation: Isolation::Rows,
+        }
+    }
+
+    /// The same plan with another staging table (for another connection).
+    pub fn with_stage(&self, stage: &str) -> TablePlan {
+        TablePlan {
+            schema: self.schema.clone(),
+            target: self.target.clone(),
+            columns: self.columns.clone(),
+            upsert_tail: self.upsert_tail.clone(),
+            stage: format!("pg_temp.{}", quote_ident(stage)),
+            isolation: self.isolation,
+        }
+    }
+
+    /// (Re)creates the staging table on the connection this plan is for.
+    pub fn stage_ddl(&self) -> String {
+        format!(
+            "DROP TABLE IF EXISTS {stage}; CREATE TEMP TABLE {stage} (LIKE {target}) ON COMMIT DELETE ROWS;\n",
+            stage = self.stage,
+            target = self.target
+        )
     }
 }
 
@@ -108,6 +150,8 @@ pub struct Preparation<'a> {
     pub defer_key: bool,
     /// Name of the staging table to (re)create.
     pub stage: &'a str,
+    /// Changes are applied on several connections: read what may run beside the table's.
+    pub parallel: bool,
 }
 
 /// Makes the target table fit `schema` and returns how to write to it. `previous` is the
@@ -123,15 +167,33 @@ pub async fn prepare(
     previous: Option<&TableSchema>,
     how: &Preparation<'_>,
 ) -> Result<(TablePlan, Option<String>), CdcError> {
-    let plan = TablePlan::new(schema.clone(), how.namespace, how.stage);
+    let mut plan = TablePlan::new(schema.clone(), how.namespace, how.stage);
     let deferred_key = fit_table(conn, &plan, previous, how.namespace, how.engine, how.create, how.defer_key).await?;
-    let sql = format!(
-        "DROP TABLE IF EXISTS {stage}; CREATE TEMP TABLE {stage} (LIKE {target}) ON COMMIT DELETE ROWS",
-        stage = plan.stage,
-        target = plan.target
-    );
-    run_ddl(conn, &sql, &plan.target).await?;
+    run_ddl(conn, &plan.stage_ddl(), &plan.target).await?;
+    if how.parallel {
+        plan.isolation = isolation(conn, &plan.target).await?;
+    }
     Ok((plan, deferred_key))
+}
+
+/// What the target's constraints on a table allow parallel apply to run beside its changes.
+async fn isolation(conn: &mut PgConnection, target: &str) -> Result<Isolation, CdcError> {
+    let table = quote_literal(target);
+    let sql = format!(
+        "SELECT (SELECT count(*) FROM pg_constraint WHERE contype = 'f' \
+                 AND (conrelid = {table}::regclass OR confrelid = {table}::regclass)), \
+                (SELECT count(*) FROM pg_index WHERE indrelid = {table}::regclass AND indisunique \
+                 AND NOT indisprimary)"
+    );
+    let rows = conn.query(&sql).await?;
+    let count = |i: usize| rows.first().and_then(|r| r.get(i).cloned().flatten()).is_some_and(|n| n != "0");
+    Ok(if count(0) {
+        Isolation::Alone
+    } else if count(1) {
+        Isolation::Table
+    } else {
+        Isolation::Rows
+    })
 }
 
 /// Creates or adapts the target table; returns the deferred `ADD PRIMARY KEY`, if any.
