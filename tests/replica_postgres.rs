@@ -499,6 +499,75 @@ fn parallel_apply_overlaps_independent_transactions_and_keeps_each_rows_order() 
     assert_eq!(code, 0, "{out}");
 }
 
+/// Parallel apply with target tables that have constraints beyond the key: a unique column
+/// whose values move between rows, and a foreign key from `child` to `parent`. Run side by
+/// side out of order, these transactions would fail on the target (or wait for each other).
+#[test]
+fn parallel_apply_respects_unique_and_foreign_keys_on_the_target() {
+    let source = shared_pg15();
+    let target = pg17();
+    let name = "parallelfk";
+    let db = source.create_db(name);
+    let ddl = "CREATE TABLE users (id int PRIMARY KEY, email text UNIQUE, pad text);
+         CREATE TABLE filler (id serial PRIMARY KEY, pad text);
+         CREATE TABLE parent (id int PRIMARY KEY, pad text);
+         CREATE TABLE child (id int PRIMARY KEY, parent int REFERENCES parent (id), pad text);";
+    source.sql(&db, ddl);
+    source.sql(&db, "INSERT INTO users SELECT g, 'u' || g, '' FROM generate_series(1, 20) g");
+    let target_db = target.create_db(name);
+    target.sql(&target_db, ddl);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        name,
+        &pg_source(source, &db, "\"public.*\""),
+        &target.url(&target_db),
+        "apply_connections = 3",
+    );
+    let _cdc = spawn_cdc(&config);
+    wait_same((source, &db), (target, &target_db), "users", &config);
+    // Padding makes each transaction long enough to be caught up by the next one.
+    let pad = "repeat('x', 200)";
+    let mut script = String::new();
+    // Each email moves to another user right after its owner gave it up.
+    let mut emails: Vec<String> = (0..=20).map(|u| format!("u{u}")).collect();
+    for i in 0..40u32 {
+        let (a, b) = ((i % 20 + 1) as usize, ((i + 7) % 20 + 1) as usize);
+        let freed = std::mem::replace(&mut emails[a], format!("moved{i}"));
+        emails[b] = freed.clone();
+        // The first transaction writes what the second needs at its very end; the second
+        // starts with it (a batch holds one of them: 900 + 50 + 1 events).
+        script.push_str(&format!(
+            "BEGIN; INSERT INTO filler (pad) SELECT {pad} FROM generate_series(1, 900); \
+             INSERT INTO parent SELECT {i} * 100 + g, {pad} FROM generate_series(1, 50) g; \
+             UPDATE users SET email = 'moved{i}' WHERE id = {a}; COMMIT;\n\
+             BEGIN; INSERT INTO child SELECT {i} * 100 + g, {i} * 100 + g, {pad} FROM generate_series(1, 50) g; \
+             UPDATE users SET email = '{freed}' WHERE id = {b}; \
+             INSERT INTO filler (pad) SELECT {pad} FROM generate_series(1, 900); COMMIT;\n\
+             BEGIN; DELETE FROM child WHERE id = {i} * 100 + 1; DELETE FROM parent WHERE id = {i} * 100 + 1; COMMIT;\n"
+        ));
+    }
+    let mut psql = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+        .arg(source.url(&db))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        psql.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    }
+    assert!(psql.wait().unwrap().success());
+    for table in ["users", "parent", "child", "filler"] {
+        wait_same((source, &db), (target, &target_db), table, &config);
+    }
+    let log = cdc_log(&config);
+    assert!(!log.contains("Restarting") && !log.contains("ERROR"), "{log}");
+    let (code, out) = cdc_verify(&config);
+    assert_eq!(code, 0, "{out}");
+}
+
 /// kill -9 during the initial copy: the restart goes on with the copy from the last chunk
 /// committed on the target (not from the start), and the changes made meanwhile, which the
 /// stream brings again over rows the resumed copy already read, converge to the source.
