@@ -10,12 +10,14 @@
 #      cdc with `snapshot = "initial_only"`; and the same copy by cdc into MariaDB.
 # Each consumer is started once the backlog is written; the time is until the last change of
 # the backlog (a marker row) is visible on the target. Also cdc's peak RSS and CPU seconds.
+# Steps 1 and 2 also run cdc with `apply_connections = PARALLEL` (default 3) from a third slot.
 #
-#   ROWS=500000 TX_ROWS=1000 bash scripts/bench-replica.sh
+#   ROWS=500000 TX_ROWS=1000 PARALLEL=3 bash scripts/bench-replica.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${ROWS:-500000}"
 TX_ROWS="${TX_ROWS:-1000}"
+PARALLEL="${PARALLEL:-3}"
 bash scripts/setup.sh
 cargo build --release --quiet
 DIR="$(mktemp -d /tmp/cdc-bench-XXXXXX)"
@@ -48,10 +50,12 @@ tgt() { psql -X -q -At -v ON_ERROR_STOP=1 -c "$2" "$TGT_URL/$1"; }
 src "$POSTGRES_BENCH_TABLE; CREATE PUBLICATION bench FOR TABLE t;"
 tgt postgres "CREATE DATABASE native" >/dev/null
 tgt postgres "CREATE DATABASE replica" >/dev/null
+tgt postgres "CREATE DATABASE replica_par" >/dev/null
 tgt native "$POSTGRES_BENCH_TABLE" >/dev/null
 tgt native "CREATE SUBSCRIPTION native CONNECTION 'host=127.0.0.1 port=$SRC_PORT dbname=postgres user=postgres' \
   PUBLICATION bench WITH (copy_data = false, enabled = false)" >/dev/null
 src "SELECT pg_create_logical_replication_slot('cdc_bench', 'pgoutput')" >/dev/null
+src "SELECT pg_create_logical_replication_slot('cdc_bench_par', 'pgoutput')" >/dev/null
 cat >"$DIR/cdc.toml" <<TOML
 name = "bench"
 [source]
@@ -64,6 +68,8 @@ snapshot = "never"
 kind = "postgres"
 url = "$TGT_URL/replica"
 TOML
+sed -e 's/^name = "bench"/name = "bench_par"/' -e 's/^slot = "cdc_bench"/slot = "cdc_bench_par"/' \
+  -e "s|/replica\"\$|/replica_par\"\napply_connections = $PARALLEL|" "$DIR/cdc.toml" >"$DIR/cdcpar.toml"
 
 # server_cpu PID: CPU seconds of a postmaster and its exited children (walsenders, workers).
 server_cpu() {
@@ -97,31 +103,35 @@ run_native() {
   echo "$end - $start" | bc
 }
 
-# run_cdc MARKER: starts cdc, waits, stops it; prints seconds, writes RSS and CPU to $DIR/cdc.stats.
+# run_cdc MARKER CONFIG DB: starts cdc, waits until MARKER is in DB, stops it; prints seconds,
+# writes RSS and CPU to $DIR/CONFIG.stats.
 run_cdc() {
   local start end
   start=$(date +%s.%N)
-  "${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/cdc.toml" >/dev/null 2>>"$DIR/cdc.log" &
+  "${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/$2.toml" >/dev/null 2>>"$DIR/cdc.log" &
   CDC_PID=$!
-  until [ "$(tgt replica "SELECT count(*) FROM public.t WHERE id = $1" 2>/dev/null)" = 1 ]; do
+  until [ "$(tgt "$3" "SELECT count(*) FROM public.t WHERE id = $1" 2>/dev/null)" = 1 ]; do
     kill -0 "$CDC_PID" || { cat "$DIR/cdc.log" >&2; exit 1; }
     sleep 0.05
   done
   end=$(date +%s.%N)
-  echo "$(peak_rss_mb "$CDC_PID") $(cpu_seconds "$CDC_PID")" >"$DIR/cdc.stats"
+  echo "$(peak_rss_mb "$CDC_PID") $(cpu_seconds "$CDC_PID")" >"$DIR/$2.stats"
   kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID=""
   echo "$end - $start" | bc
 }
 
 report() {
-  local what="$1" n="$2" t_native s_native g_native t_cdc s_cdc g_cdc rss cpu
+  local what="$1" n="$2" t_native s_native g_native t_cdc s_cdc g_cdc rss cpu run label
   read -r t_native s_native g_native <"$DIR/native.run"
-  read -r t_cdc s_cdc g_cdc <"$DIR/cdc.run"
-  read -r rss cpu <"$DIR/cdc.stats"
   printf '%s, native subscription: %d changes in %.2f s = %.0f changes/s; CPU s: source server %s, target server %s\n' \
     "$what" "$n" "$t_native" "$(echo "$n / $t_native" | bc -l)" "$s_native" "$g_native" >&2
-  printf '%s, cdc: %d changes in %.2f s = %.0f changes/s (%.2fx native); CPU s: source server %s, target server %s, cdc %s; peak RSS %d MB\n' \
-    "$what" "$n" "$t_cdc" "$(echo "$n / $t_cdc" | bc -l)" "$(echo "$t_native / $t_cdc" | bc -l)" "$s_cdc" "$g_cdc" "$cpu" "$rss" >&2
+  for run in cdc cdcpar; do
+    read -r t_cdc s_cdc g_cdc <"$DIR/$run.run"
+    read -r rss cpu <"$DIR/$run.stats"
+    label="cdc"; [ "$run" = cdcpar ] && label="cdc, $PARALLEL connections"
+    printf '%s, %s: %d changes in %.2f s = %.0f changes/s (%.2fx native); CPU s: source server %s, target server %s, cdc %s; peak RSS %d MB\n' \
+      "$what" "$label" "$n" "$t_cdc" "$(echo "$n / $t_cdc" | bc -l)" "$(echo "$t_native / $t_cdc" | bc -l)" "$s_cdc" "$g_cdc" "$cpu" "$rss" >&2
+  done
 }
 
 echo "bench: loading $ROWS rows in transactions of $TX_ROWS" >&2
@@ -130,7 +140,8 @@ MARKER=$((ROWS + 1))
 src "INSERT INTO t (id) VALUES ($MARKER)"
 echo "== 1. backlog of $ROWS inserts ==" >&2
 measure native run_native "$MARKER"
-measure cdc run_cdc "$MARKER"
+measure cdc run_cdc "$MARKER" cdc replica
+measure cdcpar run_cdc "$MARKER" cdcpar replica_par
 report "inserts" "$ROWS"
 
 echo "== 2. backlog of $ROWS mixed changes ==" >&2
@@ -146,7 +157,8 @@ done | psql -X -q "$SRC_URL"
 MARKER2=$((3 * ROWS))
 src "INSERT INTO t (id) VALUES ($MARKER2)"
 measure native run_native "$MARKER2"
-measure cdc run_cdc "$MARKER2"
+measure cdc run_cdc "$MARKER2" cdc replica
+measure cdcpar run_cdc "$MARKER2" cdcpar replica_par
 report "mixed" "$ROWS"
 
 echo "== 3. MariaDB -> PostgreSQL, backlog of $ROWS inserts ==" >&2
@@ -246,3 +258,6 @@ printf 'initial copy, cdc -> MariaDB: %d rows in %.2f s = %.0f rows/s\n' "$N" "$
 same=$(diff <(tgt native "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM t") \
   <(tgt replica "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM public.t") >/dev/null && echo yes || echo NO)
 echo "native and cdc replicas identical: $same" >&2
+same=$(diff <(tgt replica "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM public.t") \
+  <(tgt replica_par "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM public.t") >/dev/null && echo yes || echo NO)
+echo "cdc replicas on 1 and $PARALLEL connections identical: $same" >&2
