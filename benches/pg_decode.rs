@@ -74,6 +74,47 @@ fn bench(c: &mut Criterion) {
             n
         })
     });
+    // The PostgreSQL replica sink's side: those rows written as COPY text.
+    let columns: Vec<cdc::model::Column> = types
+        .iter()
+        .map(|t| cdc::model::Column {
+            name: "c".into(),
+            source_type: String::new(),
+            kind: t.clone(),
+            nullable: true,
+            charset: None,
+        })
+        .collect();
+    let rows: Vec<Vec<cdc::model::Value>> = messages
+        .iter()
+        .map(|m| {
+            let Ok(PgMessage::Insert { new, .. }) = decode(m, false) else { panic!("not an insert") };
+            let mut row = Vec::with_capacity(types.len());
+            for (t, v) in types.iter().zip(new.iter()) {
+                if let TupleValue::Text(bytes) = v {
+                    push_text(t, std::str::from_utf8(bytes).unwrap(), &mut row).unwrap();
+                }
+            }
+            row
+        })
+        .collect();
+    group.bench_function("values_to_copy_text", |b| {
+        let mut data = Vec::with_capacity(1 << 20);
+        let mut scratch = String::new();
+        b.iter(|| {
+            data.clear();
+            for row in &rows {
+                for (i, (value, column)) in row.iter().zip(&columns).enumerate() {
+                    if i > 0 {
+                        data.push(b'\t');
+                    }
+                    cdc::sinks::postgres::values::write_copy_field(&mut data, &mut scratch, value, column).unwrap();
+                }
+                data.push(b'\n');
+            }
+            data.len()
+        })
+    });
     group.finish();
 }
 

@@ -137,9 +137,13 @@ impl Batch {
         checkpoint: Option<(Position, usize)>,
         source_ts_ms: Option<i64>,
     ) -> Batch {
+        // The next batch starts with room for as many events as this one: growing a vector
+        // from empty again for each batch copied every event a few times into fresh pages.
+        let capacity = events.capacity();
         match checkpoint {
             Some((position, at)) if at < events.len() => {
-                let rest = events.split_off(at);
+                let mut rest = Vec::with_capacity(capacity);
+                rest.extend(events.drain(at..));
                 Batch {
                     events: std::mem::replace(events, rest),
                     checkpoint: Some(position),
@@ -148,7 +152,7 @@ impl Batch {
                 }
             }
             checkpoint => Batch {
-                events: std::mem::take(events),
+                events: std::mem::replace(events, Vec::with_capacity(capacity)),
                 checkpoint: checkpoint.map(|(p, _)| p),
                 source_ts_ms,
                 may_repeat: false,

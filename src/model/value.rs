@@ -99,14 +99,52 @@ pub fn write_bit_text(out: &mut String, len: u32, bytes: &[u8]) {
 /// `HH:MM:SS[.ffffff]` of a time of day or a duration in microseconds; a negative or longer
 /// than a day one keeps its sign and hours (`-838:59:59`).
 pub fn write_clock_text(out: &mut String, micros: i64) {
-    use std::fmt::Write;
     if micros < 0 {
         out.push('-');
     }
     let m = micros.unsigned_abs();
     let secs = m / 1_000_000;
-    let _ = write!(out, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    push_padded(out, secs / 3600, 2);
+    out.push(':');
+    push_padded(out, secs / 60 % 60, 2);
+    out.push(':');
+    push_padded(out, secs % 60, 2);
     if !m.is_multiple_of(1_000_000) {
-        let _ = write!(out, ".{:06}", m % 1_000_000);
+        out.push('.');
+        push_padded(out, m % 1_000_000, 6);
+    }
+}
+
+/// `n` in decimal with leading zeros up to `width` digits (more digits when `n` needs them).
+/// Without `fmt`: dates and times are written for every row, and `write!` costs several
+/// times more.
+pub fn push_padded(out: &mut String, n: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_text_pads_each_field_and_keeps_long_hours_and_signs() {
+        let text = |micros: i64| {
+            let mut s = String::new();
+            write_clock_text(&mut s, micros);
+            s
+        };
+        assert_eq!(text(0), "00:00:00");
+        assert_eq!(text(86_400_000_000), "24:00:00");
+        assert_eq!(text(1), "00:00:00.000001");
+        assert_eq!(text(-(838 * 3_600_000_000 + 59 * 60_000_000 + 59_000_000 + 120_000)), "-838:59:59.120000");
+        let mut s = String::new();
+        push_padded(&mut s, 7, 4);
+        push_padded(&mut s, 12345, 4);
+        assert_eq!(s, "000712345");
     }
 }

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::format::debezium::civil_from_days;
-use crate::model::value::{write_bit_text, write_clock_text, write_uuid_text};
+use crate::model::value::{push_padded, write_bit_text, write_clock_text, write_uuid_text};
 use crate::model::{Column, ColumnType, Value};
 use crate::sinks::{LiteralError, SourceEngine};
 
@@ -79,10 +79,10 @@ pub fn write_literal(out: &mut String, value: &Value, column: &Column) -> Result
         Value::Unchanged => return bad("no value (an unchanged TOAST value)"),
         Value::Bool(b) => out.push_str(if *b { "1" } else { "0" }),
         Value::Int(i) => {
-            let _ = write!(out, "{i}");
+            out.push_str(itoa::Buffer::new().format(*i));
         }
         Value::UInt(u) => {
-            let _ = write!(out, "{u}");
+            out.push_str(itoa::Buffer::new().format(*u));
         }
         Value::Float(f) if f.is_finite() => out.push_str(ryu::Buffer::new().format_finite(*f)),
         Value::Double(d) if d.is_finite() => out.push_str(ryu::Buffer::new().format_finite(*d)),
@@ -200,7 +200,11 @@ fn write_date(out: &mut String, days: i64) -> Result<(), LiteralError> {
     if !(0..=9999).contains(&y) {
         return Err(LiteralError(format!("year {y} is outside MySQL's range (0–9999)")));
     }
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+    push_padded(out, y.unsigned_abs(), 4);
+    out.push('-');
+    push_padded(out, u64::from(m), 2);
+    out.push('-');
+    push_padded(out, u64::from(d), 2);
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 use std::fmt::Write;
 
 use crate::format::debezium::civil_from_days;
-use crate::model::value::{write_bit_text, write_clock_text, write_uuid_text};
+use crate::model::value::{push_padded, write_bit_text, write_clock_text, write_uuid_text};
 use crate::model::{Column, ColumnType, Value};
 use crate::sinks::{LiteralError, SourceEngine};
 
@@ -91,12 +91,8 @@ pub fn write_literal(out: &mut String, value: &Value, column: &Column) -> Result
     match value {
         Value::Null => out.push_str("NULL"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::UInt(u) => {
-            let _ = write!(out, "{u}");
-        }
+        Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
+        Value::UInt(u) => out.push_str(itoa::Buffer::new().format(*u)),
         // MySQL zero dates (`0000-00-00`) have no PostgreSQL value.
         Value::Special(s) if s.starts_with("0000") => out.push_str("NULL"),
         Value::Unchanged => {
@@ -140,6 +136,11 @@ pub fn write_copy_field(
         other => {
             scratch.clear();
             write_text(scratch, other, &column.kind)?;
+            // Most values hold nothing to escape: copied whole.
+            if !scratch.bytes().any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r' | 0)) {
+                out.extend_from_slice(scratch.as_bytes());
+                return Ok(());
+            }
             for b in scratch.bytes() {
                 match b {
                     b'\\' => out.extend_from_slice(b"\\\\"),
@@ -165,12 +166,8 @@ fn write_text(out: &mut String, value: &Value, kind: &ColumnType) -> Result<(), 
     match value {
         Value::Null => out.push_str("NULL"),
         Value::Bool(b) => out.push_str(if *b { "t" } else { "f" }),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::UInt(u) => {
-            let _ = write!(out, "{u}");
-        }
+        Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
+        Value::UInt(u) => out.push_str(itoa::Buffer::new().format(*u)),
         Value::Float(f) => write_float(out, f64::from(*f), Some(*f)),
         Value::Double(d) => write_float(out, *d, None),
         Value::Decimal(s) | Value::Text(s) | Value::Json(s) | Value::Enum(s) | Value::Special(s) => out.push_str(s),
@@ -251,25 +248,36 @@ fn write_hex(out: &mut String, bytes: &[u8]) {
 /// `YYYY-MM-DD`, with ` BC` for years before 1 (year 0 is 1 BC).
 fn write_date(out: &mut String, days: i64) {
     let (y, m, d) = civil_from_days(days);
+    write_ymd(out, if y <= 0 { 1 - y } else { y }, m, d);
     if y <= 0 {
-        let _ = write!(out, "{:04}-{m:02}-{d:02} BC", 1 - y);
-    } else {
-        let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+        out.push_str(" BC");
     }
+}
+
+fn write_ymd(out: &mut String, year: i64, m: u32, d: u32) {
+    push_padded(out, year.unsigned_abs(), 4);
+    out.push('-');
+    push_padded(out, u64::from(m), 2);
+    out.push('-');
+    push_padded(out, u64::from(d), 2);
 }
 
 fn write_offset(out: &mut String, offset_secs: i32) {
     out.push(if offset_secs < 0 { '-' } else { '+' });
-    let o = offset_secs.unsigned_abs();
-    let _ = write!(out, "{:02}:{:02}:{:02}", o / 3600, o / 60 % 60, o % 60);
+    let o = u64::from(offset_secs.unsigned_abs());
+    push_padded(out, o / 3600, 2);
+    out.push(':');
+    push_padded(out, o / 60 % 60, 2);
+    out.push(':');
+    push_padded(out, o % 60, 2);
 }
 
 fn write_date_time(out: &mut String, micros: i64) {
     let days = micros.div_euclid(86_400_000_000);
     let of_day = micros.rem_euclid(86_400_000_000);
     let (y, m, d) = civil_from_days(days);
-    let year = if y <= 0 { 1 - y } else { y };
-    let _ = write!(out, "{year:04}-{m:02}-{d:02} ");
+    write_ymd(out, if y <= 0 { 1 - y } else { y }, m, d);
+    out.push(' ');
     write_clock_text(out, of_day);
     if y <= 0 {
         out.push_str(" BC");
