@@ -358,6 +358,9 @@ async fn check(config: &Config) -> anyhow::Result<()> {
     {
         report.push(cdc::sinks::kafka::registry::check(registry).await);
     }
+    if let cdc::config::SinkConfig::Postgres(d) = &config.sink {
+        report.extend(cdc::sinks::postgres::check(d).await);
+    }
     let mut failed = false;
     for item in &report {
         println!("{item}");

@@ -62,12 +62,38 @@ fn postgres_check_reports_settings_and_replica_identity() {
 
 #[test]
 fn postgres_check_fails_without_logical_wal_and_slot_drop_works() {
-    let pg = Postgres::start_with(15, &[("wal_level", "replica")]);
+    let pg = Postgres::start_with(15, &[("wal_level", "replica"), ("max_connections", "8")]);
     let cfg = format!("name = \"walrep\"\n[source]\nkind = \"postgres\"\nurl = \"{}\"\n", pg.url("postgres"));
     let (code, out, err) = cdc(&["check"], &cfg);
     assert_ne!(code, 0);
     assert!(out.contains("FAIL wal_level: replica (must be logical)"), "{out}");
     assert!(err.contains("check failed"), "{err}");
+
+    // The same server as a replica target: 8 connections, 3 kept for superusers.
+    let source = shared_pg15();
+    let db = source.create_db("chktarget");
+    let sink = |n: usize| {
+        format!(
+            "name = \"chktarget\"\n[source]\nkind = \"postgres\"\nurl = \"{}\"\n[sink]\nkind = \"postgres\"\n\
+             url = \"{}\"\napply_connections = {n}\n",
+            source.url(&db),
+            pg.url("postgres")
+        )
+    };
+    let (code, out, err) = cdc(&["check"], &sink(2));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("PASS target: PostgreSQL 15."), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("PASS target connections: ") && l.ends_with("(the sink uses 2)")),
+        "{out}"
+    );
+    let (code, out, _) = cdc(&["check"], &sink(6));
+    assert_ne!(code, 0);
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL target connections: ")
+            && l.contains("the sink uses 6; remedy: lower sink.apply_connections")),
+        "{out}"
+    );
 
     let pg = shared_pg15();
     let db = pg.create_db("dropslot");

@@ -37,6 +37,7 @@ use crate::pipeline::{Ack, Sink};
 use crate::sinks::footprint::Footprint;
 use crate::sinks::row_change::{RowChange, classify};
 use crate::sinks::{SourceEngine, batch_tables, lost_transaction, schema_change};
+use crate::sources::CheckItem;
 use crate::sources::postgres::protocol::{ConnectParams, PgConnection, PgError, ScriptPart, quote_literal};
 
 pub struct PostgresSink {
@@ -603,6 +604,49 @@ impl Sink for PostgresSink {
         }
         Ok(())
     }
+}
+
+/// `cdc check` of a PostgreSQL target: reachable, enough free connections for the apply
+/// connections, and allowed to create what `create_tables` needs.
+pub async fn check(config: &DbSinkConfig) -> Vec<CheckItem> {
+    let params = ConnectParams::from_url(config.url.url());
+    let mut conn = match PgConnection::connect(&params, false).await {
+        Ok(c) => c,
+        Err(e) => return vec![CheckItem::Fail(format!("target: {}", target_error(e, &params)))],
+    };
+    let mut items = Vec::new();
+    let first = |rows: Result<Vec<Vec<Option<String>>>, CdcError>| {
+        rows.ok().and_then(|r| r.into_iter().next()).and_then(|r| r.into_iter().next().flatten())
+    };
+    let version = first(conn.query("SELECT current_setting('server_version')").await).unwrap_or_default();
+    items.push(CheckItem::Pass(format!("target: PostgreSQL {version} at {}:{}", params.host, params.port)));
+    if let Some(free) = first(conn.query(crate::sources::postgres::catalog::FREE_CONNECTIONS).await) {
+        // The check's own connection is one of those counted.
+        let free = free.parse::<usize>().unwrap_or(0) + 1;
+        let needed = config.apply_connections;
+        items.push(if free >= needed {
+            CheckItem::Pass(format!("target connections: {free} free (the sink uses {needed})"))
+        } else {
+            CheckItem::Fail(format!(
+                "target connections: {free} free, the sink uses {needed}; remedy: lower sink.apply_connections or raise \
+                 max_connections on the target"
+            ))
+        });
+    }
+    if config.create_tables {
+        let can = first(conn.query("SELECT has_database_privilege(current_database(), 'CREATE')::text").await);
+        items.push(if can.as_deref() == Some("true") {
+            CheckItem::Pass("target privilege: CREATE on the database (for missing schemas and tables)".into())
+        } else {
+            CheckItem::Warn(
+                "target privilege: no CREATE on the database; cdc can create tables only in existing schemas it \
+                 may create in (remedy: GRANT CREATE ON DATABASE … TO the sink's user, or create the tables and set \
+                 sink.create_tables = false)"
+                    .into(),
+            )
+        });
+    }
+    items
 }
 
 fn lock_name(name: &str) -> String {

@@ -284,12 +284,7 @@ pub async fn check(
     }
     // A snapshot opens a catalog connection and `snapshot_connections` readers (the replication
     // connection counts against max_wal_senders instead).
-    let free = conn
-        .query(
-            "SELECT (current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int \
-             - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'))::text",
-        )
-        .await;
+    let free = conn.query(FREE_CONNECTIONS).await;
     if let Some(free) = free.ok().and_then(|r| r.into_iter().next()).and_then(|r| r.into_iter().next().flatten()) {
         let needed = snapshot_connections.max(1) + 1;
         items.push(if free.parse::<usize>().unwrap_or(0) >= needed {
@@ -372,3 +367,8 @@ pub async fn current_lsn(p: &super::protocol::ConnectParams) -> Result<Lsn, CdcE
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| CdcError::transient("pg_current_wal_lsn() returned nothing"))
 }
+
+/// How many more client connections the server accepts from a non-superuser.
+pub const FREE_CONNECTIONS: &str = "SELECT (current_setting('max_connections')::int \
+     - current_setting('superuser_reserved_connections')::int \
+     - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'))::text";
