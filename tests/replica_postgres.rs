@@ -457,18 +457,7 @@ fn parallel_apply_overlaps_independent_transactions_and_keeps_each_rows_order() 
             script.push_str("TRUNCATE tags;\nALTER TABLE items ADD COLUMN extra int;\n");
         }
     }
-    let mut psql = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"])
-        .arg(source.url(&db))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        psql.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    }
-    assert!(psql.wait().unwrap().success());
+    source.run_script(&db, &script);
     for table in ["accounts", "log", "items", "tags"] {
         wait_same((source, &db), (target, &target_db), table, &config);
     }
@@ -547,18 +536,7 @@ fn parallel_apply_respects_unique_and_foreign_keys_on_the_target() {
              BEGIN; DELETE FROM child WHERE id = {i} * 100 + 1; DELETE FROM parent WHERE id = {i} * 100 + 1; COMMIT;\n"
         ));
     }
-    let mut psql = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"])
-        .arg(source.url(&db))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        psql.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    }
-    assert!(psql.wait().unwrap().success());
+    source.run_script(&db, &script);
     for table in ["users", "parent", "child", "filler"] {
         wait_same((source, &db), (target, &target_db), table, &config);
     }

@@ -459,6 +459,20 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
     }
 
+    /// Runs a script of statements (transaction blocks included) through `psql -f -`.
+    pub fn run_script(&self, db: &str, script: &str) {
+        use std::io::Write;
+        let mut psql = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+            .arg(self.url(db))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run psql");
+        psql.stdin.take().expect("psql stdin").write_all(script.as_bytes()).expect("write the script");
+        assert!(psql.wait().expect("psql exit").success(), "the script failed on PG {}", self.version);
+    }
+
     /// Creates a database and returns its name.
     pub fn create_db(&self, name: &str) -> String {
         self.sql("postgres", &format!("CREATE DATABASE {name}"));

@@ -544,6 +544,14 @@ impl PostgresSink {
         while self.lane(lane)?.in_flight.len() > 1 {
             self.settle_one(lane).await?;
         }
+        // With several lanes, at most one uncommitted unit per lane: past that, wait for the
+        // oldest. Each COMMIT goes out as soon as the one before it is confirmed, so a lane
+        // never idles waiting for its commit while cdc builds the next script.
+        while self.parallel() && self.units.len() >= self.lanes.len() {
+            if !self.advance().await? {
+                break;
+            }
+        }
         // The oldest unit may be complete and waiting for nothing now.
         if matches!(self.units.front(), Some(Unit { state: UnitState::Complete(_), .. })) {
             self.advance().await?;
