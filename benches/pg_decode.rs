@@ -83,6 +83,7 @@ fn bench(c: &mut Criterion) {
             kind: t.clone(),
             nullable: true,
             charset: None,
+            existing_rows_value: None,
         })
         .collect();
     let rows: Vec<Vec<cdc::model::Value>> = messages

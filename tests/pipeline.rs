@@ -40,6 +40,7 @@ fn table() -> Arc<TableSchema> {
                 kind: ColumnType::Int { bytes: 4, unsigned: false },
                 nullable: false,
                 charset: None,
+                existing_rows_value: None,
             },
             Column {
                 name: "id".into(),
@@ -47,6 +48,7 @@ fn table() -> Arc<TableSchema> {
                 kind: ColumnType::Int { bytes: 8, unsigned: false },
                 nullable: false,
                 charset: None,
+                existing_rows_value: None,
             },
         ],
         key: vec![0],

@@ -66,8 +66,12 @@ fn postgres_to_mariadb_types_workload_and_verify() {
          UPDATE items SET t = 'moved', id = 20 WHERE id = 2; DELETE FROM items WHERE id = 3;
          INSERT INTO tags SELECT 'tag' || g, g FROM generate_series(1, 3000) g;
          BEGIN; UPDATE tags SET n = n + 1 WHERE n % 2 = 0; DELETE FROM tags WHERE n % 3 = 0; COMMIT;
+         ALTER TABLE tags ADD COLUMN flag bool NOT NULL DEFAULT true, ADD COLUMN label text DEFAULT 'it''s';
+         UPDATE tags SET label = 'x' WHERE name = 'tag1';
          INSERT INTO tags VALUES ('Tag1', 0);",
     );
+    // Columns added with a default: the rows never changed since read it on the target too.
+    wait_for("SELECT COUNT(*) FROM tomaria_public.tags WHERE flag = 1 AND label = 'it''s'", "2000", &config);
     let want = pg.sql(&db, "SELECT count(*) || E'\\t' || sum(n) FROM tags");
     wait_for("SELECT COUNT(*), SUM(n) FROM tomaria_public.tags", &want, &config);
     wait_for(

@@ -53,6 +53,7 @@ fn postgres_events_match_the_json_schema() {
             kind: ColumnType::Int { bytes: 4, unsigned: false },
             nullable: false,
             charset: None,
+            existing_rows_value: None,
         }],
         key: vec![0],
         version: 1,
@@ -93,6 +94,7 @@ fn avro_example_is_what_cdc_registers() {
         kind,
         nullable,
         charset: None,
+        existing_rows_value: None,
     };
     let orders = TableSchema {
         id: TableId::new("shop", "orders"),

@@ -456,7 +456,14 @@ mod tests {
     use super::*;
 
     fn column(name: &str, source_type: &str, kind: ColumnType, nullable: bool) -> Column {
-        Column { name: name.into(), source_type: source_type.into(), kind, nullable, charset: None }
+        Column {
+            name: name.into(),
+            source_type: source_type.into(),
+            kind,
+            nullable,
+            charset: None,
+            existing_rows_value: None,
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::value::Value;
+
 /// `db.table` for MySQL, `schema.table` for PostgreSQL.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TableId {
@@ -79,7 +81,7 @@ pub enum ColumnType {
     Other,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Column {
     pub name: String,
     /// The type as the source names it, e.g. `bigint unsigned`, `numeric(10,2)`, `_int4`.
@@ -88,7 +90,14 @@ pub struct Column {
     pub nullable: bool,
     /// Character set of text columns, when the source says (MySQL).
     pub charset: Option<String>,
+    /// What rows older than the column read in it, when it was added with a constant default
+    /// (PostgreSQL's `attmissingval`): those rows are never in the log, so a replica adding
+    /// the column must fill them with it.
+    pub existing_rows_value: Option<Value>,
 }
+
+// Values compare as data here (a NaN default equal to itself would only cost a re-check).
+impl Eq for Column {}
 
 /// Columns of one table at one point of its history.
 #[derive(Clone, Debug, PartialEq, Eq)]

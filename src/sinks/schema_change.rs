@@ -129,6 +129,7 @@ mod tests {
                     kind: k.clone(),
                     nullable: true,
                     charset: None,
+                    existing_rows_value: None,
                 })
                 .collect(),
             key: key.to_vec(),

@@ -319,6 +319,7 @@ mod tests {
                 kind: ColumnType::Int { bytes: 4, unsigned: false },
                 nullable: false,
                 charset: None,
+                existing_rows_value: None,
             }],
             key: vec![0],
             version: 1,

@@ -364,7 +364,16 @@ impl MySqlSink {
             }
             for (i, c) in schema.columns.iter().enumerate() {
                 if !existing.contains(&c.name) && renamed_to != Some(i) {
-                    ddl.push(format!("ALTER TABLE {target} ADD COLUMN {}", definition(i)));
+                    // The rows already there get what the source's older rows read in the
+                    // column, through a default dropped right after.
+                    let mut fill = String::new();
+                    match &c.existing_rows_value {
+                        Some(v) if write_literal(&mut fill, v, c).is_ok() => {
+                            ddl.push(format!("ALTER TABLE {target} ADD COLUMN {} DEFAULT ({fill})", definition(i)));
+                            ddl.push(format!("ALTER TABLE {target} ALTER COLUMN {} DROP DEFAULT", ident(&c.name)));
+                        }
+                        _ => ddl.push(format!("ALTER TABLE {target} ADD COLUMN {}", definition(i))),
+                    }
                 }
             }
         }

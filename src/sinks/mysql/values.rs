@@ -180,6 +180,7 @@ fn json_of(v: &Value) -> serde_json::Value {
                 kind: ColumnType::Other,
                 nullable: true,
                 charset: None,
+                existing_rows_value: None,
             };
             if write_literal(&mut text, other, &column).is_err() {
                 return J::Null;
@@ -213,7 +214,14 @@ mod tests {
     use super::*;
 
     fn col(kind: ColumnType) -> Column {
-        Column { name: "c".into(), source_type: String::new(), kind, nullable: true, charset: None }
+        Column {
+            name: "c".into(),
+            source_type: String::new(),
+            kind,
+            nullable: true,
+            charset: None,
+            existing_rows_value: None,
+        }
     }
 
     fn lit(value: Value, kind: ColumnType) -> Result<String, String> {

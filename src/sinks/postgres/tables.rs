@@ -245,9 +245,7 @@ async fn fit_table(
     }
     for (i, column) in schema.columns.iter().enumerate() {
         if !on_target.contains(&column.name.as_str()) {
-            let def = column_definition(conn, schema, i, engine).await?;
-            run_ddl(conn, &format!("ALTER TABLE {} ADD COLUMN {def}", plan.target), &table_name).await?;
-            tracing::info!(table = %table_name, column = %column.name, "Added column to the target table");
+            add_column(conn, plan, schema, i, engine).await?;
         }
     }
     if let Some(c) =
@@ -304,9 +302,7 @@ async fn replay_schema_change(
     }
     for &i in &change.added {
         if !on_target.contains(&new.columns[i].name.as_str()) {
-            let def = column_definition(conn, new, i, engine).await?;
-            run_ddl(conn, &format!("ALTER TABLE {} ADD COLUMN {def}", plan.target), table_name).await?;
-            tracing::info!(table = %table_name, column = %new.columns[i].name, "Added column");
+            add_column(conn, plan, new, i, engine).await?;
         }
     }
     for &i in &change.retyped {
@@ -317,6 +313,33 @@ async fn replay_schema_change(
         run_ddl(conn, &sql, table_name).await?;
         tracing::info!(table = %table_name, column = %column.name, to = %ty, "Changed column type");
     }
+    Ok(())
+}
+
+/// `ADD COLUMN`; the rows already there get the column's `existing_rows_value` (through a
+/// default, dropped right after: cdc writes every column of the rows it writes).
+async fn add_column(
+    conn: &mut PgConnection,
+    plan: &TablePlan,
+    schema: &TableSchema,
+    index: usize,
+    engine: SourceEngine,
+) -> Result<(), CdcError> {
+    let column = &schema.columns[index];
+    let mut sql =
+        format!("ALTER TABLE {} ADD COLUMN {}", plan.target, column_definition(conn, schema, index, engine).await?);
+    let mut fill = String::new();
+    if let Some(value) = &column.existing_rows_value
+        && super::values::write_literal(&mut fill, value, column).is_ok()
+    {
+        sql.push_str(&format!(
+            " DEFAULT {fill}; ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT",
+            plan.target,
+            quote_ident(&column.name)
+        ));
+    }
+    run_ddl(conn, &sql, &plan.target).await?;
+    tracing::info!(table = %plan.target, column = %column.name, existing_rows = %fill, "Added column to the target table");
     Ok(())
 }
 

@@ -289,7 +289,14 @@ mod tests {
     use super::*;
 
     fn col(kind: ColumnType) -> Column {
-        Column { name: "c".into(), source_type: String::new(), kind, nullable: true, charset: None }
+        Column {
+            name: "c".into(),
+            source_type: String::new(),
+            kind,
+            nullable: true,
+            charset: None,
+            existing_rows_value: None,
+        }
     }
 
     fn lit(value: Value, kind: ColumnType) -> String {

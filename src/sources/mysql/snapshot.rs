@@ -330,6 +330,7 @@ pub async fn table_schema(conn: &mut mysql_async::Conn, id: &TableId) -> Result<
             name: c.name,
             nullable: c.nullable,
             charset: c.charset,
+            existing_rows_value: None,
         })
         .collect();
     let key = def.key.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();

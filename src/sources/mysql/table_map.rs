@@ -161,6 +161,7 @@ impl TableMap {
                 kind: column_type(c),
                 nullable: nulls.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0),
                 charset: c.charset.map(|cs| cs.name().to_string()),
+                existing_rows_value: None,
             })
             .collect();
         key.retain(|&i| i < count);

@@ -167,6 +167,7 @@ impl TypeCache {
                 kind: types::column_type(*oid, *typmod, &lookup),
                 nullable: !not_null,
                 charset: None,
+                existing_rows_value: None,
             })
             .collect();
         let key = cols.iter().enumerate().filter(|(_, c)| c.4).map(|(i, _)| i).collect();
@@ -179,16 +180,22 @@ pub async fn column_constraints(conn: &mut PgConnection, oid: u32) -> Result<Col
     let rows = conn
         .query(&format!(
             "SELECT a.attname, a.attnotnull::text, \
-             (EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey)))::text \
+             (EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey)))::text, \
+             CASE WHEN a.atthasmissing THEN (a.attmissingval::text::text[])[1] END \
              FROM pg_attribute a WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped"
         ))
         .await?;
     let mut facts = ColumnConstraints::default();
     for row in rows {
         let mut fields = row.into_iter();
-        let (Some(Some(name)), Some(not_null), Some(primary)) = (fields.next(), fields.next(), fields.next()) else {
+        let (Some(Some(name)), Some(not_null), Some(primary), missing) =
+            (fields.next(), fields.next(), fields.next(), fields.next().flatten())
+        else {
             continue;
         };
+        if let Some(value) = missing {
+            facts.existing_rows_values.push((name.clone(), value));
+        }
         if not_null.as_deref() == Some("true") {
             facts.not_null.push(name.clone());
         }
@@ -199,12 +206,32 @@ pub async fn column_constraints(conn: &mut PgConnection, oid: u32) -> Result<Col
     Ok(facts)
 }
 
-/// What pgoutput's Relation message leaves out: which columns are NOT NULL, and which form the
-/// primary key (its key flags mark the replica identity: every column with REPLICA IDENTITY FULL).
+/// What pgoutput's Relation message leaves out: which columns are NOT NULL, which form the
+/// primary key (its key flags mark the replica identity: every column with REPLICA IDENTITY FULL),
+/// and the value rows older than a column read in it (`attmissingval`, as text).
 #[derive(Debug, Default)]
 pub struct ColumnConstraints {
     pub not_null: Vec<String>,
     pub primary_key: Vec<String>,
+    pub existing_rows_values: Vec<(String, String)>,
+}
+
+/// Sets the columns' `existing_rows_value` from the catalog's text (one that does not parse as
+/// the column's type is left out: the replica then reads NULL there, as without it).
+pub fn with_existing_rows_values(mut schema: Arc<TableSchema>, values: &[(String, String)]) -> Arc<TableSchema> {
+    if values.is_empty() {
+        return schema;
+    }
+    let table = Arc::make_mut(&mut schema);
+    for column in &mut table.columns {
+        if let Some((_, text)) = values.iter().find(|(name, _)| *name == column.name) {
+            let mut parsed = Vec::with_capacity(1);
+            if types::push_text(&column.kind, text, &mut parsed).is_ok() {
+                column.existing_rows_value = parsed.pop();
+            }
+        }
+    }
+    schema
 }
 
 /// The primary key's columns in the key's own order (which the index is sorted by).

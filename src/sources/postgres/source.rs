@@ -673,7 +673,10 @@ impl StreamState {
                         (c.name.clone(), c.type_oid, c.type_modifier, facts.not_null.contains(&c.name), key)
                     })
                     .collect();
-                let schema = self.types.schema(id.clone(), &cols);
+                let schema = catalog::with_existing_rows_values(
+                    self.types.schema(id.clone(), &cols),
+                    &facts.existing_rows_values,
+                );
                 let included = self.filter.matches_id(&id);
                 self.relations.insert(rel.oid, RelationInfo { relation: rel, schema, included });
             }

@@ -598,6 +598,7 @@ mod tests {
             kind,
             nullable: true,
             charset: None,
+            existing_rows_value: None,
         };
         let columns = [
             col("id", ColumnType::Int { bytes: 4, unsigned: false }),
