@@ -242,6 +242,24 @@ fn mariadb_to_postgres_type_mapping_and_edge_values() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK   myshop.items → myshop.items: 2 rows"), "{out}");
     assert!(out.contains("OK   myshop.nokey → myshop.nokey: 2 rows"), "{out}");
+    // Columns added with constant defaults: the row not changed since reads them on the target
+    // too (no row event carries them; cdc takes them from the ALTER statement).
+    my.sql(
+        "ALTER TABLE myshop.items ADD COLUMN qty INT NOT NULL DEFAULT -5, ADD COLUMN note VARCHAR(10) DEFAULT 'it''s',
+           ADD COLUMN since DATE DEFAULT '2024-02-29', ADD COLUMN price DECIMAL(6,2) DEFAULT 1.50;
+         UPDATE myshop.items SET s = 1 WHERE id = 2;",
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.sql(&target_db, "SELECT count(*) FROM myshop.items WHERE id = 2 AND s = 1") != "1" {
+        assert!(Instant::now() < deadline, "the update did not arrive:\n{}", cdc_log(&config));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        pg.sql(&target_db, "SELECT id, qty, note, since, price FROM myshop.items ORDER BY id"),
+        "2|-5|it's|2024-02-29|1.50\n18446744073709551615|-5|it's|2024-02-29|1.50",
+        "{}",
+        cdc_log(&config)
+    );
     // A row duplicated on the target of a table without a key is a difference, not lag.
     pg.sql(&target_db, "INSERT INTO myshop.nokey VALUES (2, 'c')");
     let (code, out) = cdc_verify(&config);
@@ -260,7 +278,8 @@ fn mariadb_to_postgres_type_mapping_and_edge_values() {
     assert_eq!(
         types,
         "id numeric, s int2, u int8, d numeric, f float4, db float8, vc text, lat text, bin bytea, dt timestamp, \
-         ts timestamptz, dd date, tm interval, y int2, j text, e text, st text, bt bit, zd date"
+         ts timestamptz, dd date, tm interval, y int2, j text, e text, st text, bt bit, zd date, qty int4, note text, \
+         since date, price numeric"
     );
 }
 

@@ -135,3 +135,29 @@ impl RepeatWindow {
         batch
     }
 }
+
+/// Sets the columns' `existing_rows_value` from (column, text) pairs: PostgreSQL's
+/// `attmissingval`, or a MySQL `ADD COLUMN … DEFAULT` constant, parsed as PostgreSQL text. A
+/// text that does not parse as the column's type is left out (the replica then reads NULL
+/// there, as without it), and so are the kinds `skip` names.
+pub fn with_existing_rows_values(
+    mut schema: std::sync::Arc<crate::model::TableSchema>,
+    values: &[(String, String)],
+    skip: impl Fn(&crate::model::ColumnType) -> bool,
+) -> std::sync::Arc<crate::model::TableSchema> {
+    if values.is_empty() {
+        return schema;
+    }
+    let table = std::sync::Arc::make_mut(&mut schema);
+    for column in &mut table.columns {
+        let Some((_, text)) = values.iter().find(|(name, _)| *name == column.name) else { continue };
+        if skip(&column.kind) {
+            continue;
+        }
+        let mut parsed = Vec::with_capacity(1);
+        if postgres::types::push_text(&column.kind, text, &mut parsed).is_ok() {
+            column.existing_rows_value = parsed.pop();
+        }
+    }
+    schema
+}

@@ -46,6 +46,9 @@ pub struct ColumnDecl {
     /// Declared `PRIMARY KEY` inline.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub primary_key: bool,
+    /// A constant `DEFAULT` (number or string, as written); not expressions or NULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -721,6 +724,7 @@ impl Parser<'_> {
         let mut zerofill = false;
         let mut nullable = true;
         let mut primary_key = false;
+        let mut default = None;
         let mut charset: Option<String> = None;
         match data_type.as_str() {
             "double" => {
@@ -836,8 +840,18 @@ impl Parser<'_> {
                         }
                         "DEFAULT" | "ON" => {
                             // DEFAULT NULL, DEFAULT (expr), ON UPDATE CURRENT_TIMESTAMP(6): a
-                            // value, not an attribute.
+                            // value, not an attribute; a constant one is kept.
                             self.at += 1;
+                            if w == "DEFAULT" {
+                                default = match (self.peek(), self.toks.get(self.at + 1)) {
+                                    (Some(Tok::Str(v) | Tok::Num(v)), _) => Some(v.clone()),
+                                    (Some(Tok::Punct('-')), Some(Tok::Num(v))) => {
+                                        self.at += 1;
+                                        Some(format!("-{v}"))
+                                    }
+                                    _ => None,
+                                };
+                            }
                             self.eat_kw("UPDATE");
                             if !self.is_punct('(') {
                                 self.next();
@@ -873,7 +887,7 @@ impl Parser<'_> {
         if primary_key {
             nullable = false;
         }
-        Some(ColumnDecl { name, column_type, nullable, charset, primary_key })
+        Some(ColumnDecl { name, column_type, nullable, charset, primary_key, default })
     }
 }
 
@@ -906,6 +920,7 @@ mod tests {
             nullable,
             charset: charset.map(String::from),
             primary_key: false,
+            default: None,
         }
     }
 
@@ -941,8 +956,11 @@ mod tests {
             [
                 col("id", "bigint(20) unsigned", false, None),
                 col("sku", "varchar(64)", true, Some("latin1")),
-                col("price", "decimal(12,2)", false, None),
-                col("state", "enum('new','it''s done','a,b')", true, Some("utf8mb4")),
+                ColumnDecl { default: Some("0.00".into()), ..col("price", "decimal(12,2)", false, None) },
+                ColumnDecl {
+                    default: Some("new".into()),
+                    ..col("state", "enum('new','it''s done','a,b')", true, Some("utf8mb4"))
+                },
                 col("at", "datetime(6)", false, None),
                 col("raw", "varbinary(16)", true, None),
                 col("n", "int unsigned zerofill", true, None),

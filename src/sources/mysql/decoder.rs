@@ -12,8 +12,8 @@ use super::rows::{PartialJson, RowsKind, parse_header, read_partial_header, read
 use super::schema_history::{HistoryRecord, SchemaHistory, TableDef};
 use super::table_map::TableMap;
 use crate::model::{
-    Batch, BinlogCoordinates, ChangeEvent, GtidSet, MariaDbGtid, MariaDbGtidList, MySqlGtidSet, MySqlPosition, Op,
-    Position, SnapshotMarker, SourceInfo, SourceMeta,
+    Batch, BinlogCoordinates, ChangeEvent, ColumnType, GtidSet, MariaDbGtid, MariaDbGtidList, MySqlGtidSet,
+    MySqlPosition, Op, Position, SnapshotMarker, SourceInfo, SourceMeta, TableId,
 };
 use crate::sources::filter::TableFilter;
 use crate::sources::reader::{DecodeError, Reader, malformed};
@@ -139,6 +139,10 @@ pub struct BinlogDecoder {
     history: Option<SchemaHistory>,
     /// Position of the last transaction boundary (or the start).
     last_boundary: Option<MySqlPosition>,
+    /// Columns added by `ALTER TABLE … ADD … DEFAULT <constant>` read in this run: the value
+    /// rows older than the column hold, which no row event carries (set on the table's schema
+    /// as `existing_rows_value`).
+    added_defaults: HashMap<TableId, Vec<(String, String)>>,
 }
 
 impl BinlogDecoder {
@@ -160,6 +164,7 @@ impl BinlogDecoder {
             needs_names: Vec::new(),
             history: None,
             last_boundary: None,
+            added_defaults: HashMap::new(),
         }
     }
 
@@ -289,6 +294,9 @@ impl BinlogDecoder {
             // Schema may have changed: forget cached table maps so the next ones are re-read.
             self.tables.clear();
             self.commit(ev);
+            if head.starts_with("ALTER") {
+                self.note_added_defaults(sql, &default_db);
+            }
             if let (Some(history), Some(at)) = (self.history.as_mut(), self.last_boundary.as_ref()) {
                 history.apply(sql, &default_db, at);
             }
@@ -313,8 +321,35 @@ impl BinlogDecoder {
                 None => self.needs_names.push(table_id),
             }
         }
+        if included && let Some(defaults) = self.added_defaults.get(&map.schema.id) {
+            // A TIMESTAMP literal is in the session's time zone; bit, binary and spatial
+            // literals are not written as PostgreSQL text.
+            let skip = |kind: &ColumnType| {
+                matches!(
+                    kind,
+                    ColumnType::Timestamp { .. }
+                        | ColumnType::Bytes { .. }
+                        | ColumnType::Bit { .. }
+                        | ColumnType::Geometry
+                )
+            };
+            map.schema = crate::sources::with_existing_rows_values(map.schema.clone(), defaults, skip);
+        }
         self.tables.insert(table_id, (data.to_vec(), included.then(|| Arc::new(map))));
         Ok(())
+    }
+
+    fn note_added_defaults(&mut self, sql: &str, default_db: &str) {
+        let super::ddl::Ddl::Alter { table, ops } = super::ddl::parse(sql, default_db) else { return };
+        for op in ops {
+            if let super::ddl::AlterOp::Add { column, .. } = op {
+                let defaults = self.added_defaults.entry(table.clone()).or_default();
+                defaults.retain(|(name, _)| *name != column.name);
+                if let Some(value) = column.default {
+                    defaults.push((column.name, value));
+                }
+            }
+        }
     }
 
     fn on_rows(&mut self, ev: &RawEvent<'_>, kind: RowsKind) -> Result<(), DecodeError> {

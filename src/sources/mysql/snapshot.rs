@@ -282,6 +282,7 @@ pub async fn table_definitions(
                 nullable: nullable == "YES",
                 charset,
                 primary_key: false,
+                default: None,
             });
         }
     }

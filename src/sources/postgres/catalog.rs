@@ -216,24 +216,6 @@ pub struct ColumnConstraints {
     pub existing_rows_values: Vec<(String, String)>,
 }
 
-/// Sets the columns' `existing_rows_value` from the catalog's text (one that does not parse as
-/// the column's type is left out: the replica then reads NULL there, as without it).
-pub fn with_existing_rows_values(mut schema: Arc<TableSchema>, values: &[(String, String)]) -> Arc<TableSchema> {
-    if values.is_empty() {
-        return schema;
-    }
-    let table = Arc::make_mut(&mut schema);
-    for column in &mut table.columns {
-        if let Some((_, text)) = values.iter().find(|(name, _)| *name == column.name) {
-            let mut parsed = Vec::with_capacity(1);
-            if types::push_text(&column.kind, text, &mut parsed).is_ok() {
-                column.existing_rows_value = parsed.pop();
-            }
-        }
-    }
-    schema
-}
-
 /// The primary key's columns in the key's own order (which the index is sorted by).
 pub async fn primary_key_order(conn: &mut PgConnection, id: &TableId) -> Result<Vec<String>, CdcError> {
     let rel = quote_literal(&quote_table(id));

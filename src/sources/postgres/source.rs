@@ -673,9 +673,10 @@ impl StreamState {
                         (c.name.clone(), c.type_oid, c.type_modifier, facts.not_null.contains(&c.name), key)
                     })
                     .collect();
-                let schema = catalog::with_existing_rows_values(
+                let schema = crate::sources::with_existing_rows_values(
                     self.types.schema(id.clone(), &cols),
                     &facts.existing_rows_values,
+                    |_| false,
                 );
                 let included = self.filter.matches_id(&id);
                 self.relations.insert(rel.oid, RelationInfo { relation: rel, schema, included });
