@@ -62,7 +62,9 @@ TOML
 drain() {
   local name="$1"; shift
   local start broker_cpu; start=$(date +%s.%N); broker_cpu=$(cpu_seconds "$TANSU_PID")
-  "$BIN/cdc" run --config "$DIR/$name.toml" "$@" 2>"$DIR/$name.log" &
+  # CDC_WRAP runs cdc under another program, e.g. CDC_WRAP="perf record -g -o /tmp/kafka.perf"
+  # (the CPU and RSS figures are then the wrapper's).
+  ${CDC_WRAP:-} "$BIN/cdc" run --config "$DIR/$name.toml" "$@" 2>"$DIR/$name.log" &
   CDC_PID=$!
   wait_checkpointed "$HTTP_PORT" "$ROWS" "$CDC_PID" "$DIR/$name.log"
   T_CDC=$(echo "$(date +%s.%N) - $start" | bc)
