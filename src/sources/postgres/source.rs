@@ -347,43 +347,50 @@ impl PgSource {
         // Set while a partial batch waits for more input because the sink is still busy.
         let mut linger: Option<tokio::time::Instant> = None;
         loop {
-            let msg = tokio::select! {
-                biased;
-                _ = ctx.shutdown.cancelled() => {
-                    if !state.events.is_empty() || state.checkpoint.is_some() {
-                        let _ = out.send(state.take_batch()).await;
+            let msg = if repl.has_buffered_message() && !ctx.shutdown.is_cancelled() {
+                // A whole message is already here: read it without arming the select's timers
+                // (a timeout per message read the clock and touched the timer wheel each time).
+                // The other branches get their turn whenever the buffer runs dry.
+                repl.read_message().await?
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = ctx.shutdown.cancelled() => {
+                        if !state.events.is_empty() || state.checkpoint.is_some() {
+                            let _ = out.send(state.take_batch()).await;
+                        }
+                        return Ok(());
                     }
-                    return Ok(());
-                }
-                _ = ctx.durable.changed() => {
-                    feedback.send(&mut repl, state.received, &ctx).await?;
-                    continue;
-                }
-                // A lingering batch goes when the sink takes what it had (the input may stay
-                // dry: a transaction's last message already read) or at the deadline.
-                _ = ctx.batch_taken.notified(), if linger.is_some() => {
-                    let sink_waiting = out.capacity() == out.max_capacity();
-                    if sink_waiting {
+                    _ = ctx.durable.changed() => {
+                        feedback.send(&mut repl, state.received, &ctx).await?;
+                        continue;
+                    }
+                    // A lingering batch goes when the sink takes what it had (the input may stay
+                    // dry: a transaction's last message already read) or at the deadline.
+                    _ = ctx.batch_taken.notified(), if linger.is_some() => {
+                        let sink_waiting = out.capacity() == out.max_capacity();
+                        if sink_waiting {
+                            linger = None;
+                            if !feedback.deliver(&out, state.take_batch(), &mut repl, state.received, &ctx).await? {
+                                return Ok(());
+                            }
+                        }
+                        continue;
+                    }
+                    _ = tokio::time::sleep_until(linger.unwrap_or_else(tokio::time::Instant::now)), if linger.is_some() => {
                         linger = None;
                         if !feedback.deliver(&out, state.take_batch(), &mut repl, state.received, &ctx).await? {
                             return Ok(());
                         }
-                    }
-                    continue;
-                }
-                _ = tokio::time::sleep_until(linger.unwrap_or_else(tokio::time::Instant::now)), if linger.is_some() => {
-                    linger = None;
-                    if !feedback.deliver(&out, state.take_batch(), &mut repl, state.received, &ctx).await? {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                m = tokio::time::timeout(feedback.interval, repl.read_message()) => match m {
-                    Err(_) => {
-                        feedback.send(&mut repl, state.received, &ctx).await?;
                         continue;
                     }
-                    Ok(m) => m?,
+                    m = tokio::time::timeout(feedback.interval, repl.read_message()) => match m {
+                        Err(_) => {
+                            feedback.send(&mut repl, state.received, &ctx).await?;
+                            continue;
+                        }
+                        Ok(m) => m?,
+                    }
                 }
             };
             match msg.tag {
