@@ -88,13 +88,8 @@ fn postgres_events_match_the_json_schema() {
 #[test]
 fn avro_example_is_what_cdc_registers() {
     use cdc::format::{avro, connect};
-    let column = |name: &str, source_type: &str, kind: ColumnType, nullable: bool| Column {
-        name: name.into(),
-        source_type: source_type.into(),
-        kind,
-        nullable,
-        charset: None,
-        existing_rows_value: None,
+    let column = |name: &str, source_type: &str, kind: ColumnType, nullable: bool| {
+        Column::new(name, source_type, kind, nullable)
     };
     let orders = TableSchema {
         id: TableId::new("shop", "orders"),

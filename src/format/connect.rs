@@ -456,14 +456,7 @@ mod tests {
     use super::*;
 
     fn column(name: &str, source_type: &str, kind: ColumnType, nullable: bool) -> Column {
-        Column {
-            name: name.into(),
-            source_type: source_type.into(),
-            kind,
-            nullable,
-            charset: None,
-            existing_rows_value: None,
-        }
+        Column::new(name, source_type, kind, nullable)
     }
 
     #[test]

@@ -99,6 +99,20 @@ pub struct Column {
 // Values compare as data here (a NaN default equal to itself would only cost a re-check).
 impl Eq for Column {}
 
+impl Column {
+    /// A column without a charset or a value for older rows.
+    pub fn new(name: impl Into<String>, source_type: impl Into<String>, kind: ColumnType, nullable: bool) -> Column {
+        Column {
+            name: name.into(),
+            source_type: source_type.into(),
+            kind,
+            nullable,
+            charset: None,
+            existing_rows_value: None,
+        }
+    }
+}
+
 /// Columns of one table at one point of its history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableSchema {

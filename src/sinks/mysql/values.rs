@@ -214,14 +214,7 @@ mod tests {
     use super::*;
 
     fn col(kind: ColumnType) -> Column {
-        Column {
-            name: "c".into(),
-            source_type: String::new(),
-            kind,
-            nullable: true,
-            charset: None,
-            existing_rows_value: None,
-        }
+        Column::new("c", "", kind, true)
     }
 
     fn lit(value: Value, kind: ColumnType) -> Result<String, String> {
