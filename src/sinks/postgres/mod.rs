@@ -61,6 +61,8 @@ pub struct PostgresSink {
     deferred_keys: HashMap<TableId, String>,
     /// Source tables whose changes are no longer applied (`cdc_stopped_tables`).
     stopped: HashSet<TableId>,
+    /// COPY data buffers kept between batches (see `StatementWriter::recycle`).
+    spare_buffers: Vec<Vec<u8>>,
 }
 
 /// One target connection.
@@ -117,6 +119,7 @@ impl PostgresSink {
             stages: 0,
             deferred_keys: HashMap::new(),
             stopped: HashSet::new(),
+            spare_buffers: Vec::new(),
         }
     }
 
@@ -429,7 +432,7 @@ impl PostgresSink {
         // resumed snapshot.
         let plain_copy = self.positions_table.is_some() && !batch.may_repeat;
         let (lane, new_unit) = self.place(batch, plain_copy).await?;
-        let mut writer = StatementWriter::new(plain_copy);
+        let mut writer = StatementWriter::new(plain_copy, std::mem::take(&mut self.spare_buffers));
         if new_unit {
             writer.push_sql("BEGIN;\n");
         }
@@ -466,6 +469,7 @@ impl PostgresSink {
                 if let Err(e) = self.lane(lane)?.conn.run_script(&script).await? {
                     return Err(apply_error(&e, &tables));
                 }
+                StatementWriter::recycle(&mut self.spare_buffers, script);
                 let engine = SourceEngine::of(&event.source.meta);
                 self.stages += 1;
                 let stage = format!("cdc_stage_{}", self.stages);
@@ -534,6 +538,8 @@ impl PostgresSink {
         let lane_ref = self.lane(lane)?;
         lane_ref.conn.send_script(&script).await?;
         lane_ref.in_flight.push_back(InFlight { parts, tables, commits });
+        self.spare_buffers = writer.into_spare();
+        StatementWriter::recycle(&mut self.spare_buffers, script);
         if let Some(unit) = self.units.back_mut() {
             unit.acks.push(ack);
             if let Some(position) = &batch.checkpoint {

@@ -52,10 +52,13 @@ pub struct StatementWriter {
     /// Inserts and snapshot rows go straight into the table: with the position kept in the
     /// target no replay can bring a row twice (a row already there is a conflict to report).
     copy_inserts: bool,
+    /// COPY data buffers of earlier scripts, emptied, to fill again.
+    spare: Vec<Vec<u8>>,
 }
 
 impl StatementWriter {
-    pub fn new(copy_inserts: bool) -> StatementWriter {
+    /// `spare`: buffers from [`StatementWriter::recycle`] of earlier scripts.
+    pub fn new(copy_inserts: bool, spare: Vec<Vec<u8>>) -> StatementWriter {
         StatementWriter {
             parts: Vec::new(),
             sql: String::new(),
@@ -63,7 +66,30 @@ impl StatementWriter {
             key_buf: String::new(),
             scratch: String::new(),
             copy_inserts,
+            spare,
         }
+    }
+
+    /// Keeps the COPY data buffers of a script that went out, for the next scripts: a batch's
+    /// COPY data runs to a few hundred kB, and allocating it afresh each time cost page faults.
+    pub fn recycle(spare: &mut Vec<Vec<u8>>, script: Vec<ScriptPart>) {
+        for part in script {
+            if let ScriptPart::Copy { mut data, .. } = part
+                && spare.len() < 4
+            {
+                data.clear();
+                spare.push(data);
+            }
+        }
+    }
+
+    /// The unused spare buffers, for the next writer.
+    pub fn into_spare(self) -> Vec<Vec<u8>> {
+        self.spare
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_else(|| Vec::with_capacity(1 << 16))
     }
 
     /// SQL appended after everything written so far.
@@ -151,7 +177,8 @@ impl StatementWriter {
     fn copy_row(&mut self, plan: &Arc<TablePlan>, row: &Row) -> Result<(), LiteralError> {
         if !matches!(&self.group, Group::Copy { plan: p, .. } if Arc::ptr_eq(p, plan)) {
             self.finish();
-            self.group = Group::Copy { plan: plan.clone(), data: Vec::with_capacity(1 << 16) };
+            let data = self.buffer();
+            self.group = Group::Copy { plan: plan.clone(), data };
         }
         let Group::Copy { data, .. } = &mut self.group else { return Ok(()) };
         write_copy_row(data, &mut self.scratch, plan, row)
@@ -171,7 +198,8 @@ impl StatementWriter {
             self.finish();
             let mut keys = HashSet::new();
             keys.insert(self.key_buf.clone());
-            self.group = Group::Upsert { plan: plan.clone(), keys, data: Vec::with_capacity(1 << 16) };
+            let data = self.buffer();
+            self.group = Group::Upsert { plan: plan.clone(), keys, data };
         }
         let Group::Upsert { data, .. } = &mut self.group else { return Ok(()) };
         write_copy_row(data, &mut self.scratch, plan, row)
