@@ -570,6 +570,40 @@ fn parallel_apply_respects_unique_and_foreign_keys_on_the_target() {
     assert_applied_without_restart_and_verified(&config);
 }
 
+/// DDL committed while the initial copy is running, on a table not read yet: the copy reads
+/// that table as of the snapshot (a query would see the new columns), and the stream replays
+/// the change after it.
+#[test]
+fn a_schema_change_during_the_initial_copy_is_replayed_after_it() {
+    let source = shared_pg15();
+    let target = pg17();
+    let db = source.create_db("ddlcopy");
+    source.sql(
+        &db,
+        "CREATE TABLE aaa (id int PRIMARY KEY, v text); \
+         INSERT INTO aaa SELECT g, md5(g::text) FROM generate_series(1, 300000) g; \
+         CREATE TABLE bbb (id int PRIMARY KEY, old text, keep int); \
+         INSERT INTO bbb SELECT g, 'o' || g, g FROM generate_series(1, 100) g;",
+    );
+    let target_db = target.create_db("ddlcopy");
+    let dir = tempfile::tempdir().unwrap();
+    let source_cfg =
+        format!("{}\nsnapshot_chunk_rows = 5000\nsnapshot_connections = 1", pg_source(source, &db, "\"public.*\""));
+    let config = write_config(dir.path(), "ddlcopy", &source_cfg, &target.url(&target_db), "");
+    let _cdc = spawn_cdc(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while target.sql(&target_db, "SELECT to_regclass('cdc_positions') IS NOT NULL") != "t"
+        || !target.sql(&target_db, "SELECT position FROM cdc_positions WHERE name = 'ddlcopy'").contains(";snapshot=")
+    {
+        assert!(Instant::now() < deadline, "no copy progress on the target:\n{}", cdc_log(&config));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    source.sql(&db, "ALTER TABLE bbb ADD COLUMN added int DEFAULT 5; UPDATE bbb SET keep = -1 WHERE id = 1;");
+    wait_same((source, &db), (target, &target_db), "bbb", &config);
+    wait_same((source, &db), (target, &target_db), "aaa", &config);
+    assert_applied_without_restart_and_verified(&config);
+}
+
 /// kill -9 during the initial copy: the restart goes on with the copy from the last chunk
 /// committed on the target (not from the start), and the changes made meanwhile, which the
 /// stream brings again over rows the resumed copy already read, converge to the source.

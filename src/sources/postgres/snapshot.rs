@@ -183,7 +183,17 @@ impl Reader {
             .filter_map(|name| schema.columns.iter().position(|c| c.name == *name))
             .collect();
         let key_list = key.iter().map(|&k| quote_ident(&schema.columns[k].name)).collect::<Vec<_>>().join(", ");
-        let mut sql = format!("SELECT * FROM {}", quote_table(id));
+        // The columns as the snapshot's catalog has them. A query reads the table as it is now
+        // (DDL committed after the snapshot was taken shows there), so the columns are named:
+        // one added since is left to the stream (its schema change brings it), one dropped
+        // since reads NULL (the stream then drops it).
+        let now = conn.query_each(&format!("SELECT * FROM {} LIMIT 0", quote_table(id)), |_| Ok(())).await?;
+        let select: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| if now.contains(&c.name) { quote_ident(&c.name) } else { "NULL".to_string() })
+            .collect();
+        let mut sql = format!("SELECT {} FROM {}", select.join(", "), quote_table(id));
         if let Some(values) = table.after.filter(|_| !key.is_empty()) {
             let literals: Vec<String> = values.iter().map(|v| quote_literal(&String::from_utf8_lossy(v))).collect();
             sql += &format!(" WHERE ({key_list}) > ({})", literals.join(", "));
