@@ -151,6 +151,48 @@ fn mariadb_to_mariadb_keeps_types_and_survives_kill_9() {
 /// A column dropped between rows that reach the sink in one batch (a backlog), inside one
 /// source transaction and between two: each row is written under the schema it was read with
 /// (the rows before the drop do not shift into the wrong columns), and the drop is replayed.
+/// DDL committed while the initial copy is running, on a table not read yet: the copy and the
+/// stream after it converge to the source. (MariaDB's consistent read returns the table as it
+/// is now, added column included, and the snapshot takes its columns from the server at that
+/// moment too.)
+#[test]
+fn a_schema_change_during_the_initial_copy_converges() {
+    let my = shared_mariadb();
+    my.sql(
+        "CREATE DATABASE ddl_src; USE ddl_src;
+         CREATE TABLE aaa (id INT PRIMARY KEY, v VARCHAR(40));
+         INSERT INTO aaa SELECT seq, MD5(seq) FROM seq_1_to_300000;
+         CREATE TABLE bbb (id INT PRIMARY KEY, keep INT);
+         INSERT INTO bbb SELECT seq, seq FROM seq_1_to_100;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "kind = \"mysql\"\nurl = \"{}\"\nserver_id = 7321\ntables = [\"ddl_src.*\"]\nheartbeat_secs = 1\n\
+         snapshot_chunk_rows = 5000",
+        my.url("")
+    );
+    let config = write_config(dir.path(), "ddlcopy", &source, &my.url(""), "namespaces = { ddl_src = \"ddl_dst\" }");
+    let _cdc = spawn_cdc(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let positions_exist = || {
+        my.sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'cdc' AND TABLE_NAME = 'cdc_positions'") == "1"
+    };
+    while !positions_exist()
+        || !my
+            .sql("SELECT COALESCE(MAX(position), '') FROM cdc.cdc_positions WHERE name = 'ddlcopy'")
+            .contains("snapshot")
+    {
+        assert!(Instant::now() < deadline, "no copy progress:\n{}", cdc_log(&config));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    my.sql("ALTER TABLE ddl_src.bbb ADD COLUMN added INT DEFAULT 5; UPDATE ddl_src.bbb SET keep = -1 WHERE id = 1;");
+    let want = my.sql("SELECT COUNT(*), SUM(keep), SUM(added) FROM ddl_src.bbb");
+    wait_for("SELECT COUNT(*), SUM(keep), SUM(added) FROM ddl_dst.bbb", &want, &config);
+    wait_for("SELECT COUNT(*) FROM ddl_dst.aaa", "300000", &config);
+    let (code, out) = cdc_verify(&config);
+    assert_eq!(code, 0, "{out}\n{}", cdc_log(&config));
+}
+
 #[test]
 fn a_schema_change_inside_one_batch_applies_each_row_under_its_own_schema() {
     let pg = shared_pg15();
