@@ -570,6 +570,19 @@ fn parallel_apply_respects_unique_and_foreign_keys_on_the_target() {
     assert_applied_without_restart_and_verified(&config);
 }
 
+/// Waits (60 s at most) until pipeline `name` has stored copy progress in the target.
+fn wait_for_copy_progress(target: &Postgres, target_db: &str, name: &str, config: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while target.sql(target_db, "SELECT to_regclass('cdc_positions') IS NOT NULL") != "t"
+        || !target
+            .sql(target_db, &format!("SELECT position FROM cdc_positions WHERE name = '{name}'"))
+            .contains(";snapshot=")
+    {
+        assert!(Instant::now() < deadline, "no copy progress on the target:\n{}", cdc_log(config));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// DDL committed while the initial copy is running, on a table not read yet: the copy reads
 /// that table as of the snapshot (a query would see the new columns), and the stream replays
 /// the change after it.
@@ -591,13 +604,7 @@ fn a_schema_change_during_the_initial_copy_is_replayed_after_it() {
         format!("{}\nsnapshot_chunk_rows = 5000\nsnapshot_connections = 1", pg_source(source, &db, "\"public.*\""));
     let config = write_config(dir.path(), "ddlcopy", &source_cfg, &target.url(&target_db), "");
     let _cdc = spawn_cdc(&config);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while target.sql(&target_db, "SELECT to_regclass('cdc_positions') IS NOT NULL") != "t"
-        || !target.sql(&target_db, "SELECT position FROM cdc_positions WHERE name = 'ddlcopy'").contains(";snapshot=")
-    {
-        assert!(Instant::now() < deadline, "no copy progress on the target:\n{}", cdc_log(&config));
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_copy_progress(target, &target_db, "ddlcopy", &config);
     source.sql(&db, "ALTER TABLE bbb ADD COLUMN added int DEFAULT 5; UPDATE bbb SET keep = -1 WHERE id = 1;");
     wait_same((source, &db), (target, &target_db), "bbb", &config);
     wait_same((source, &db), (target, &target_db), "aaa", &config);
@@ -625,13 +632,7 @@ fn kill_9_during_the_initial_copy_resumes_the_copy() {
     let config = write_config(dir.path(), "killcopy", &source_cfg, &target.url(&target_db), "");
     let stored = || target.sql(&target_db, "SELECT position FROM cdc_positions WHERE name = 'killcopy'");
     let mut cdc = spawn_cdc(&config);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while target.sql(&target_db, "SELECT to_regclass('cdc_positions') IS NOT NULL") != "t"
-        || !stored().contains(";snapshot=")
-    {
-        assert!(Instant::now() < deadline, "no copy progress on the target:\n{}", cdc_log(&config));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_copy_progress(target, &target_db, "killcopy", &config);
     // Changes after the copy's snapshot: new rows past the end (read by the resumed copy and
     // streamed again as inserts), updates and deletes on both sides of the copy's progress.
     source.sql(

@@ -32,7 +32,7 @@ use self::statements::{StatementWriter, write_key_tuple};
 use self::tables::{Isolation, TablePlan};
 use crate::config::{DbSinkConfig, UnreplayableSchemaChange};
 use crate::error::CdcError;
-use crate::model::{Batch, Op, Position, TableId, TableSchema};
+use crate::model::{Batch, ChangeEvent, Op, Position, TableId, TableSchema};
 use crate::pipeline::{Ack, Sink};
 use crate::sinks::footprint::Footprint;
 use crate::sinks::row_change::{RowChange, classify};
@@ -205,6 +205,11 @@ impl PostgresSink {
         self.lanes.get_mut(lane).ok_or_else(|| CdcError::transient("not connected to the target"))
     }
 
+    /// The table's plan, when it was made for the schema this event was written under.
+    fn plan_for(&self, event: &ChangeEvent) -> Option<&Arc<TablePlan>> {
+        self.plans.get(&event.table.id).filter(|p| Arc::ptr_eq(&p.schema, &event.table) || *p.schema == *event.table)
+    }
+
     fn open_unit(&self) -> Option<&Unit> {
         self.units.back().filter(|u| matches!(u.state, UnitState::Open))
     }
@@ -247,11 +252,7 @@ impl PostgresSink {
                 Ok(false)
             }
             UnitState::Complete(position) => {
-                let mut sql = String::new();
-                if let Some(table) = &self.positions_table {
-                    sql.push_str(&position_upsert(table, &self.name, &position));
-                }
-                sql.push_str("COMMIT;\n");
+                let sql = self.commit_sql(&position);
                 let lane_ref = self.lane(lane)?;
                 lane_ref.conn.send_script(&[ScriptPart::Sql(sql)]).await?;
                 lane_ref.in_flight.push_back(InFlight { parts: 1, tables: String::new(), commits: Some(seq) });
@@ -350,6 +351,16 @@ impl PostgresSink {
         }
     }
 
+    /// Ends a unit's target transaction: its position (when kept here), then COMMIT.
+    fn commit_sql(&self, position: &Position) -> String {
+        let mut sql = match &self.positions_table {
+            Some(table) => position_upsert(table, &self.name, position),
+            None => String::new(),
+        };
+        sql.push_str("COMMIT;\n");
+        sql
+    }
+
     fn push_unit(&mut self, lane: usize, footprint: Footprint) {
         self.next_unit += 1;
         self.units.push_back(Unit { seq: self.next_unit, lane, acks: Vec::new(), footprint, state: UnitState::Open });
@@ -364,8 +375,7 @@ impl PostgresSink {
             if self.stopped.contains(id) {
                 continue;
             }
-            let plan = self.plans.get(id).filter(|p| Arc::ptr_eq(&p.schema, &event.table) || *p.schema == *event.table);
-            let Some(plan) = plan else {
+            let Some(plan) = self.plan_for(event) else {
                 // Created or altered in this unit.
                 footprint.whole_table(id);
                 continue;
@@ -440,8 +450,8 @@ impl PostgresSink {
             if self.stopped.contains(&event.table.id) {
                 continue;
             }
-            let current = self.plans.get(&event.table.id);
-            if !current.is_some_and(|p| Arc::ptr_eq(&p.schema, &event.table) || *p.schema == *event.table) {
+            if self.plan_for(event).is_none() {
+                let current = self.plans.get(&event.table.id);
                 if let Some(old) = current.map(|p| p.schema.clone())
                     && self.config.unreplayable_schema_change == UnreplayableSchemaChange::StopTable
                     && let Err(refused) = tables::replayable(&old, &event.table, SourceEngine::of(&event.source.meta))
@@ -469,7 +479,7 @@ impl PostgresSink {
                 if let Err(e) = self.lane(lane)?.conn.run_script(&script).await? {
                     return Err(apply_error(&e, &tables));
                 }
-                StatementWriter::recycle(&mut self.spare_buffers, script);
+                writer.recycle(script);
                 let engine = SourceEngine::of(&event.source.meta);
                 self.stages += 1;
                 let stage = format!("cdc_stage_{}", self.stages);
@@ -525,10 +535,7 @@ impl PostgresSink {
             let unit = self.units.back().map_or(0, |u| u.seq);
             // Safe to commit now if every unit before it is committed or on this connection.
             if self.units.iter().all(|u| u.seq == unit || u.lane == lane) {
-                if let Some(table) = &self.positions_table {
-                    writer.push_sql(&position_upsert(table, &self.name, position));
-                }
-                writer.push_sql("COMMIT;\n");
+                writer.push_sql(&self.commit_sql(position));
                 commits = Some(unit);
             }
         }
@@ -538,8 +545,8 @@ impl PostgresSink {
         let lane_ref = self.lane(lane)?;
         lane_ref.conn.send_script(&script).await?;
         lane_ref.in_flight.push_back(InFlight { parts, tables, commits });
+        writer.recycle(script);
         self.spare_buffers = writer.into_spare();
-        StatementWriter::recycle(&mut self.spare_buffers, script);
         if let Some(unit) = self.units.back_mut() {
             unit.acks.push(ack);
             if let Some(position) = &batch.checkpoint {
@@ -629,12 +636,9 @@ pub async fn check(config: &DbSinkConfig) -> Vec<CheckItem> {
         Err(e) => return vec![CheckItem::Fail(format!("target: {}", target_error(e, &params)))],
     };
     let mut items = Vec::new();
-    let first = |rows: Result<Vec<Vec<Option<String>>>, CdcError>| {
-        rows.ok().and_then(|r| r.into_iter().next()).and_then(|r| r.into_iter().next().flatten())
-    };
-    let version = first(conn.query("SELECT current_setting('server_version')").await).unwrap_or_default();
+    let version = conn.query_value("SELECT current_setting('server_version')").await.ok().flatten().unwrap_or_default();
     items.push(CheckItem::Pass(format!("target: PostgreSQL {version} at {}:{}", params.host, params.port)));
-    if let Some(free) = first(conn.query(crate::sources::postgres::catalog::FREE_CONNECTIONS).await) {
+    if let Ok(Some(free)) = conn.query_value(crate::sources::postgres::catalog::FREE_CONNECTIONS).await {
         // The check's own connection is one of those counted.
         let free = free.parse::<usize>().unwrap_or(0) + 1;
         let needed = config.apply_connections;
@@ -648,7 +652,8 @@ pub async fn check(config: &DbSinkConfig) -> Vec<CheckItem> {
         });
     }
     if config.create_tables {
-        let can = first(conn.query("SELECT has_database_privilege(current_database(), 'CREATE')::text").await);
+        let can =
+            conn.query_value("SELECT has_database_privilege(current_database(), 'CREATE')::text").await.ok().flatten();
         items.push(if can.as_deref() == Some("true") {
             CheckItem::Pass("target privilege: CREATE on the database (for missing schemas and tables)".into())
         } else {

@@ -72,13 +72,13 @@ impl StatementWriter {
 
     /// Keeps the COPY data buffers of a script that went out, for the next scripts: a batch's
     /// COPY data runs to a few hundred kB, and allocating it afresh each time cost page faults.
-    pub fn recycle(spare: &mut Vec<Vec<u8>>, script: Vec<ScriptPart>) {
+    pub fn recycle(&mut self, script: Vec<ScriptPart>) {
         for part in script {
             if let ScriptPart::Copy { mut data, .. } = part
-                && spare.len() < 4
+                && self.spare.len() < 4
             {
                 data.clear();
-                spare.push(data);
+                self.spare.push(data);
             }
         }
     }

@@ -293,8 +293,7 @@ pub async fn check(
     }
     // A snapshot opens a catalog connection and `snapshot_connections` readers (the replication
     // connection counts against max_wal_senders instead).
-    let free = conn.query(FREE_CONNECTIONS).await;
-    if let Some(free) = free.ok().and_then(|r| r.into_iter().next()).and_then(|r| r.into_iter().next().flatten()) {
+    if let Ok(Some(free)) = conn.query_value(FREE_CONNECTIONS).await {
         let needed = snapshot_connections.max(1) + 1;
         items.push(if free.parse::<usize>().unwrap_or(0) >= needed {
             Pass(format!("connections: {free} free (a snapshot uses {needed})"))
@@ -304,8 +303,8 @@ pub async fn check(
             ))
         });
     }
-    let role = conn.query("SELECT (rolreplication OR rolsuper)::text FROM pg_roles WHERE rolname = current_user").await;
-    items.push(match role.ok().and_then(|r| r.into_iter().next()).and_then(|r| r.into_iter().next().flatten()) {
+    let role = conn.query_value("SELECT (rolreplication OR rolsuper)::text FROM pg_roles WHERE rolname = current_user");
+    items.push(match role.await.ok().flatten() {
         Some(v) if v == "true" => Pass("privilege: REPLICATION".into()),
         _ => Fail("privilege: REPLICATION missing; remedy: ALTER ROLE <user> REPLICATION".into()),
     });

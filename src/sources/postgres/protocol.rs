@@ -437,6 +437,12 @@ impl PgConnection {
         Ok(rows)
     }
 
+    /// The first column of the first row of a statement (`None` for no row or NULL).
+    pub async fn query_value(&mut self, sql: &str) -> Result<Option<String>, CdcError> {
+        let rows = self.query(sql).await?;
+        Ok(rows.into_iter().next().and_then(|r| r.into_iter().next().flatten()))
+    }
+
     /// Sends `START_REPLICATION …` and waits for the CopyBoth response.
     pub async fn start_copy_both(&mut self, sql: &str) -> Result<(), CdcError> {
         frontend::query(sql, &mut self.out).map_err(|e| io_err("query", e))?;
