@@ -13,6 +13,8 @@
 # Steps 1 and 2 also run cdc with `apply_connections = PARALLEL` (default 3) from a third slot.
 #
 #   ROWS=500000 TX_ROWS=1000 PARALLEL=3 bash scripts/bench-replica.sh
+# STEPS=pg runs steps 1 and 2 only. "machine idle" is the share of both cores left unused
+# while a consumer ran: what a faster consumer could still have used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${ROWS:-500000}"
@@ -79,13 +81,17 @@ server_cpu() {
 # measure NAME CMD...: runs CMD (which prints seconds), then records the servers' CPU use;
 # the walsender and apply processes have exited (and been counted) once the consumer stopped.
 measure() {
-  local name="$1" s0 t0 secs
+  local name="$1" s0 t0 i0 secs
   shift
-  s0=$(server_cpu "$SRC_PID"); t0=$(server_cpu "$TGT_PID")
+  s0=$(server_cpu "$SRC_PID"); t0=$(server_cpu "$TGT_PID"); i0=$(idle_ticks)
   secs=$("$@")
+  idle=$(echo "($(idle_ticks) - $i0) / $(getconf CLK_TCK) / $(nproc) / $secs * 100" | bc -l)
   sleep 1.5
-  echo "$secs $(echo "$(server_cpu "$SRC_PID") - $s0" | bc) $(echo "$(server_cpu "$TGT_PID") - $t0" | bc)" >"$DIR/$name.run"
+  echo "$secs $(echo "$(server_cpu "$SRC_PID") - $s0" | bc) $(echo "$(server_cpu "$TGT_PID") - $t0" | bc) $idle" >"$DIR/$name.run"
 }
+
+# idle_ticks: the machine's idle + iowait clock ticks so far, all cores (/proc/stat).
+idle_ticks() { awk '/^cpu / {print $5 + $6}' /proc/stat; }
 
 # wait_marker DB ID: until row ID of t is visible in DB on the target.
 wait_marker() {
@@ -122,15 +128,15 @@ run_cdc() {
 
 report() {
   local what="$1" n="$2" t_native s_native g_native t_cdc s_cdc g_cdc rss cpu run label
-  read -r t_native s_native g_native <"$DIR/native.run"
-  printf '%s, native subscription: %d changes in %.2f s = %.0f changes/s; CPU s: source server %s, target server %s\n' \
-    "$what" "$n" "$t_native" "$(echo "$n / $t_native" | bc -l)" "$s_native" "$g_native" >&2
+  read -r t_native s_native g_native i_native <"$DIR/native.run"
+  printf '%s, native subscription: %d changes in %.2f s = %.0f changes/s; CPU s: source server %s, target server %s; machine idle %.0f %%\n' \
+    "$what" "$n" "$t_native" "$(echo "$n / $t_native" | bc -l)" "$s_native" "$g_native" "$i_native" >&2
   for run in cdc cdcpar; do
-    read -r t_cdc s_cdc g_cdc <"$DIR/$run.run"
+    read -r t_cdc s_cdc g_cdc i_cdc <"$DIR/$run.run"
     read -r rss cpu <"$DIR/$run.stats"
     label="cdc"; [ "$run" = cdcpar ] && label="cdc, $PARALLEL connections"
-    printf '%s, %s: %d changes in %.2f s = %.0f changes/s (%.2fx native); CPU s: source server %s, target server %s, cdc %s; peak RSS %d MB\n' \
-      "$what" "$label" "$n" "$t_cdc" "$(echo "$n / $t_cdc" | bc -l)" "$(echo "$t_native / $t_cdc" | bc -l)" "$s_cdc" "$g_cdc" "$cpu" "$rss" >&2
+    printf '%s, %s: %d changes in %.2f s = %.0f changes/s (%.2fx native); CPU s: source server %s, target server %s, cdc %s; peak RSS %d MB; machine idle %.0f %%\n' \
+      "$what" "$label" "$n" "$t_cdc" "$(echo "$n / $t_cdc" | bc -l)" "$(echo "$t_native / $t_cdc" | bc -l)" "$s_cdc" "$g_cdc" "$cpu" "$rss" "$i_cdc" >&2
   done
 }
 
@@ -161,6 +167,7 @@ measure cdc run_cdc "$MARKER2" cdc replica
 measure cdcpar run_cdc "$MARKER2" cdcpar replica_par
 report "mixed" "$ROWS"
 
+if [ "${STEPS:-all}" = all ]; then
 echo "== 3. MariaDB -> PostgreSQL, backlog of $ROWS inserts ==" >&2
 MY_PORT="$(free_port)"
 HTTP_PORT="$(free_port)"
@@ -254,6 +261,7 @@ printf 'initial copy, pg_dump | psql: %d rows in %.2f s = %.0f rows/s\n' "$N" "$
 printf 'initial copy, cdc -> PostgreSQL 17: %d rows in %.2f s = %.0f rows/s (%.2fx pg_dump | psql)\n' "$N" "$t_copy" \
   "$(echo "$N / $t_copy" | bc -l)" "$(echo "$t_dump / $t_copy" | bc -l)" >&2
 printf 'initial copy, cdc -> MariaDB: %d rows in %.2f s = %.0f rows/s\n' "$N" "$t_copy_my" "$(echo "$N / $t_copy_my" | bc -l)" >&2
+fi # STEPS
 
 same=$(diff <(tgt native "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM t") \
   <(tgt replica "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM public.t") >/dev/null && echo yes || echo NO)

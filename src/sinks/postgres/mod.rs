@@ -19,6 +19,7 @@
 //! sits before it on the same connection), so the positions table still says exactly what
 //! the target holds.
 
+mod binary;
 mod statements;
 mod tables;
 pub mod values;

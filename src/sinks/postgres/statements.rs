@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::binary;
 use super::tables::TablePlan;
 use super::values::{write_copy_field, write_literal};
 use crate::error::CdcError;
@@ -88,8 +89,13 @@ impl StatementWriter {
         self.spare
     }
 
-    fn buffer(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_else(|| Vec::with_capacity(1 << 16))
+    /// An empty COPY data buffer for rows written with `plan` (opened when binary).
+    fn copy_buffer(&mut self, plan: &TablePlan) -> Vec<u8> {
+        let mut data = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(1 << 16));
+        if plan.binary.is_some() {
+            data.extend_from_slice(binary::HEADER);
+        }
+        data
     }
 
     /// SQL appended after everything written so far.
@@ -151,13 +157,11 @@ impl StatementWriter {
             Group::None => {}
             Group::Copy { plan, data } => {
                 self.flush_sql();
-                let statement = format!("COPY {} ({}) FROM STDIN", plan.target, plan.columns.join(","));
-                self.parts.push(ScriptPart::Copy { statement, data });
+                self.parts.push(copy_part(&plan, &plan.target, data));
             }
             Group::Upsert { plan, data, .. } => {
                 self.flush_sql();
-                let statement = format!("COPY {} ({}) FROM STDIN", plan.stage, plan.columns.join(","));
-                self.parts.push(ScriptPart::Copy { statement, data });
+                self.parts.push(copy_part(&plan, &plan.stage, data));
                 let columns = plan.columns.join(",");
                 self.sql.push_str(&format!(
                     "INSERT INTO {} ({columns}) SELECT {columns} FROM {}{};\nDELETE FROM {};\n",
@@ -177,7 +181,7 @@ impl StatementWriter {
     fn copy_row(&mut self, plan: &Arc<TablePlan>, row: &Row) -> Result<(), LiteralError> {
         if !matches!(&self.group, Group::Copy { plan: p, .. } if Arc::ptr_eq(p, plan)) {
             self.finish();
-            let data = self.buffer();
+            let data = self.copy_buffer(plan);
             self.group = Group::Copy { plan: plan.clone(), data };
         }
         let Group::Copy { data, .. } = &mut self.group else { return Ok(()) };
@@ -198,7 +202,7 @@ impl StatementWriter {
             self.finish();
             let mut keys = HashSet::new();
             keys.insert(self.key_buf.clone());
-            let data = self.buffer();
+            let data = self.copy_buffer(plan);
             self.group = Group::Upsert { plan: plan.clone(), keys, data };
         }
         let Group::Upsert { data, .. } = &mut self.group else { return Ok(()) };
@@ -290,8 +294,23 @@ fn key_names(plan: &TablePlan) -> String {
     plan.schema.key.iter().filter_map(|&i| plan.columns.get(i)).map(String::as_str).collect::<Vec<_>>().join(",")
 }
 
-/// One COPY text row of every column.
+/// The COPY of `data` (rows written with `plan`) into `table`.
+fn copy_part(plan: &TablePlan, table: &str, mut data: Vec<u8>) -> ScriptPart {
+    let format = if plan.binary.is_some() {
+        data.extend_from_slice(binary::TRAILER);
+        " (FORMAT binary)"
+    } else {
+        ""
+    };
+    let statement = format!("COPY {table} ({}) FROM STDIN{format}", plan.columns.join(","));
+    ScriptPart::Copy { statement, data }
+}
+
+/// One COPY row of every column, binary when the plan says so, else text.
 fn write_copy_row(data: &mut Vec<u8>, scratch: &mut String, plan: &TablePlan, row: &Row) -> Result<(), LiteralError> {
+    if let Some(codecs) = &plan.binary {
+        return binary::write_row(data, scratch, &plan.schema.columns, codecs, row);
+    }
     for (i, column) in plan.schema.columns.iter().enumerate() {
         if i > 0 {
             data.push(b'\t');

@@ -1,8 +1,10 @@
 //! Target tables: created from the source schema when missing, checked when present, and
 //! altered when the source schema changes (add, drop, rename column; type change).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::binary::{FieldCodec, field_codec};
 use super::values::{forced_nullable, target_type};
 use crate::error::CdcError;
 use crate::model::{ColumnType, TableSchema};
@@ -25,6 +27,8 @@ pub struct TablePlan {
     pub stage: String,
     /// What parallel apply may run beside changes of this table.
     pub isolation: Isolation,
+    /// How each column is written in binary COPY, when every column can be (else COPY text).
+    pub binary: Option<Vec<FieldCodec>>,
 }
 
 /// What changes of a table may run beside, on other apply connections.
@@ -66,6 +70,7 @@ impl TablePlan {
             upsert_tail,
             stage: format!("pg_temp.{}", quote_ident(stage)),
             isolation: Isolation::Rows,
+            binary: None,
         }
     }
 
@@ -78,6 +83,7 @@ impl TablePlan {
             upsert_tail: self.upsert_tail.clone(),
             stage: format!("pg_temp.{}", quote_ident(stage)),
             isolation: self.isolation,
+            binary: self.binary.clone(),
         }
     }
 
@@ -173,7 +179,23 @@ pub async fn prepare(
     if how.parallel {
         plan.isolation = isolation(conn, &plan.target).await?;
     }
+    plan.binary = binary_codecs(conn, &plan).await?;
+    tracing::info!(table = %plan.target, copy = %if plan.binary.is_some() { "binary" } else { "text" }, "Prepared target table");
     Ok((plan, deferred_key))
+}
+
+/// The binary COPY codec of every column, from the target's column types; `None` when one
+/// column has none (the table is then written in COPY text).
+async fn binary_codecs(conn: &mut PgConnection, plan: &TablePlan) -> Result<Option<Vec<FieldCodec>>, CdcError> {
+    let sql = format!(
+        "SELECT a.attname, CASE WHEN t.typnamespace = 'pg_catalog'::regnamespace THEN t.typname END \
+         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+         WHERE a.attrelid = {}::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+        quote_literal(&plan.target)
+    );
+    let types: HashMap<String, String> =
+        conn.query(&sql).await?.into_iter().filter_map(|r| Some((r.first()?.clone()?, r.get(1)?.clone()?))).collect();
+    Ok(plan.schema.columns.iter().map(|c| types.get(&c.name).and_then(|t| field_codec(&c.kind, t))).collect())
 }
 
 /// What the target's constraints on a table allow parallel apply to run beside its changes.

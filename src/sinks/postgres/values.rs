@@ -162,7 +162,7 @@ pub fn write_copy_field(
 }
 
 /// Appends `value` in PostgreSQL's text input format (no SQL quoting).
-fn write_text(out: &mut String, value: &Value, kind: &ColumnType) -> Result<(), LiteralError> {
+pub(super) fn write_text(out: &mut String, value: &Value, kind: &ColumnType) -> Result<(), LiteralError> {
     match value {
         Value::Null => out.push_str("NULL"),
         Value::Bool(b) => out.push_str(if *b { "t" } else { "f" }),
