@@ -5,7 +5,7 @@
 //! against Debezium itself in `tests/pg_debezium.rs`), so a record's payload always fits the
 //! schema sent with it.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -295,7 +295,7 @@ fn source_schema(connector: Connector) -> ConnectSchema {
 /// Each table's key and envelope schemas are rendered once per table schema.
 pub struct JsonSchemas {
     prefix: String,
-    tables: HashMap<TableId, Rendered>,
+    tables: FxHashMap<TableId, Rendered>,
     /// The transaction metadata records' key and value schemas, rendered.
     transaction: (Vec<u8>, Vec<u8>),
 }
@@ -313,7 +313,7 @@ impl JsonSchemas {
         let mut transaction = (Vec::new(), Vec::new());
         key.write_json(&mut transaction.0, None);
         value.write_json(&mut transaction.1, None);
-        JsonSchemas { prefix: prefix.to_string(), tables: HashMap::new(), transaction }
+        JsonSchemas { prefix: prefix.to_string(), tables: FxHashMap::default(), transaction }
     }
 
     fn rendered(&mut self, event: &ChangeEvent) -> &Rendered {

@@ -2,7 +2,7 @@
 //! different connections at the same time only when their footprints do not meet, so the
 //! changes of any one row (and of any table written as a whole) keep their source order.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 use std::hash::{Hash, Hasher};
 
 use crate::model::TableId;
@@ -11,12 +11,12 @@ use crate::model::TableId;
 pub struct Footprint {
     /// Hashes of (table, key) of the rows written. A collision only makes two units wait for
     /// each other needlessly.
-    keys: HashSet<u64>,
+    keys: FxHashSet<u64>,
     /// Every table written.
-    tables: HashSet<TableId>,
+    tables: FxHashSet<TableId>,
     /// Tables written as a whole: DDL, TRUNCATE, rows found by their values (no key), tables
     /// with unique constraints beyond the key.
-    whole_tables: HashSet<TableId>,
+    whole_tables: FxHashSet<TableId>,
     /// Meets every other footprint (a table with foreign keys on the target: its rows depend
     /// on rows of other tables).
     alone: bool,

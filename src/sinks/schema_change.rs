@@ -103,7 +103,7 @@ pub fn log_stopped_table(table: &crate::model::TableId, refused: &CdcError) {
 }
 
 /// At connection: the tables an earlier run stopped, whose changes are still not applied.
-pub fn warn_stopped_tables(stopped: &std::collections::HashSet<crate::model::TableId>) {
+pub fn warn_stopped_tables(stopped: &rustc_hash::FxHashSet<crate::model::TableId>) {
     for table in stopped {
         tracing::warn!(table = %table, "Not applying changes to this table: stopped after a schema change cdc could not replay (see cdc_stopped_tables)");
     }

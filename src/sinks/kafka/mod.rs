@@ -10,7 +10,7 @@
 pub mod client;
 pub mod registry;
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ use crate::positions::PositionRecord;
 struct Topics {
     prefix: String,
     single: Option<String>,
-    per_table: HashMap<String, String>,
+    per_table: FxHashMap<String, String>,
     create: bool,
     partitions: i32,
     replication_factor: i32,
@@ -93,9 +93,9 @@ pub struct KafkaSink {
     tombstones: bool,
     /// Topic of each table seen (and its partition when ordered by table), and the topics
     /// known to exist.
-    routes: HashMap<TableId, (Arc<str>, Option<i32>)>,
+    routes: FxHashMap<TableId, (Arc<str>, Option<i32>)>,
     order_by_table: bool,
-    ready: HashSet<Arc<str>>,
+    ready: FxHashSet<Arc<str>>,
     envelope: EnvelopeContext,
     key: Vec<u8>,
     value: Vec<u8>,
@@ -154,9 +154,9 @@ impl KafkaSink {
             admin: Arc::new(admin),
             topics,
             tombstones: kafka.tombstones_on_delete,
-            routes: HashMap::new(),
+            routes: FxHashMap::default(),
             order_by_table: kafka.order_by == crate::config::OrderBy::Table,
-            ready: HashSet::new(),
+            ready: FxHashSet::default(),
             envelope: EnvelopeContext { name: name.to_string(), now_us: 0 },
             key: Vec::with_capacity(256),
             value: Vec::with_capacity(4096),

@@ -3,7 +3,7 @@
 //! the record names) when the table is first seen and again whenever its schema changes; the
 //! registry decides whether the new version is compatible with the old.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -151,7 +151,7 @@ pub struct AvroRecords {
     registry: Registry,
     subjects: SubjectNames,
     prefix: String,
-    tables: HashMap<TableId, Registered>,
+    tables: FxHashMap<TableId, Registered>,
     /// The transaction metadata records' key and value schemas, once registered.
     transaction: Option<[(ConnectSchema, u32); 2]>,
     /// The JSON payload of the record being encoded (reused).
@@ -172,7 +172,7 @@ impl AvroRecords {
             registry: Registry::new(config)?,
             subjects: config.subjects,
             prefix: prefix.to_string(),
-            tables: HashMap::new(),
+            tables: FxHashMap::default(),
             transaction: None,
             json: Vec::with_capacity(4096),
         })
@@ -268,7 +268,7 @@ impl AvroRecords {
     }
 }
 
-fn registered<'a>(tables: &'a HashMap<TableId, Registered>, event: &ChangeEvent) -> Result<&'a Registered, CdcError> {
+fn registered<'a>(tables: &'a FxHashMap<TableId, Registered>, event: &ChangeEvent) -> Result<&'a Registered, CdcError> {
     match tables.get(&event.table.id) {
         Some(r) if Arc::ptr_eq(&r.table, &event.table) || *r.table == *event.table => Ok(r),
         _ => Err(CdcError::definite("a change encoded before its Avro schema was registered", "report this as a bug")),

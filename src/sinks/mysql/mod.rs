@@ -14,7 +14,7 @@
 
 pub mod values;
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -39,9 +39,9 @@ pub struct MySqlSink {
     open_tx: Option<Vec<Ack>>,
     /// A transaction is open on the connection (DDL ends one implicitly).
     in_transaction: bool,
-    plans: HashMap<TableId, Arc<Plan>>,
+    plans: FxHashMap<TableId, Arc<Plan>>,
     /// Source tables whose changes are no longer applied (`cdc_stopped_tables`).
-    stopped: HashSet<TableId>,
+    stopped: FxHashSet<TableId>,
 }
 
 /// How changes of one source table are written.
@@ -133,8 +133,8 @@ impl MySqlSink {
             conn: None,
             open_tx: None,
             in_transaction: false,
-            stopped: HashSet::new(),
-            plans: HashMap::new(),
+            stopped: FxHashSet::default(),
+            plans: FxHashMap::default(),
         }
     }
 
@@ -194,7 +194,7 @@ impl MySqlSink {
         // Tables first: DDL commits implicitly in MySQL, so it goes before this batch's BEGIN
         // (and, inside a source transaction spread over batches, commits what came before).
         // Only a table whose schema changes inside the batch is altered in between its rows.
-        let mut first_seen = HashSet::new();
+        let mut first_seen = FxHashSet::default();
         for event in &batch.events {
             if first_seen.insert(event.table.id.clone())
                 && !self.stopped.contains(&event.table.id)

@@ -24,7 +24,9 @@ mod statements;
 mod tables;
 pub mod values;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -54,14 +56,14 @@ pub struct PostgresSink {
     next_unit: u64,
     /// The schema each target table was made to fit, with how it is written; lanes derive
     /// their own plans (with their own staging tables) from these.
-    plans: HashMap<TableId, Arc<TablePlan>>,
+    plans: FxHashMap<TableId, Arc<TablePlan>>,
     /// Staging tables created (for unique names).
     stages: u32,
     /// `ADD PRIMARY KEY` of tables created for an initial copy, run when the copy of that
     /// table is over (or before any other change to it).
-    deferred_keys: HashMap<TableId, String>,
+    deferred_keys: FxHashMap<TableId, String>,
     /// Source tables whose changes are no longer applied (`cdc_stopped_tables`).
-    stopped: HashSet<TableId>,
+    stopped: FxHashSet<TableId>,
     /// COPY data buffers kept between batches (see `StatementWriter::recycle`).
     spare_buffers: Vec<Vec<u8>>,
 }
@@ -70,7 +72,7 @@ pub struct PostgresSink {
 struct Lane {
     conn: PgConnection,
     /// The shared plans as this connection writes them (its own staging tables).
-    plans: HashMap<TableId, Arc<TablePlan>>,
+    plans: FxHashMap<TableId, Arc<TablePlan>>,
     /// Scripts sent whose results are not read yet, oldest first.
     in_flight: VecDeque<InFlight>,
 }
@@ -116,10 +118,10 @@ impl PostgresSink {
             lanes: Vec::new(),
             units: VecDeque::new(),
             next_unit: 0,
-            plans: HashMap::new(),
+            plans: FxHashMap::default(),
             stages: 0,
-            deferred_keys: HashMap::new(),
-            stopped: HashSet::new(),
+            deferred_keys: FxHashMap::default(),
+            stopped: FxHashSet::default(),
             spare_buffers: Vec::new(),
         }
     }
@@ -576,7 +578,7 @@ impl PostgresSink {
 
 impl Lane {
     fn new(conn: PgConnection) -> Lane {
-        Lane { conn, plans: HashMap::new(), in_flight: VecDeque::new() }
+        Lane { conn, plans: FxHashMap::default(), in_flight: VecDeque::new() }
     }
 }
 

@@ -9,7 +9,7 @@
 //! transactions of 1 000 took 1.7 s as VALUES lists (parsing dominates), 0.75 s through a
 //! staging table with ON CONFLICT and 0.32 s as plain COPY.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 use std::sync::Arc;
 
 use super::binary;
@@ -33,7 +33,7 @@ enum Group {
     /// keys already in it, because one statement cannot touch the same row twice.
     Upsert {
         plan: Arc<TablePlan>,
-        keys: HashSet<String>,
+        keys: FxHashSet<String>,
         data: Vec<u8>,
     },
     /// Key tuples of a `DELETE … WHERE key IN (…)`.
@@ -200,7 +200,7 @@ impl StatementWriter {
         };
         if !continues {
             self.finish();
-            let mut keys = HashSet::new();
+            let mut keys = FxHashSet::default();
             keys.insert(self.key_buf.clone());
             let data = self.copy_buffer(plan);
             self.group = Group::Upsert { plan: plan.clone(), keys, data };

@@ -5,7 +5,7 @@
 //! the transaction state and the executed GTID set, and accumulates change events until the
 //! driver takes a [`Batch`]; the batch's checkpoint is the last transaction boundary in it.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use super::rows::{PartialJson, RowsKind, parse_header, read_partial_header, read_row};
@@ -118,7 +118,7 @@ pub struct BinlogDecoder {
     file: Arc<str>,
     /// Table ids are 4 bytes in pre-5.1.4 formats.
     table_id_len: usize,
-    tables: HashMap<u64, (Vec<u8>, Option<Arc<TableMap>>)>,
+    tables: FxHashMap<u64, (Vec<u8>, Option<Arc<TableMap>>)>,
     tx: TxState,
     /// Executed GTIDs up to the last commit, when known.
     gtids: Option<GtidSet>,
@@ -142,7 +142,7 @@ pub struct BinlogDecoder {
     /// Columns added by `ALTER TABLE … ADD … DEFAULT <constant>` read in this run: the value
     /// rows older than the column hold, which no row event carries (set on the table's schema
     /// as `existing_rows_value`).
-    added_defaults: HashMap<TableId, Vec<(String, String)>>,
+    added_defaults: FxHashMap<TableId, Vec<(String, String)>>,
 }
 
 impl BinlogDecoder {
@@ -152,7 +152,7 @@ impl BinlogDecoder {
             filter,
             file: Arc::from(file),
             table_id_len: 6,
-            tables: HashMap::new(),
+            tables: FxHashMap::default(),
             tx: TxState::default(),
             gtids,
             events: Vec::new(),
@@ -164,7 +164,7 @@ impl BinlogDecoder {
             needs_names: Vec::new(),
             history: None,
             last_boundary: None,
-            added_defaults: HashMap::new(),
+            added_defaults: FxHashMap::default(),
         }
     }
 

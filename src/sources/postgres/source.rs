@@ -13,7 +13,7 @@
 //! filtered-out database, keepalive LSNs outside transactions become checkpoints, so the slot
 //! still advances.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -328,7 +328,7 @@ impl PgSource {
         let mut state = StreamState {
             database: Arc::from(self.params.database.as_str()),
             filter: self.filter.clone(),
-            relations: HashMap::new(),
+            relations: FxHashMap::default(),
             types: TypeCache::default(),
             tx: None,
             in_stream: None,
@@ -627,7 +627,7 @@ struct RelationInfo {
 struct StreamState {
     database: Arc<str>,
     filter: TableFilter,
-    relations: HashMap<u32, RelationInfo>,
+    relations: FxHashMap<u32, RelationInfo>,
     types: TypeCache,
     tx: Option<Tx>,
     /// Inside Stream Start … Stop: the in-progress transaction being streamed.
