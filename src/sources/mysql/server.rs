@@ -34,7 +34,9 @@ pub fn classify(e: mysql_async::Error, doing: &str) -> CdcError {
                 format!("{doing}: the server cannot send the requested binlog position ({})", s.message),
                 "the position was purged or belongs to another server: clear the stored position and take a new snapshot (snapshot = \"initial\"), or resume with --from a position the server still has",
             ),
-            1040 | 1053 | 1205 | 1213 | 2006 | 2013 => CdcError::transient(format!("{doing}: {}", s.message)),
+            // 1412: a table rebuilt (ALTER … FORCE, a COPY-algorithm ALTER) after the snapshot's
+            // read view was opened; the copy resumes under a new snapshot.
+            1040 | 1053 | 1205 | 1213 | 1412 | 2006 | 2013 => CdcError::transient(format!("{doing}: {}", s.message)),
             _ => CdcError::definite(
                 format!("{doing}: server error {} ({})", s.code, s.message),
                 "see the server's error message",
