@@ -187,8 +187,7 @@ async fn read_schema(db: &Db, id: &TableId) -> Result<Option<TableSchema>, CdcEr
         Db::Postgres(p) => {
             let mut conn = PgConnection::connect(p, false).await?;
             let rel = quote_table(id);
-            let exists = conn.query(&format!("SELECT to_regclass('{}') IS NOT NULL", rel.replace('\'', "''"))).await?;
-            if exists.first().and_then(|r| r.first()).cloned().flatten().as_deref() != Some("t") {
+            if !conn.query_true(&format!("SELECT to_regclass('{}') IS NOT NULL", rel.replace('\'', "''"))).await? {
                 return Ok(None);
             }
             let cols = catalog::table_columns(&mut conn, id).await?;

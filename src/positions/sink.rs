@@ -96,8 +96,7 @@ impl SinkPositionStore {
 
     async fn read_postgres(&self, params: &ConnectParams) -> Result<Option<(String, i64)>, CdcError> {
         let mut conn = PgConnection::connect(params, false).await?;
-        let exists = conn.query(&format!("SELECT to_regclass({}) IS NOT NULL", quote_literal(&self.table))).await?;
-        if exists.first().and_then(|r| r.first()).cloned().flatten().as_deref() != Some("t") {
+        if !conn.query_true(&format!("SELECT to_regclass({}) IS NOT NULL", quote_literal(&self.table))).await? {
             return Ok(None);
         }
         let rows = conn

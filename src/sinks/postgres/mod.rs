@@ -136,8 +136,7 @@ impl PostgresSink {
             return Ok(());
         }
         let mut conn = self.open_connection().await?;
-        let lock = conn.query(&format!("SELECT pg_try_advisory_lock(hashtext({}))", lock_name(&self.name))).await?;
-        if lock.first().and_then(|r| r.first()).cloned().flatten().as_deref() != Some("t") {
+        if !conn.query_true(&format!("SELECT pg_try_advisory_lock(hashtext({}))", lock_name(&self.name))).await? {
             return Err(CdcError::definite(
                 format!(
                     "another cdc instance named `{}` is applying to {}:{}/{}",

@@ -105,8 +105,7 @@ struct TargetColumn {
 }
 
 async fn target_columns(conn: &mut PgConnection, target: &str) -> Result<Option<Vec<TargetColumn>>, CdcError> {
-    let exists = conn.query(&format!("SELECT to_regclass({}) IS NOT NULL", quote_literal(target))).await?;
-    if exists.first().and_then(|r| r.first()).cloned().flatten().as_deref() != Some("t") {
+    if !conn.query_true(&format!("SELECT to_regclass({}) IS NOT NULL", quote_literal(target))).await? {
         return Ok(None);
     }
     let rows = conn
@@ -137,8 +136,7 @@ async fn column_definition(
     // Extension and user-defined types of a PostgreSQL source keep their type when the
     // target has one of that name.
     let known_other = if engine == SourceEngine::Postgres && column.kind == ColumnType::Other {
-        let r = conn.query(&format!("SELECT to_regtype({}) IS NOT NULL", quote_literal(&column.source_type))).await?;
-        r.first().and_then(|r| r.first()).cloned().flatten().as_deref() == Some("t")
+        conn.query_true(&format!("SELECT to_regtype({}) IS NOT NULL", quote_literal(&column.source_type))).await?
     } else {
         false
     };
@@ -288,8 +286,7 @@ async fn fit_table(
 async fn has_primary_key(conn: &mut PgConnection, target: &str) -> Result<bool, CdcError> {
     let sql =
         format!("SELECT count(*) FROM pg_index WHERE indrelid = {}::regclass AND indisprimary", quote_literal(target));
-    let rows = conn.query(&sql).await?;
-    Ok(rows.first().and_then(|r| r.first().cloned().flatten()).is_some_and(|n| n != "0"))
+    Ok(conn.query_value(&sql).await?.is_some_and(|n| n != "0"))
 }
 
 /// Whether the change from `old` to `new` can be replayed (`replay_schema_change` would refuse

@@ -443,6 +443,11 @@ impl PgConnection {
         Ok(rows.into_iter().next().and_then(|r| r.into_iter().next().flatten()))
     }
 
+    /// Whether the first column of the first row is boolean true.
+    pub async fn query_true(&mut self, sql: &str) -> Result<bool, CdcError> {
+        Ok(self.query_value(sql).await?.as_deref() == Some("t"))
+    }
+
     /// Sends `START_REPLICATION …` and waits for the CopyBoth response.
     pub async fn start_copy_both(&mut self, sql: &str) -> Result<(), CdcError> {
         frontend::query(sql, &mut self.out).map_err(|e| io_err("query", e))?;
