@@ -97,12 +97,27 @@ POSTGRES_BENCH_TABLE="CREATE TABLE t (id bigint PRIMARY KEY, a int, b bigint, c 
   e double precision, f timestamp, g timestamptz(3), h date, i text, j bool, k smallint)"
 
 # wait_checkpointed HTTP_PORT ROWS PID LOG: until cdc's /status counts ROWS checkpointed events.
+# One python process polls every 20 ms: a new curl + python every 50 ms took a sizeable share of
+# this 2-core machine away from the processes being measured.
 wait_checkpointed() {
-  until curl -sf "http://127.0.0.1:$1/status" 2>/dev/null | python3 2>/dev/null -c "
-import sys, json; s = json.load(sys.stdin); sys.exit(0 if s['events_checkpointed'] >= $2 else 1)"; do
-    kill -0 "$3" || { cat "$4" >&2; return 1; }
-    sleep 0.05
-  done
+  python3 - "$@" <<'PY' || { cat "$4" >&2; return 1; }
+import json, os, sys, time, urllib.request
+port, rows, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+while True:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as r:
+            if json.load(r)["events_checkpointed"] >= rows:
+                break
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                sys.exit(1)
+    except OSError:
+        sys.exit(1)
+    time.sleep(0.02)
+PY
 }
 
 # peak_rss_mb PID
