@@ -512,7 +512,7 @@ impl Config {
                 check_patterns(&m.exclude_tables, "source.exclude_tables")?;
             }
             SourceConfig::Postgres(p) => {
-                check_scheme(&p.url, &["postgres", "postgresql"], "source.url")?;
+                check_postgres_url(&p.url, "source.url")?;
                 if p.url.url().path().trim_start_matches('/').is_empty() {
                     return Err(("source.url", "must name the database, e.g. postgres://cdc@host:5432/shop".into()));
                 }
@@ -529,7 +529,7 @@ impl Config {
         }
         match &self.sink {
             SinkConfig::Postgres(d) => {
-                check_scheme(&d.url, &["postgres", "postgresql"], "sink.url")?;
+                check_postgres_url(&d.url, "sink.url")?;
                 check_positions_table(&d.positions_table)?;
                 if !(1..=64).contains(&d.apply_connections) {
                     return Err(("sink.apply_connections", "must be between 1 and 64".into()));
@@ -660,6 +660,26 @@ fn check_scheme(url: &DbUrl, schemes: &[&str], field: &'static str) -> Result<()
     } else {
         Err((field, format!("scheme `{}` is not one of {}", url.url().scheme(), schemes.join(", "))))
     }
+}
+
+/// A PostgreSQL URL: its scheme, and libpq's TLS parameters when given.
+fn check_postgres_url(url: &DbUrl, field: &'static str) -> Result<(), (&'static str, String)> {
+    check_scheme(url, &["postgres", "postgresql"], field)?;
+    for (key, value) in url.url().query_pairs() {
+        match &*key {
+            "sslmode" if crate::sources::postgres::protocol::SslMode::parse(&value).is_none() => {
+                return Err((
+                    field,
+                    format!("sslmode `{value}` is not one of disable, allow, prefer, require, verify-ca, verify-full"),
+                ));
+            }
+            "sslmode" | "sslrootcert" => {}
+            other => {
+                return Err((field, format!("unknown URL parameter `{other}` (cdc reads sslmode and sslrootcert)")));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_patterns(patterns: &[String], field: &'static str) -> Result<(), (&'static str, String)> {

@@ -105,3 +105,92 @@ fn postgres_check_fails_without_logical_wal_and_slot_drop_works() {
     let (_, out, _) = cdc(&["slot", "drop"], &cfg);
     assert_eq!(out.trim(), "replication slot cdc_dropslot does not exist");
 }
+
+/// PostgreSQL reachable only over TLS, SCRAM for the cdc user: each `sslmode` does what libpq's
+/// does, and a replica runs with both its source and its target over TLS.
+#[test]
+fn postgres_over_tls_as_sslmode_asks() {
+    let hba = "local all all trust\n\
+               hostssl all tlsuser 127.0.0.1/32 scram-sha-256\n\
+               hostssl all all 127.0.0.1/32 trust\n\
+               hostnossl all all 127.0.0.1/32 reject\n";
+    let (pg, tls) = Postgres::start_tls(15, hba);
+    pg.sql("postgres", "CREATE ROLE tlsuser LOGIN SUPERUSER PASSWORD 'p@ss'");
+    let db = pg.create_db("tlssrc");
+    let target = pg.create_db("tlsdst");
+    pg.sql(&db, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'copied');");
+    let url = |db: &str, query: &str| format!("postgres://tlsuser:p%40ss@127.0.0.1:{}/{db}?{query}", pg.port());
+    let verify_full = format!("sslmode=verify-full&sslrootcert={}", tls.ca.display());
+    let check = |query: &str| {
+        let cfg = format!("name = \"tls\"\n[source]\nkind = \"postgres\"\nurl = \"{}\"\n", url(&db, query));
+        let (code, out, err) = cdc(&["check"], &cfg);
+        (code, format!("{out}{err}"))
+    };
+    for query in ["sslmode=require", "sslmode=prefer", "sslmode=verify-ca&sslrootcert=CA", &verify_full] {
+        let (code, out) = check(&query.replace("CA", &tls.ca.display().to_string()));
+        assert_eq!(code, 0, "{query}: {out}");
+        assert!(out.contains("PASS connect: PostgreSQL 15"), "{query}: {out}");
+    }
+    // Without TLS the server's pg_hba.conf refuses the connection, and cdc says so.
+    let (code, out) = check("sslmode=disable");
+    assert_ne!(code, 0);
+    assert!(out.contains("pg_hba.conf rejects connection") && out.contains("no encryption"), "{out}");
+    // A certificate signed by an authority the URL does not trust.
+    let (code, out) = check(&format!("sslmode=verify-full&sslrootcert={}", tls.other_ca.display()));
+    assert_ne!(code, 0);
+    assert!(out.contains("is not trusted (sslmode=verify-full)"), "{out}");
+    // A server without TLS, and a URL that requires it.
+    let plain_pg = shared_pg15();
+    let cfg = format!(
+        "name = \"tls\"\n[source]\nkind = \"postgres\"\nurl = \"{}?sslmode=require\"\n",
+        plain_pg.url("postgres")
+    );
+    let (code, out, _) = cdc(&["check"], &cfg);
+    assert_ne!(code, 0);
+    assert!(out.contains("does not accept TLS connections, and the URL says sslmode=require"), "{out}");
+    let (code, out) = check("sslmode=on");
+    assert_ne!(code, 0);
+    assert!(out.contains("sslmode `on` is not one of disable, allow, prefer, require"), "{out}");
+
+    // Snapshot, stream and apply, every connection encrypted.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cdc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"tlsrep\"\n[source]\nkind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]\n\
+             [sink]\nkind = \"postgres\"\nurl = \"{}\"\n",
+            url(&db, &verify_full),
+            url(&target, "sslmode=require")
+        ),
+    )
+    .unwrap();
+    let _cdc = harness::spawn_cdc(&config);
+    pg.sql(&db, "INSERT INTO t VALUES (2, 'streamed'); UPDATE t SET v = 'changed' WHERE id = 1;");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let want = "1|changed\n2|streamed";
+    loop {
+        let got = Command::new("psql")
+            .args(["-X", "-q", "-t", "-A", "-c", "SELECT id, v FROM public.t ORDER BY id"])
+            .arg(pg.url(&target))
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&got.stdout).trim_end() == want {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not replicated:\n{}", harness::cdc_log(&config));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The server saw only encrypted connections from cdc.
+    let plain = pg.sql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.usename = 'tlsuser' AND NOT s.ssl",
+    );
+    assert_eq!(plain, "0");
+    let encrypted = pg.sql(
+        "postgres",
+        "SELECT count(*) > 1 FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = 'tlsuser' AND s.ssl",
+    );
+    assert_eq!(encrypted, "t");
+}

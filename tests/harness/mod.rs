@@ -480,6 +480,101 @@ impl Postgres {
     }
 }
 
+/// Certificates for a TLS-only PostgreSQL: `ca` signed the server's (valid for 127.0.0.1 and
+/// localhost); `other_ca` signed nothing the server has.
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    /// PostgreSQL `major` with TLS on and `hba` as its pg_hba.conf.
+    pub fn start_tls(major: u32, hba: &str) -> (Postgres, TlsFiles) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let openssl = |args: &[&str]| run_ok(Command::new("openssl").args(args).current_dir(d), "openssl");
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cdc-test-ca",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(d.join("san.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("write san.cnf");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.cnf",
+        ]);
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other-ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=other-ca",
+        ]);
+        std::fs::write(d.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+        // The server refuses a key file others can read, or owned by someone else.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join("server.key"), std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        if let Some((uid, gid)) = pg_owner() {
+            for f in ["server.key", "server.pem", "pg_hba.conf"] {
+                std::os::unix::fs::chown(d.join(f), Some(uid), Some(gid)).expect("chown tls file");
+            }
+        }
+        let path = |f: &str| d.join(f).display().to_string();
+        let (cert, key, hba_file) = (path("server.pem"), path("server.key"), path("pg_hba.conf"));
+        let pg = Postgres::start_with(
+            major,
+            &[("ssl", "on"), ("ssl_cert_file", &cert), ("ssl_key_file", &key), ("hba_file", &hba_file)],
+        );
+        let files = TlsFiles { ca: d.join("ca.pem"), other_ca: d.join("other-ca.pem"), _dir: dir };
+        (pg, files)
+    }
+}
+
 static SHARED_PG15: OnceLock<Postgres> = OnceLock::new();
 
 pub fn shared_pg15() -> &'static Postgres {

@@ -1,5 +1,5 @@
-//! A small PostgreSQL wire-protocol client: startup (trust, password, MD5, SCRAM-SHA-256),
-//! the simple query protocol with rows streamed one at a time, and the CopyBoth sub-protocol
+//! A small PostgreSQL wire-protocol client: TLS as libpq's `sslmode` asks, startup (trust,
+//! password, MD5, SCRAM-SHA-256), the simple query protocol with rows streamed one at a time, and the CopyBoth sub-protocol
 //! of a replication connection. `postgres-protocol` provides SCRAM and the frontend message
 //! encoders; framing and the backend messages we need are read here, because the replication
 //! messages (CopyBothResponse) are not in its parser.
@@ -7,7 +7,7 @@
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::CdcError;
@@ -81,17 +81,54 @@ pub struct ConnectParams {
     pub user: String,
     pub password: Option<String>,
     pub database: String,
+    /// libpq's `sslmode` URL parameter.
+    pub ssl_mode: SslMode,
+    /// libpq's `sslrootcert`: a PEM file of the certificate authority to trust (instead of the
+    /// system's) when verifying the server.
+    pub ssl_root_cert: Option<String>,
+}
+
+/// Whether and how the connection is encrypted, with libpq's names and meanings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    /// TLS when the server offers it, unverified (libpq's default). `allow` is read as this.
+    Prefer,
+    /// TLS or no connection, the server's certificate not verified.
+    Require,
+    /// TLS with a certificate signed by a trusted authority, for any host name.
+    VerifyCa,
+    /// TLS with a trusted certificate for the host name connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn parse(text: &str) -> Option<SslMode> {
+        Some(match text {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
 }
 
 impl ConnectParams {
+    /// Reads the URL as libpq does. An unknown `sslmode` reads as `prefer` here: the
+    /// configuration check refuses it before any connection is made.
     pub fn from_url(url: &url::Url) -> ConnectParams {
         let decode = |s: &str| percent_decode(s);
+        let query = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
         ConnectParams {
             host: url.host_str().unwrap_or("127.0.0.1").trim_matches(['[', ']']).to_string(),
             port: url.port().unwrap_or(5432),
             user: if url.username().is_empty() { "postgres".into() } else { decode(url.username()) },
             password: url.password().map(decode),
             database: decode(url.path().trim_start_matches('/')),
+            ssl_mode: query("sslmode").and_then(|m| SslMode::parse(&m)).unwrap_or(SslMode::Prefer),
+            ssl_root_cert: query("sslrootcert"),
         }
     }
 }
@@ -115,12 +152,87 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The connection's byte stream: plain TCP or TLS over it.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Transport for T {}
+
 pub struct PgConnection {
-    stream: TcpStream,
+    stream: Box<dyn Transport>,
     buf: BytesMut,
     out: BytesMut,
     pub server_version_num: u32,
     pub server_version: String,
+}
+
+/// Negotiates TLS on a new connection as `p.ssl_mode` asks (PostgreSQL's SSLRequest, then the
+/// handshake), or leaves it plain.
+async fn secure(mut tcp: TcpStream, p: &ConnectParams, addr: &str) -> Result<Box<dyn Transport>, CdcError> {
+    if p.ssl_mode == SslMode::Disable {
+        return Ok(Box::new(tcp));
+    }
+    // SSLRequest: length 8, code 1234.5679.
+    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await.map_err(|e| io_err("asking for TLS", e))?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await.map_err(|e| io_err("asking for TLS", e))?;
+    if answer[0] != b'S' {
+        if p.ssl_mode == SslMode::Prefer {
+            return Ok(Box::new(tcp));
+        }
+        return Err(CdcError::definite(
+            format!(
+                "the server at {addr} does not accept TLS connections, and the URL says sslmode={}",
+                mode_name(p.ssl_mode)
+            ),
+            "turn ssl on in the server's configuration, or lower sslmode in the URL",
+        ));
+    }
+    let mut builder = native_tls::TlsConnector::builder();
+    match p.ssl_mode {
+        // libpq checks nothing in these modes: encryption only.
+        SslMode::Prefer | SslMode::Require => {
+            builder.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+        }
+        SslMode::VerifyCa => {
+            builder.danger_accept_invalid_hostnames(true);
+        }
+        SslMode::VerifyFull | SslMode::Disable => {}
+    }
+    if let Some(path) = &p.ssl_root_cert {
+        let pem = std::fs::read(path).map_err(|e| {
+            CdcError::definite(
+                format!("cannot read sslrootcert {path}: {e}"),
+                "point sslrootcert at a readable PEM file",
+            )
+        })?;
+        let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
+            CdcError::definite(
+                format!("sslrootcert {path} is not a PEM certificate: {e}"),
+                "point sslrootcert at a PEM file",
+            )
+        })?;
+        builder.add_root_certificate(cert).disable_built_in_roots(true);
+    }
+    let connector = builder
+        .build()
+        .map_err(|e| CdcError::definite(format!("cannot set up TLS: {e}"), "check the TLS settings in the URL"))?;
+    match tokio_native_tls::TlsConnector::from(connector).connect(&p.host, tcp).await {
+        Ok(tls) => Ok(Box::new(tls)),
+        Err(e) if e.to_string().contains("certificate") => Err(CdcError::definite(
+            format!("the TLS certificate of {addr} is not trusted (sslmode={}): {e}", mode_name(p.ssl_mode)),
+            "give the server's certificate authority as sslrootcert in the URL (verify-full also needs the host name in the certificate)",
+        )),
+        Err(e) => Err(io_err(&format!("TLS handshake with {addr}"), e)),
+    }
+}
+
+fn mode_name(mode: SslMode) -> &'static str {
+    match mode {
+        SslMode::Disable => "disable",
+        SslMode::Prefer => "prefer",
+        SslMode::Require => "require",
+        SslMode::VerifyCa => "verify-ca",
+        SslMode::VerifyFull => "verify-full",
+    }
 }
 
 fn io_err(doing: &str, e: impl std::fmt::Display) -> CdcError {
@@ -131,10 +243,10 @@ impl PgConnection {
     /// Connects and authenticates; `replication` opens a `replication=database` connection.
     pub async fn connect(p: &ConnectParams, replication: bool) -> Result<PgConnection, CdcError> {
         let addr = format!("{}:{}", p.host, p.port);
-        let stream = TcpStream::connect(&addr).await.map_err(|e| io_err(&format!("connecting to {addr}"), e))?;
-        let _ = stream.set_nodelay(true);
+        let tcp = TcpStream::connect(&addr).await.map_err(|e| io_err(&format!("connecting to {addr}"), e))?;
+        let _ = tcp.set_nodelay(true);
         let mut conn = PgConnection {
-            stream,
+            stream: secure(tcp, p, &addr).await?,
             buf: BytesMut::with_capacity(1 << 16),
             out: BytesMut::new(),
             server_version_num: 0,
