@@ -504,7 +504,7 @@ impl Config {
         }
         match &self.source {
             SourceConfig::Mysql(m) => {
-                check_scheme(&m.url, &["mysql", "mariadb"], "source.url")?;
+                check_mysql_url(&m.url, "source.url")?;
                 if m.server_id == 0 {
                     return Err(("source.server_id", "must be a non-zero id unused by other replicas".into()));
                 }
@@ -536,7 +536,7 @@ impl Config {
                 }
             }
             SinkConfig::Mysql(d) => {
-                check_scheme(&d.url, &["mysql", "mariadb"], "sink.url")?;
+                check_mysql_url(&d.url, "sink.url")?;
                 check_positions_table(&d.positions_table)?;
                 if d.apply_connections != 1 {
                     return Err((
@@ -680,6 +680,18 @@ fn check_postgres_url(url: &DbUrl, field: &'static str) -> Result<(), (&'static 
         }
     }
     Ok(())
+}
+
+/// A MySQL URL: its scheme, and a known `ssl-mode` when given.
+fn check_mysql_url(url: &DbUrl, field: &'static str) -> Result<(), (&'static str, String)> {
+    check_scheme(url, &["mysql", "mariadb"], field)?;
+    match url.url().query_pairs().find(|(k, _)| k == "ssl-mode") {
+        Some((_, mode)) if crate::sources::mysql::server::TlsMode::parse(&mode).is_none() => Err((
+            field,
+            format!("ssl-mode `{mode}` is not one of DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_patterns(patterns: &[String], field: &'static str) -> Result<(), (&'static str, String)> {

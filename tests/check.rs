@@ -194,3 +194,73 @@ fn postgres_over_tls_as_sslmode_asks() {
     );
     assert_eq!(encrypted, "t");
 }
+
+/// MariaDB whose cdc user must use TLS: each `ssl-mode` does what the MySQL client's does,
+/// and a replica runs with its binlog stream and its target over TLS.
+#[test]
+fn mysql_over_tls_as_ssl_mode_asks() {
+    let tls = harness::TlsFiles::generate();
+    let arg = |name: &str, path: &std::path::Path| format!("--{name}={}", path.display());
+    let my = harness::MariaDb::start_with(&[
+        &arg("ssl-ca", &tls.ca),
+        &arg("ssl-cert", &tls.cert),
+        &arg("ssl-key", &tls.key),
+    ]);
+    my.sql(
+        "CREATE USER tlsuser@'%' IDENTIFIED BY 'p@ss' REQUIRE SSL; GRANT ALL PRIVILEGES ON *.* TO tlsuser@'%';
+         CREATE DATABASE tlsshop; CREATE TABLE tlsshop.t (id INT PRIMARY KEY, v VARCHAR(20));
+         INSERT INTO tlsshop.t VALUES (1, 'copied');",
+    );
+    let url = |query: &str| format!("mysql://tlsuser:p%40ss@127.0.0.1:{}?{query}", my.port());
+    let ca = tls.ca.display().to_string();
+    let verify_identity = format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}");
+    let check = |url: &str| {
+        let cfg = format!("name = \"tls\"\n[source]\nkind = \"mysql\"\nurl = \"{url}\"\nserver_id = 7401\n");
+        let (code, out, err) = cdc(&["check"], &cfg);
+        (code, format!("{out}{err}"))
+    };
+    for query in ["", "ssl-mode=REQUIRED", &format!("ssl-mode=VERIFY_CA&ssl-ca={ca}"), &verify_identity] {
+        let (code, out) = check(&url(query));
+        assert_eq!(code, 0, "{query}: {out}");
+        assert!(out.contains("PASS connect: MariaDB 10.11"), "{query}: {out}");
+    }
+    // Without TLS the server refuses the user (REQUIRE SSL).
+    let (code, out) = check(&url("ssl-mode=DISABLED"));
+    assert_ne!(code, 0);
+    assert!(out.contains("access denied"), "{out}");
+    let (code, out) = check(&url(&format!("ssl-mode=VERIFY_CA&ssl-ca={}", tls.other_ca.display())));
+    assert_ne!(code, 0);
+    assert!(out.contains("TLS certificate is not trusted (ssl-mode=VERIFY_CA)"), "{out}");
+    let (code, out) = check(&format!("{}?ssl-mode=REQUIRED", shared_mariadb().url("")));
+    assert_ne!(code, 0);
+    assert!(out.contains("does not accept TLS connections, and the URL says ssl-mode=REQUIRED"), "{out}");
+    let (code, out) = check(&url("ssl-mode=ON"));
+    assert_ne!(code, 0);
+    assert!(out.contains("ssl-mode `ON` is not one of DISABLED, PREFERRED"), "{out}");
+
+    // Snapshot, binlog stream and apply, every connection encrypted (the user requires it).
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cdc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"mytls\"\n[source]\nkind = \"mysql\"\nurl = \"{}\"\nserver_id = 7402\ntables = [\"tlsshop.*\"]\n\
+             [sink]\nkind = \"mysql\"\nurl = \"{}\"\nnamespaces = {{ tlsshop = \"tlsdst\" }}\n",
+            url(&verify_identity),
+            url("ssl-mode=REQUIRED")
+        ),
+    )
+    .unwrap();
+    let _cdc = harness::spawn_cdc(&config);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let exists = || my.sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'tlsdst'") == "1";
+    while !exists() {
+        assert!(std::time::Instant::now() < deadline, "no copy:\n{}", harness::cdc_log(&config));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    my.sql("INSERT INTO tlsshop.t VALUES (2, 'streamed'); UPDATE tlsshop.t SET v = 'changed' WHERE id = 1;");
+    while my.sql("SELECT id, v FROM tlsdst.t ORDER BY id") != "1\tchanged\n2\tstreamed" {
+        assert!(std::time::Instant::now() < deadline, "not replicated:\n{}", harness::cdc_log(&config));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -480,47 +480,30 @@ impl Postgres {
     }
 }
 
-/// Certificates for a TLS-only PostgreSQL: `ca` signed the server's (valid for 127.0.0.1 and
+/// Certificates for a TLS server: `ca` signed the server's `cert` (valid for 127.0.0.1 and
 /// localhost); `other_ca` signed nothing the server has.
 pub struct TlsFiles {
     pub ca: PathBuf,
     pub other_ca: PathBuf,
-    _dir: tempfile::TempDir,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    dir: tempfile::TempDir,
 }
 
-impl Postgres {
-    /// PostgreSQL `major` with TLS on and `hba` as its pg_hba.conf.
-    pub fn start_tls(major: u32, hba: &str) -> (Postgres, TlsFiles) {
+impl TlsFiles {
+    pub fn generate() -> TlsFiles {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let openssl = |args: &[&str]| run_ok(Command::new("openssl").args(args).current_dir(d), "openssl");
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=cdc-test-ca",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ]);
+        let key = ["-newkey", "rsa:2048", "-nodes", "-days", "2"];
+        openssl(
+            &[&["req", "-x509"][..], &key, &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=cdc-test-ca"]]
+                .concat(),
+        );
+        openssl(
+            &[&["req"][..], &key[..3], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]]
+                .concat(),
+        );
         std::fs::write(d.join("san.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("write san.cnf");
         openssl(&[
             "x509",
@@ -539,39 +522,40 @@ impl Postgres {
             "-extfile",
             "san.cnf",
         ]);
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other-ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=other-ca",
-        ]);
-        std::fs::write(d.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
-        // The server refuses a key file others can read, or owned by someone else.
+        openssl(
+            &[&["req", "-x509"][..], &key, &["-keyout", "other.key", "-out", "other-ca.pem", "-subj", "/CN=other-ca"]]
+                .concat(),
+        );
+        // Servers refuse a key file others can read; the PostgreSQL server user must reach it.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(d.join("server.key"), std::fs::Permissions::from_mode(0o600)).expect("chmod key");
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        TlsFiles {
+            ca: d.join("ca.pem"),
+            other_ca: d.join("other-ca.pem"),
+            cert: d.join("server.pem"),
+            key: d.join("server.key"),
+            dir,
+        }
+    }
+}
+
+impl Postgres {
+    /// PostgreSQL `major` with TLS on and `hba` as its pg_hba.conf.
+    pub fn start_tls(major: u32, hba: &str) -> (Postgres, TlsFiles) {
+        let tls = TlsFiles::generate();
+        let hba_file = tls.dir.path().join("pg_hba.conf");
+        std::fs::write(&hba_file, hba).expect("write pg_hba.conf");
         if let Some((uid, gid)) = pg_owner() {
-            for f in ["server.key", "server.pem", "pg_hba.conf"] {
-                std::os::unix::fs::chown(d.join(f), Some(uid), Some(gid)).expect("chown tls file");
+            for f in [&tls.key, &tls.cert, &hba_file] {
+                std::os::unix::fs::chown(f, Some(uid), Some(gid)).expect("chown tls file");
             }
         }
-        let path = |f: &str| d.join(f).display().to_string();
-        let (cert, key, hba_file) = (path("server.pem"), path("server.key"), path("pg_hba.conf"));
-        let pg = Postgres::start_with(
-            major,
-            &[("ssl", "on"), ("ssl_cert_file", &cert), ("ssl_key_file", &key), ("hba_file", &hba_file)],
-        );
-        let files = TlsFiles { ca: d.join("ca.pem"), other_ca: d.join("other-ca.pem"), _dir: dir };
-        (pg, files)
+        let (cert, key, hba) =
+            (tls.cert.display().to_string(), tls.key.display().to_string(), hba_file.display().to_string());
+        let settings =
+            [("ssl", "on"), ("ssl_cert_file", &cert[..]), ("ssl_key_file", &key[..]), ("hba_file", &hba[..])];
+        (Postgres::start_with(major, &settings), tls)
     }
 }
 

@@ -2,20 +2,118 @@
 //! and positions the replication stream depends on.
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts};
+use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};
 
 use crate::error::CdcError;
 use crate::model::{BinlogCoordinates, GtidSet, MySqlPosition};
 
-/// Connects with the configured URL (`mariadb://` is accepted as an alias).
+/// Connects with the configured URL (`mariadb://` is accepted as an alias). TLS follows the
+/// MySQL client's `ssl-mode` and `ssl-ca` URL parameters (see [`TlsMode`]).
 pub async fn connect(url: &str) -> Result<Conn, CdcError> {
     let url = match url.strip_prefix("mariadb://") {
         Some(rest) => format!("mysql://{rest}"),
         None => url.to_string(),
     };
+    let (url, mode, ca) = tls_params(&url)?;
     let opts = Opts::from_url(&url).map_err(|e| CdcError::definite(format!("source.url: {e}"), "fix source.url"))?;
     let host = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
-    Conn::new(opts).await.map_err(|e| classify(e, &format!("connecting to {host}")))
+    let doing = format!("connecting to {host}");
+    let tls = |ssl: SslOpts| Opts::from(OptsBuilder::from_opts(opts.clone()).ssl_opts(ssl));
+    let unverified =
+        || SslOpts::default().with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true);
+    let verified = || match &ca {
+        Some(path) => SslOpts::default()
+            .with_root_certs(vec![std::path::PathBuf::from(path).into()])
+            .with_disable_built_in_roots(true),
+        None => SslOpts::default(),
+    };
+    let result = match mode {
+        TlsMode::Disabled => Conn::new(opts.clone()).await,
+        TlsMode::Preferred => match Conn::new(tls(unverified())).await {
+            Err(mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)) => {
+                Conn::new(opts.clone()).await
+            }
+            other => other,
+        },
+        TlsMode::Required => Conn::new(tls(unverified())).await,
+        TlsMode::VerifyCa => Conn::new(tls(verified().with_danger_skip_domain_validation(true))).await,
+        TlsMode::VerifyIdentity => Conn::new(tls(verified())).await,
+    };
+    result.map_err(|e| match &e {
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => CdcError::definite(
+            format!("{doing}: the server does not accept TLS connections, and the URL says ssl-mode={}", mode.name()),
+            "configure TLS on the server (ssl_cert, ssl_key), or lower ssl-mode in the URL",
+        ),
+        mysql_async::Error::Io(mysql_async::IoError::Tls(t)) if t.to_string().contains("certificate") => {
+            CdcError::definite(
+                format!("{doing}: the server's TLS certificate is not trusted (ssl-mode={}): {t}", mode.name()),
+                "give the server's certificate authority as ssl-ca in the URL (VERIFY_IDENTITY also needs the host name in the certificate)",
+            )
+        }
+        _ => classify(e, &doing),
+    })
+}
+
+/// TLS of a MySQL connection, with the MySQL client's `--ssl-mode` names and meanings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    Disabled,
+    /// TLS when the server offers it, unverified (the MySQL client's default).
+    Preferred,
+    /// TLS or no connection, the certificate not verified.
+    Required,
+    /// TLS with a certificate signed by a trusted authority.
+    VerifyCa,
+    /// TLS with a trusted certificate for the host name connected to.
+    VerifyIdentity,
+}
+
+impl TlsMode {
+    pub fn parse(text: &str) -> Option<TlsMode> {
+        Some(match text.to_ascii_uppercase().as_str() {
+            "DISABLED" => TlsMode::Disabled,
+            "PREFERRED" => TlsMode::Preferred,
+            "REQUIRED" => TlsMode::Required,
+            "VERIFY_CA" => TlsMode::VerifyCa,
+            "VERIFY_IDENTITY" => TlsMode::VerifyIdentity,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            TlsMode::Disabled => "DISABLED",
+            TlsMode::Preferred => "PREFERRED",
+            TlsMode::Required => "REQUIRED",
+            TlsMode::VerifyCa => "VERIFY_CA",
+            TlsMode::VerifyIdentity => "VERIFY_IDENTITY",
+        }
+    }
+}
+
+/// Takes `ssl-mode` and `ssl-ca` out of the URL (the client library knows neither).
+fn tls_params(url: &str) -> Result<(String, TlsMode, Option<String>), CdcError> {
+    let bad = |what: String| CdcError::definite(what, "fix the URL");
+    let mut parsed = url::Url::parse(url).map_err(|e| bad(format!("not a URL: {e}")))?;
+    let mut mode = TlsMode::Preferred;
+    let mut ca = None;
+    let mut rest = Vec::new();
+    for (key, value) in parsed.query_pairs() {
+        match &*key {
+            "ssl-mode" => {
+                mode =
+                    TlsMode::parse(&value).ok_or_else(|| bad(format!("ssl-mode `{value}` is not a MySQL ssl-mode")))?
+            }
+            "ssl-ca" => ca = Some(value.into_owned()),
+            _ => rest.push((key.into_owned(), value.into_owned())),
+        }
+    }
+    if rest.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    Ok((parsed.to_string(), mode, ca))
 }
 
 /// Maps a client error to transient (retry) or definite (stop, with a remedy).
