@@ -673,11 +673,18 @@ fn check_postgres_url(url: &DbUrl, field: &'static str) -> Result<(), (&'static 
                     format!("sslmode `{value}` is not one of disable, allow, prefer, require, verify-ca, verify-full"),
                 ));
             }
-            "sslmode" | "sslrootcert" => {}
+            "sslmode" | "sslrootcert" | "sslcert" | "sslkey" => {}
             other => {
-                return Err((field, format!("unknown URL parameter `{other}` (cdc reads sslmode and sslrootcert)")));
+                return Err((
+                    field,
+                    format!("unknown URL parameter `{other}` (cdc reads sslmode, sslrootcert, sslcert and sslkey)"),
+                ));
             }
         }
+    }
+    let has = |name: &str| url.url().query_pairs().any(|(k, _)| k == name);
+    if has("sslcert") != has("sslkey") {
+        return Err((field, "sslcert and sslkey go together".into()));
     }
     Ok(())
 }

@@ -112,6 +112,7 @@ fn postgres_check_fails_without_logical_wal_and_slot_drop_works() {
 fn postgres_over_tls_as_sslmode_asks() {
     let hba = "local all all trust\n\
                hostssl all tlsuser 127.0.0.1/32 scram-sha-256\n\
+               hostssl all certuser 127.0.0.1/32 cert\n\
                hostssl all all 127.0.0.1/32 trust\n\
                hostnossl all all 127.0.0.1/32 reject\n";
     let (pg, tls) = Postgres::start_tls(15, hba);
@@ -148,6 +149,24 @@ fn postgres_over_tls_as_sslmode_asks() {
     let (code, out, _) = cdc(&["check"], &cfg);
     assert_ne!(code, 0);
     assert!(out.contains("does not accept TLS connections, and the URL says sslmode=require"), "{out}");
+    // A user the server knows by its client certificate.
+    pg.sql("postgres", "CREATE ROLE certuser LOGIN SUPERUSER");
+    let cert_check = |client: &str| {
+        let url = format!(
+            "postgres://certuser@127.0.0.1:{}/{db}?sslmode=verify-full&sslrootcert={}{client}",
+            pg.port(),
+            tls.ca.display()
+        );
+        let (code, out, err) =
+            cdc(&["check"], &format!("name = \"tls\"\n[source]\nkind = \"postgres\"\nurl = \"{url}\"\n"));
+        (code, format!("{out}{err}"))
+    };
+    let client = format!("&sslcert={}&sslkey={}", tls.client_cert.display(), tls.client_key.display());
+    let (code, out) = cert_check(&client);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cert_check("");
+    assert_ne!(code, 0);
+    assert!(out.contains("certificate"), "{out}");
     let (code, out) = check("sslmode=on");
     assert_ne!(code, 0);
     assert!(out.contains("sslmode `on` is not one of disable, allow, prefer, require"), "{out}");

@@ -481,12 +481,14 @@ impl Postgres {
 }
 
 /// Certificates for a TLS server: `ca` signed the server's `cert` (valid for 127.0.0.1 and
-/// localhost); `other_ca` signed nothing the server has.
+/// localhost) and `client_cert` (for the user `certuser`); `other_ca` signed nothing.
 pub struct TlsFiles {
     pub ca: PathBuf,
     pub other_ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
     dir: tempfile::TempDir,
 }
 
@@ -495,37 +497,28 @@ impl TlsFiles {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let openssl = |args: &[&str]| run_ok(Command::new("openssl").args(args).current_dir(d), "openssl");
-        let key = ["-newkey", "rsa:2048", "-nodes", "-days", "2"];
-        openssl(
-            &[&["req", "-x509"][..], &key, &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=cdc-test-ca"]]
-                .concat(),
-        );
-        openssl(
-            &[&["req"][..], &key[..3], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]]
-                .concat(),
-        );
+        let new_key = ["-newkey", "rsa:2048", "-nodes"];
+        // An authority: a self-signed certificate.
+        let authority = |name: &str, cn: &str| {
+            let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+            openssl(
+                &[&["req", "-x509", "-days", "2"][..], &new_key, &["-keyout", &key, "-out", &pem, "-subj", cn]]
+                    .concat(),
+            );
+        };
+        // A certificate signed by `ca`, with the extensions in a file if given.
+        let signed = |name: &str, cn: &str, extensions: Option<&str>| {
+            let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+            openssl(&[&["req"][..], &new_key, &["-keyout", &key, "-out", &csr, "-subj", cn]].concat());
+            let sign = ["x509", "-req", "-days", "2", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key"];
+            let ext = extensions.map_or(vec![], |f| vec!["-extfile", f]);
+            openssl(&[&sign[..], &["-CAcreateserial", "-out", &pem], &ext].concat());
+        };
+        authority("ca", "/CN=cdc-test-ca");
+        authority("other-ca", "/CN=other-ca");
         std::fs::write(d.join("san.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("write san.cnf");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "san.cnf",
-        ]);
-        openssl(
-            &[&["req", "-x509"][..], &key, &["-keyout", "other.key", "-out", "other-ca.pem", "-subj", "/CN=other-ca"]]
-                .concat(),
-        );
+        signed("server", "/CN=localhost", Some("san.cnf"));
+        signed("client", "/CN=certuser", None);
         // Servers refuse a key file others can read; the PostgreSQL server user must reach it.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(d.join("server.key"), std::fs::Permissions::from_mode(0o600)).expect("chmod key");
@@ -535,13 +528,16 @@ impl TlsFiles {
             other_ca: d.join("other-ca.pem"),
             cert: d.join("server.pem"),
             key: d.join("server.key"),
+            client_cert: d.join("client.pem"),
+            client_key: d.join("client.key"),
             dir,
         }
     }
 }
 
 impl Postgres {
-    /// PostgreSQL `major` with TLS on and `hba` as its pg_hba.conf.
+    /// PostgreSQL `major` with TLS on (client certificates checked against `ca`) and `hba` as
+    /// its pg_hba.conf.
     pub fn start_tls(major: u32, hba: &str) -> (Postgres, TlsFiles) {
         let tls = TlsFiles::generate();
         let hba_file = tls.dir.path().join("pg_hba.conf");
@@ -553,8 +549,14 @@ impl Postgres {
         }
         let (cert, key, hba) =
             (tls.cert.display().to_string(), tls.key.display().to_string(), hba_file.display().to_string());
-        let settings =
-            [("ssl", "on"), ("ssl_cert_file", &cert[..]), ("ssl_key_file", &key[..]), ("hba_file", &hba[..])];
+        let ca = tls.ca.display().to_string();
+        let settings = [
+            ("ssl", "on"),
+            ("ssl_cert_file", &cert[..]),
+            ("ssl_key_file", &key[..]),
+            ("ssl_ca_file", &ca[..]),
+            ("hba_file", &hba[..]),
+        ];
         (Postgres::start_with(major, &settings), tls)
     }
 }

@@ -86,6 +86,9 @@ pub struct ConnectParams {
     /// libpq's `sslrootcert`: a PEM file of the certificate authority to trust (instead of the
     /// system's) when verifying the server.
     pub ssl_root_cert: Option<String>,
+    /// libpq's `sslcert` and `sslkey`: a client certificate (PEM) and its PKCS#8 PEM key, for
+    /// servers that authenticate clients by certificate.
+    pub ssl_client: Option<(String, String)>,
 }
 
 /// Whether and how the connection is encrypted, with libpq's names and meanings.
@@ -129,6 +132,7 @@ impl ConnectParams {
             database: decode(url.path().trim_start_matches('/')),
             ssl_mode: query("sslmode").and_then(|m| SslMode::parse(&m)).unwrap_or(SslMode::Prefer),
             ssl_root_cert: query("sslrootcert"),
+            ssl_client: query("sslcert").zip(query("sslkey")),
         }
     }
 }
@@ -211,6 +215,20 @@ async fn secure(mut tcp: TcpStream, p: &ConnectParams, addr: &str) -> Result<Box
             )
         })?;
         builder.add_root_certificate(cert).disable_built_in_roots(true);
+    }
+    if let Some((cert, key)) = &p.ssl_client {
+        let read = |path: &str| {
+            std::fs::read(path).map_err(|e| {
+                CdcError::definite(format!("cannot read {path}: {e}"), "point sslcert and sslkey at readable PEM files")
+            })
+        };
+        let identity = native_tls::Identity::from_pkcs8(&read(cert)?, &read(key)?).map_err(|e| {
+            CdcError::definite(
+                format!("sslcert {cert} with sslkey {key} is not a usable client certificate: {e}"),
+                "give a PEM certificate and a PKCS#8 PEM key (openssl pkcs8 -topk8 -nocrypt converts one)",
+            )
+        })?;
+        builder.identity(identity);
     }
     let connector = builder
         .build()
