@@ -45,6 +45,10 @@ PIDS+=("$POSTGRES_PID")
 TGT_PID="$POSTGRES_PID"
 TGT_URL="postgres://postgres@127.0.0.1:$TGT_PORT"
 PG_URL="$SRC_URL"
+# TARGET_SOCKET=1: cdc reaches the target through its Unix socket (a sidecar on the target's
+# host); native apply runs inside the target and needs no connection to it.
+CDC_TGT_URL="$TGT_URL"; CDC_TGT_QUERY=""
+if [ -n "${TARGET_SOCKET:-}" ]; then CDC_TGT_URL="postgres://postgres@localhost:$TGT_PORT"; CDC_TGT_QUERY="?host=$DIR/target"; fi
 
 src() { psql -X -q -v ON_ERROR_STOP=1 -c "$1" "$SRC_URL"; }
 tgt() { psql -X -q -At -v ON_ERROR_STOP=1 -c "$2" "$TGT_URL/$1"; }
@@ -68,10 +72,10 @@ publication = "bench"
 snapshot = "never"
 [sink]
 kind = "postgres"
-url = "$TGT_URL/replica"
+url = "$CDC_TGT_URL/replica$CDC_TGT_QUERY"
 TOML
 sed -e 's/^name = "bench"/name = "bench_par"/' -e 's/^slot = "cdc_bench"/slot = "cdc_bench_par"/' \
-  -e "s|/replica\"\$|/replica_par\"\napply_connections = $PARALLEL|" "$DIR/cdc.toml" >"$DIR/cdcpar.toml"
+  -e "s|/replica\(.*\)\"\$|/replica_par\1\"\napply_connections = $PARALLEL|" "$DIR/cdc.toml" >"$DIR/cdcpar.toml"
 
 # server_cpu PID: CPU seconds of a postmaster and its exited children (walsenders, workers).
 server_cpu() {
@@ -204,7 +208,7 @@ tables = ["bench.*"]
 snapshot = "never"
 [sink]
 kind = "postgres"
-url = "$TGT_URL/frommaria"
+url = "$CDC_TGT_URL/frommaria$CDC_TGT_QUERY"
 TOML
 cat >"$DIR/maria-stdout.toml" <<TOML
 name = "maria"
@@ -260,7 +264,7 @@ $2
 TOML
 }
 copy_config copypg "kind = \"postgres\"
-url = \"$TGT_URL/cdccopy\"" >"$DIR/copypg.toml"
+url = \"$CDC_TGT_URL/cdccopy$CDC_TGT_QUERY\"" >"$DIR/copypg.toml"
 copy_config copymy "kind = \"mysql\"
 url = \"$MY_URL\"
 namespaces = { public = \"cdccopy\" }" >"$DIR/copymy.toml"

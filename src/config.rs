@@ -673,11 +673,16 @@ fn check_postgres_url(url: &DbUrl, field: &'static str) -> Result<(), (&'static 
                     format!("sslmode `{value}` is not one of disable, allow, prefer, require, verify-ca, verify-full"),
                 ));
             }
-            "sslmode" | "sslrootcert" | "sslcert" | "sslkey" => {}
+            "host" if !value.starts_with('/') => {
+                return Err((field, format!("host `{value}`: the host parameter takes a Unix-socket directory")));
+            }
+            "host" | "sslmode" | "sslrootcert" | "sslcert" | "sslkey" => {}
             other => {
                 return Err((
                     field,
-                    format!("unknown URL parameter `{other}` (cdc reads sslmode, sslrootcert, sslcert and sslkey)"),
+                    format!(
+                        "unknown URL parameter `{other}` (cdc reads host, sslmode, sslrootcert, sslcert and sslkey)"
+                    ),
                 ));
             }
         }

@@ -123,7 +123,8 @@ fn mixed_workload(pg: &Postgres, db: &str) {
     pg.sql(db, "ALTER TABLE orders DROP COLUMN qty; INSERT INTO orders VALUES (9999, 'last', 'end');");
 }
 
-fn replicate_across_versions(source: &Postgres, target: &Postgres, name: &str, extra_sink: &str) {
+/// `via_socket`: cdc reaches the target through its Unix socket.
+fn replicate_across_versions(source: &Postgres, target: &Postgres, name: &str, extra_sink: &str, via_socket: bool) {
     let db = source.create_db(name);
     source.sql(&db, KINDS_DDL);
     source.sql(
@@ -137,8 +138,8 @@ fn replicate_across_versions(source: &Postgres, target: &Postgres, name: &str, e
     );
     let target_db = target.create_db(name);
     let dir = tempfile::tempdir().unwrap();
-    let config =
-        write_config(dir.path(), name, &pg_source(source, &db, "\"public.*\""), &target.url(&target_db), extra_sink);
+    let target_url = if via_socket { target.socket_url(&target_db) } else { target.url(&target_db) };
+    let config = write_config(dir.path(), name, &pg_source(source, &db, "\"public.*\""), &target_url, extra_sink);
     let _cdc = spawn_cdc(&config);
     wait_same((source, &db), (target, &target_db), "orders", &config);
     mixed_workload(source, &db);
@@ -163,6 +164,13 @@ fn replicate_across_versions(source: &Postgres, target: &Postgres, name: &str, e
     let log = cdc_log(&config);
     assert!(log.contains("\"scalars\" copy=binary") && log.contains("\"kinds\" copy=text"), "{log}");
     assert!(cdc_log(&config).contains("key_after_copy=true"), "{}", cdc_log(&config));
+    if via_socket {
+        let over_socket = target.sql(
+            "postgres",
+            &format!("SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = '{target_db}' AND application_name = 'cdc' AND client_addr IS NULL"),
+        );
+        assert_eq!(over_socket, "t", "cdc's target connection is not on the Unix socket");
+    }
     // The applied position is in the target, and it is the source's newest.
     let stored = target.sql(&target_db, &format!("SELECT position FROM cdc_positions WHERE name = '{name}'"));
     assert!(stored.starts_with("pg:lsn="), "{stored}");
@@ -193,17 +201,17 @@ fn replicate_across_versions(source: &Postgres, target: &Postgres, name: &str, e
 
 #[test]
 fn pg13_to_pg17_mixed_workload() {
-    replicate_across_versions(pg13(), pg17(), "up13to17", "");
+    replicate_across_versions(pg13(), pg17(), "up13to17", "", false);
 }
 
 #[test]
 fn pg13_to_pg17_mixed_workload_on_three_connections() {
-    replicate_across_versions(pg13(), pg17(), "up13to17par", "apply_connections = 3");
+    replicate_across_versions(pg13(), pg17(), "up13to17par", "apply_connections = 3", false);
 }
 
 #[test]
 fn pg17_to_pg15_mixed_workload() {
-    replicate_across_versions(pg17(), shared_pg15(), "down17to15", "");
+    replicate_across_versions(pg17(), shared_pg15(), "down17to15", "", true);
 }
 
 #[test]

@@ -443,6 +443,11 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port())
     }
 
+    /// The same server through its Unix socket (libpq's `host` parameter).
+    pub fn socket_url(&self, db: &str) -> String {
+        format!("postgres://postgres@localhost:{}/{db}?host={}", self.port(), self.process.dir.display())
+    }
+
     /// Runs SQL through `psql` (Debian's client talks to every major version).
     pub fn sql(&self, db: &str, sql: &str) -> String {
         let out = Command::new("psql")

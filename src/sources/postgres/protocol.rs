@@ -8,7 +8,7 @@ use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::error::CdcError;
 
@@ -125,7 +125,9 @@ impl ConnectParams {
         let decode = |s: &str| percent_decode(s);
         let query = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
         ConnectParams {
-            host: url.host_str().unwrap_or("127.0.0.1").trim_matches(['[', ']']).to_string(),
+            // libpq's `host` parameter overrides the URL's host; a path is a Unix-socket directory.
+            host: query("host")
+                .unwrap_or_else(|| url.host_str().unwrap_or("127.0.0.1").trim_matches(['[', ']']).to_string()),
             port: url.port().unwrap_or(5432),
             user: if url.username().is_empty() { "postgres".into() } else { decode(url.username()) },
             password: url.password().map(decode),
@@ -260,11 +262,18 @@ fn io_err(doing: &str, e: impl std::fmt::Display) -> CdcError {
 impl PgConnection {
     /// Connects and authenticates; `replication` opens a `replication=database` connection.
     pub async fn connect(p: &ConnectParams, replication: bool) -> Result<PgConnection, CdcError> {
-        let addr = format!("{}:{}", p.host, p.port);
-        let tcp = TcpStream::connect(&addr).await.map_err(|e| io_err(&format!("connecting to {addr}"), e))?;
-        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Transport> = if p.host.starts_with('/') {
+            // A server on this machine: no TCP, and no TLS (libpq does not use it there either).
+            let path = format!("{}/.s.PGSQL.{}", p.host, p.port);
+            Box::new(UnixStream::connect(&path).await.map_err(|e| io_err(&format!("connecting to {path}"), e))?)
+        } else {
+            let addr = format!("{}:{}", p.host, p.port);
+            let tcp = TcpStream::connect(&addr).await.map_err(|e| io_err(&format!("connecting to {addr}"), e))?;
+            let _ = tcp.set_nodelay(true);
+            secure(tcp, p, &addr).await?
+        };
         let mut conn = PgConnection {
-            stream: secure(tcp, p, &addr).await?,
+            stream,
             buf: BytesMut::with_capacity(1 << 16),
             out: BytesMut::new(),
             server_version_num: 0,
