@@ -106,6 +106,20 @@ fn postgres_check_fails_without_logical_wal_and_slot_drop_works() {
     assert_eq!(out.trim(), "replication slot cdc_dropslot does not exist");
 }
 
+/// `cdc check` failed, saying `text`.
+fn assert_refused((code, out): (i32, String), text: &str) {
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains(text), "no `{text}` in:\n{out}");
+}
+
+/// A `cdc run` configuration in a new directory (kept while the directory lives).
+fn run_config(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cdc.toml");
+    std::fs::write(&config, text).unwrap();
+    (dir, config)
+}
+
 /// PostgreSQL reachable only over TLS, SCRAM for the cdc user: each `sslmode` does what libpq's
 /// does, and a replica runs with both its source and its target over TLS.
 #[test]
@@ -133,13 +147,15 @@ fn postgres_over_tls_as_sslmode_asks() {
         assert!(out.contains("PASS connect: PostgreSQL 15"), "{query}: {out}");
     }
     // Without TLS the server's pg_hba.conf refuses the connection, and cdc says so.
-    let (code, out) = check("sslmode=disable");
-    assert_ne!(code, 0);
-    assert!(out.contains("pg_hba.conf rejects connection") && out.contains("no encryption"), "{out}");
+    assert_refused(
+        check("sslmode=disable"),
+        "rejects connection for host \"127.0.0.1\", user \"tlsuser\", database \"tlssrc\", no encryption",
+    );
     // A certificate signed by an authority the URL does not trust.
-    let (code, out) = check(&format!("sslmode=verify-full&sslrootcert={}", tls.other_ca.display()));
-    assert_ne!(code, 0);
-    assert!(out.contains("is not trusted (sslmode=verify-full)"), "{out}");
+    assert_refused(
+        check(&format!("sslmode=verify-full&sslrootcert={}", tls.other_ca.display())),
+        "is not trusted (sslmode=verify-full)",
+    );
     // A server without TLS, and a URL that requires it.
     let plain_pg = shared_pg15();
     let cfg = format!(
@@ -164,26 +180,16 @@ fn postgres_over_tls_as_sslmode_asks() {
     let client = format!("&sslcert={}&sslkey={}", tls.client_cert.display(), tls.client_key.display());
     let (code, out) = cert_check(&client);
     assert_eq!(code, 0, "{out}");
-    let (code, out) = cert_check("");
-    assert_ne!(code, 0);
-    assert!(out.contains("certificate"), "{out}");
-    let (code, out) = check("sslmode=on");
-    assert_ne!(code, 0);
-    assert!(out.contains("sslmode `on` is not one of disable, allow, prefer, require"), "{out}");
+    assert_refused(cert_check(""), "certificate");
+    assert_refused(check("sslmode=on"), "sslmode `on` is not one of disable, allow, prefer, require");
 
     // Snapshot, stream and apply, every connection encrypted.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cdc.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "name = \"tlsrep\"\n[source]\nkind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]\n\
+    let (_dir, config) = run_config(&format!(
+        "name = \"tlsrep\"\n[source]\nkind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]\n\
              [sink]\nkind = \"postgres\"\nurl = \"{}\"\n",
-            url(&db, &verify_full),
-            url(&target, "sslmode=require")
-        ),
-    )
-    .unwrap();
+        url(&db, &verify_full),
+        url(&target, "sslmode=require")
+    ));
     let _cdc = harness::spawn_cdc(&config);
     pg.sql(&db, "INSERT INTO t VALUES (2, 'streamed'); UPDATE t SET v = 'changed' WHERE id = 1;");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -244,32 +250,24 @@ fn mysql_over_tls_as_ssl_mode_asks() {
         assert!(out.contains("PASS connect: MariaDB 10.11"), "{query}: {out}");
     }
     // Without TLS the server refuses the user (REQUIRE SSL).
-    let (code, out) = check(&url("ssl-mode=DISABLED"));
-    assert_ne!(code, 0);
-    assert!(out.contains("access denied"), "{out}");
-    let (code, out) = check(&url(&format!("ssl-mode=VERIFY_CA&ssl-ca={}", tls.other_ca.display())));
-    assert_ne!(code, 0);
-    assert!(out.contains("TLS certificate is not trusted (ssl-mode=VERIFY_CA)"), "{out}");
-    let (code, out) = check(&format!("{}?ssl-mode=REQUIRED", shared_mariadb().url("")));
-    assert_ne!(code, 0);
-    assert!(out.contains("does not accept TLS connections, and the URL says ssl-mode=REQUIRED"), "{out}");
-    let (code, out) = check(&url("ssl-mode=ON"));
-    assert_ne!(code, 0);
-    assert!(out.contains("ssl-mode `ON` is not one of DISABLED, PREFERRED"), "{out}");
+    assert_refused(check(&url("ssl-mode=DISABLED")), "access denied");
+    assert_refused(
+        check(&url(&format!("ssl-mode=VERIFY_CA&ssl-ca={}", tls.other_ca.display()))),
+        "TLS certificate is not trusted (ssl-mode=VERIFY_CA)",
+    );
+    assert_refused(
+        check(&format!("{}?ssl-mode=REQUIRED", shared_mariadb().url(""))),
+        "does not accept TLS connections, and the URL says ssl-mode=REQUIRED",
+    );
+    assert_refused(check(&url("ssl-mode=ON")), "ssl-mode `ON` is not one of DISABLED, PREFERRED");
 
     // Snapshot, binlog stream and apply, every connection encrypted (the user requires it).
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cdc.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "name = \"mytls\"\n[source]\nkind = \"mysql\"\nurl = \"{}\"\nserver_id = 7402\ntables = [\"tlsshop.*\"]\n\
+    let (_dir, config) = run_config(&format!(
+        "name = \"mytls\"\n[source]\nkind = \"mysql\"\nurl = \"{}\"\nserver_id = 7402\ntables = [\"tlsshop.*\"]\n\
              [sink]\nkind = \"mysql\"\nurl = \"{}\"\nnamespaces = {{ tlsshop = \"tlsdst\" }}\n",
-            url(&verify_identity),
-            url("ssl-mode=REQUIRED")
-        ),
-    )
-    .unwrap();
+        url(&verify_identity),
+        url("ssl-mode=REQUIRED")
+    ));
     let _cdc = harness::spawn_cdc(&config);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let exists = || my.sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'tlsdst'") == "1";
