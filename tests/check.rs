@@ -33,7 +33,7 @@ fn mysql_check_reports_each_setting() {
     {
         assert!(out.lines().any(|l| l == line), "missing `{line}` in:\n{out}");
     }
-    assert!(out.contains("PASS connect: MariaDB 10.11"), "{out}");
+    assert!(out.contains("PASS connect: MariaDB 10.11") && out.contains(", unencrypted)"), "{out}");
     assert!(out.contains("PASS privilege: REPLICATION SLAVE"), "{out}");
     // The replica's server_id must not be the server's own.
     let (code, out, _) = cdc(&["check"], &cfg.replace("server_id = 77", "server_id = 1"));
@@ -82,7 +82,7 @@ fn postgres_check_fails_without_logical_wal_and_slot_drop_works() {
     };
     let (code, out, err) = cdc(&["check"], &sink(2));
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("PASS target: PostgreSQL 15."), "{out}");
+    assert!(out.contains("PASS target: PostgreSQL 15.") && out.contains(" (unencrypted)"), "{out}");
     assert!(
         out.lines().any(|l| l.starts_with("PASS target connections: ") && l.ends_with("(the sink uses 2)")),
         "{out}"
@@ -144,7 +144,7 @@ fn postgres_over_tls_as_sslmode_asks() {
     for query in ["sslmode=require", "sslmode=prefer", "sslmode=verify-ca&sslrootcert=CA", &verify_full] {
         let (code, out) = check(&query.replace("CA", &tls.ca.display().to_string()));
         assert_eq!(code, 0, "{query}: {out}");
-        assert!(out.contains("PASS connect: PostgreSQL 15"), "{query}: {out}");
+        assert!(out.contains("PASS connect: PostgreSQL 15") && out.contains(", TLS)"), "{query}: {out}");
     }
     // Without TLS the server's pg_hba.conf refuses the connection, and cdc says so.
     assert_refused(
@@ -247,7 +247,7 @@ fn mysql_over_tls_as_ssl_mode_asks() {
     for query in ["", "ssl-mode=REQUIRED", &format!("ssl-mode=VERIFY_CA&ssl-ca={ca}"), &verify_identity] {
         let (code, out) = check(&url(query));
         assert_eq!(code, 0, "{query}: {out}");
-        assert!(out.contains("PASS connect: MariaDB 10.11"), "{query}: {out}");
+        assert!(out.contains("PASS connect: MariaDB 10.11") && out.contains(", TLS)"), "{query}: {out}");
     }
     // Without TLS the server refuses the user (REQUIRE SSL).
     assert_refused(check(&url("ssl-mode=DISABLED")), "access denied");

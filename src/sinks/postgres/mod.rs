@@ -639,7 +639,8 @@ pub async fn check(config: &DbSinkConfig) -> Vec<CheckItem> {
     };
     let mut items = Vec::new();
     let version = conn.query_value("SELECT current_setting('server_version')").await.ok().flatten().unwrap_or_default();
-    items.push(CheckItem::Pass(format!("target: PostgreSQL {version} at {}:{}", params.host, params.port)));
+    let tls = crate::sources::postgres::catalog::transport(&mut conn).await;
+    items.push(CheckItem::Pass(format!("target: PostgreSQL {version} at {}:{} ({tls})", params.host, params.port)));
     if let Ok(Some(free)) = conn.query_value(crate::sources::postgres::catalog::FREE_CONNECTIONS).await {
         // The check's own connection is one of those counted.
         let free = free.parse::<usize>().unwrap_or(0) + 1;

@@ -329,7 +329,10 @@ pub async fn check(url: &str, replica_server_id: u32) -> Vec<crate::sources::Che
         Err(e) => return vec![Fail(format!("server variables: {e}"))],
     };
     let flavor = if facts.mariadb { "MariaDB" } else { "MySQL" };
-    items.push(Pass(format!("connect: {flavor} {} (server_id {})", facts.version, facts.server_id)));
+    let cipher: Option<(String, String)> =
+        conn.query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'").await.ok().flatten();
+    let tls = if cipher.is_some_and(|(_, c)| !c.is_empty()) { "TLS" } else { "unencrypted" };
+    items.push(Pass(format!("connect: {flavor} {} (server_id {}, {tls})", facts.version, facts.server_id)));
     items.push(if facts.log_bin {
         Pass("log_bin: ON".into())
     } else {

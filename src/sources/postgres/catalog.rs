@@ -264,7 +264,8 @@ pub async fn check(
         Ok(c) => c,
         Err(e) => return vec![Fail(format!("connect: {e}"))],
     };
-    let mut items = vec![Pass(format!("connect: PostgreSQL {} (database {})", conn.server_version, p.database))];
+    let tls = transport(&mut conn).await;
+    let mut items = vec![Pass(format!("connect: PostgreSQL {} (database {}, {tls})", conn.server_version, p.database))];
     let get = async |conn: &mut PgConnection, name: &str| setting(conn, name).await.unwrap_or_default();
     let wal_level = get(&mut conn, "wal_level").await;
     items.push(if wal_level == "logical" {
@@ -380,3 +381,11 @@ pub async fn current_lsn(p: &super::protocol::ConnectParams) -> Result<Lsn, CdcE
 pub const FREE_CONNECTIONS: &str = "SELECT (current_setting('max_connections')::int \
      - current_setting('superuser_reserved_connections')::int \
      - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'))::text";
+
+/// `TLS` or `unencrypted`: how this connection reaches the server, as the server sees it.
+pub async fn transport(conn: &mut PgConnection) -> &'static str {
+    match conn.query_true("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").await {
+        Ok(true) => "TLS",
+        _ => "unencrypted",
+    }
+}
