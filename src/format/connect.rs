@@ -5,9 +5,10 @@
 //! against Debezium itself in `tests/pg_debezium.rs`), so a record's payload always fits the
 //! schema sent with it.
 
-use rustc_hash::FxHashMap;
 use std::io::Write;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::model::{ChangeEvent, Column, ColumnType, SourceMeta, TableId, TableSchema};
 

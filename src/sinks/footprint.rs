@@ -2,8 +2,9 @@
 //! different connections at the same time only when their footprints do not meet, so the
 //! changes of any one row (and of any table written as a whole) keep their source order.
 
-use rustc_hash::FxHashSet;
 use std::hash::{Hash, Hasher};
+
+use rustc_hash::FxHashSet;
 
 use crate::model::TableId;
 

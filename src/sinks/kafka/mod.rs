@@ -10,7 +10,6 @@
 pub mod client;
 pub mod registry;
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use self::client::{KafkaContext, PendingBatch};
 use self::registry::AvroRecords;

@@ -3,9 +3,10 @@
 //! the record names) when the table is first seen and again whenever its schema changes; the
 //! registry decides whether the new version is compatible with the old.
 
-use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use rustc_hash::FxHashMap;
 
 use crate::config::{SchemaRegistryConfig, SubjectNames};
 use crate::error::CdcError;

@@ -14,11 +14,11 @@
 
 pub mod values;
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use self::values::{target_type, write_literal};
 use crate::config::{DbSinkConfig, UnreplayableSchemaChange};

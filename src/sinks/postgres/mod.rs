@@ -25,11 +25,10 @@ mod tables;
 pub mod values;
 
 use std::collections::VecDeque;
-
-use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use self::statements::{StatementWriter, write_key_tuple};
 use self::tables::{Isolation, TablePlan};

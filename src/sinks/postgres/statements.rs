@@ -9,8 +9,9 @@
 //! transactions of 1 000 took 1.7 s as VALUES lists (parsing dominates), 0.75 s through a
 //! staging table with ON CONFLICT and 0.32 s as plain COPY.
 
-use rustc_hash::FxHashSet;
 use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
 
 use super::binary;
 use super::tables::TablePlan;

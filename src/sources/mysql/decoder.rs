@@ -5,8 +5,9 @@
 //! the transaction state and the executed GTID set, and accumulates change events until the
 //! driver takes a [`Batch`]; the batch's checkpoint is the last transaction boundary in it.
 
-use rustc_hash::FxHashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use super::rows::{PartialJson, RowsKind, parse_header, read_partial_header, read_row};
 use super::schema_history::{HistoryRecord, SchemaHistory, TableDef};

@@ -13,12 +13,12 @@
 //! filtered-out database, keepalive LSNs outside transactions become checkpoints, so the slot
 //! still advances.
 
-use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Buf;
+use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
 use super::catalog::{self, TypeCache};
