@@ -821,4 +821,30 @@ server_id = 5401
         assert_eq!(e.field, "source.url");
         assert!(e.message.contains("CDC_TEST_UNSET_VAR_42 is not set"), "{e}");
     }
+
+    #[test]
+    fn database_url_parameters_are_checked() {
+        let pg = |query: &str| {
+            let text = format!(
+                "name = \"shop\"\n[source]\nkind = \"postgres\"\nurl = \"postgres://cdc@db:5432/shop?{query}\"\n"
+            );
+            Config::parse(&text, "t.toml").map(|_| ()).map_err(|e| format!("{}: {}", e.field, e.message))
+        };
+        assert_eq!(pg("sslmode=verify-full&sslrootcert=/ca.pem&sslcert=/c.pem&sslkey=/c.key&host=/run/pg"), Ok(()));
+        let refused = |query: &str, text: &str| {
+            let e = pg(query).expect_err(query);
+            assert!(e.starts_with("source.url: ") && e.contains(text), "{query}: {e}");
+        };
+        refused("sslmode=on", "sslmode `on` is not one of");
+        refused("sslcert=/c.pem", "sslcert and sslkey go together");
+        refused("host=db2", "takes a Unix-socket directory");
+        refused("connect_timeout=5", "unknown URL parameter `connect_timeout`");
+        let e = Config::parse(&MINIMAL.replace("3306\"", "3306?ssl-mode=STRICT\""), "t.toml").unwrap_err();
+        assert_eq!(e.field, "source.url");
+        assert!(e.message.contains("ssl-mode `STRICT` is not one of DISABLED"), "{e}");
+        assert!(
+            Config::parse(&MINIMAL.replace("3306\"", "3306?ssl-mode=verify_identity&ssl-ca=/ca.pem\""), "t.toml")
+                .is_ok()
+        );
+    }
 }
