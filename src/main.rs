@@ -358,8 +358,10 @@ async fn check(config: &Config) -> anyhow::Result<()> {
     {
         report.push(cdc::sinks::kafka::registry::check(registry).await);
     }
-    if let cdc::config::SinkConfig::Postgres(d) = &config.sink {
-        report.extend(cdc::sinks::postgres::check(d).await);
+    match &config.sink {
+        cdc::config::SinkConfig::Postgres(d) => report.extend(cdc::sinks::postgres::check(d).await),
+        cdc::config::SinkConfig::Mysql(d) => report.extend(cdc::sinks::mysql::check(d).await),
+        _ => {}
     }
     let mut failed = false;
     for item in &report {

@@ -280,4 +280,23 @@ fn mysql_over_tls_as_ssl_mode_asks() {
         assert!(std::time::Instant::now() < deadline, "not replicated:\n{}", harness::cdc_log(&config));
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+
+    // `cdc check` of the target: how it is reached, and whether it takes writes.
+    let sink_check = || {
+        let cfg = format!(
+            "name = \"tls\"\n[source]\nkind = \"mysql\"\nurl = \"{}\"\nserver_id = 7403\n\
+             [sink]\nkind = \"mysql\"\nurl = \"{}\"\n",
+            url("ssl-mode=REQUIRED"),
+            url("ssl-mode=REQUIRED")
+        );
+        let (code, out, err) = cdc(&["check"], &cfg);
+        (code, format!("{out}{err}"))
+    };
+    let (code, out) = sink_check();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.lines().any(|l| l.starts_with("PASS target: MariaDB 10.11") && l.ends_with("(TLS)")), "{out}");
+    my.sql("SET GLOBAL read_only = ON");
+    let (_, out) = sink_check();
+    assert!(out.contains("WARN target read_only is ON"), "{out}");
+    my.sql("SET GLOBAL read_only = OFF");
 }

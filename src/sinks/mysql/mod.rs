@@ -558,3 +558,29 @@ impl Sink for MySqlSink {
         Ok(())
     }
 }
+
+/// `cdc check` of a MySQL/MariaDB target: reachable (and how), and writable.
+pub async fn check(config: &DbSinkConfig) -> Vec<crate::sources::CheckItem> {
+    use crate::sources::CheckItem::{Fail, Pass, Warn};
+    use crate::sources::mysql::server;
+    let url = config.url.url();
+    let at = format!("{}:{}", url.host_str().unwrap_or(""), url.port().unwrap_or(3306));
+    let mut conn = match server::connect(config.url.expose()).await {
+        Ok(c) => c,
+        Err(e) => return vec![Fail(format!("target at {at}: {e}"))],
+    };
+    let version: Option<String> = conn.query_first("SELECT VERSION()").await.ok().flatten();
+    let version = version.unwrap_or_default();
+    let flavor = if version.contains("MariaDB") { "MariaDB" } else { "MySQL" };
+    let tls = server::transport(&mut conn).await;
+    let mut items = vec![Pass(format!("target: {flavor} {version} at {at} ({tls})"))];
+    let read_only: Option<u8> = conn.query_first("SELECT @@read_only").await.ok().flatten();
+    if read_only == Some(1) {
+        items.push(Warn(
+            "target read_only is ON: only users with SUPER (MariaDB: READ ONLY ADMIN) may write; remedy: \
+             SET GLOBAL read_only = OFF on the target, or grant that privilege to the cdc user"
+                .into(),
+        ));
+    }
+    items
+}

@@ -316,6 +316,13 @@ pub fn version_at_least(version: &str, min: (u32, u32, u32)) -> bool {
     (nums.first().copied().unwrap_or(0), nums.get(1).copied().unwrap_or(0), nums.get(2).copied().unwrap_or(0)) >= min
 }
 
+/// `TLS` or `unencrypted`: how this connection reaches the server, as the server sees it.
+pub async fn transport(conn: &mut Conn) -> &'static str {
+    let cipher: Option<(String, String)> =
+        conn.query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'").await.ok().flatten();
+    if cipher.is_some_and(|(_, c)| !c.is_empty()) { "TLS" } else { "unencrypted" }
+}
+
 /// `cdc check` for MySQL/MariaDB: each setting with pass/warn/fail.
 pub async fn check(url: &str, replica_server_id: u32) -> Vec<crate::sources::CheckItem> {
     use crate::sources::CheckItem::{Fail, Pass, Warn};
@@ -329,9 +336,7 @@ pub async fn check(url: &str, replica_server_id: u32) -> Vec<crate::sources::Che
         Err(e) => return vec![Fail(format!("server variables: {e}"))],
     };
     let flavor = if facts.mariadb { "MariaDB" } else { "MySQL" };
-    let cipher: Option<(String, String)> =
-        conn.query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'").await.ok().flatten();
-    let tls = if cipher.is_some_and(|(_, c)| !c.is_empty()) { "TLS" } else { "unencrypted" };
+    let tls = transport(&mut conn).await;
     items.push(Pass(format!("connect: {flavor} {} (server_id {}, {tls})", facts.version, facts.server_id)));
     items.push(if facts.log_bin {
         Pass("log_bin: ON".into())
