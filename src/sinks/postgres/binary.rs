@@ -137,26 +137,14 @@ fn write_field(
             out.extend_from_slice(text.as_bytes());
         }
         (FieldCodec::Bool, Value::Bool(b)) => put(out, &[u8::from(*b)]),
-        (FieldCodec::Int2 | FieldCodec::Int4 | FieldCodec::Int8, Value::Int(_) | Value::UInt(_)) => {
-            let n = match value {
-                Value::Int(i) => i128::from(*i),
-                Value::UInt(u) => i128::from(*u),
-                _ => return Err(mismatch()),
-            };
-            match codec {
-                FieldCodec::Int2 => put(out, &i16::try_from(n).map_err(|_| out_of_range("smallint"))?.to_be_bytes()),
-                FieldCodec::Int4 => put(out, &i32::try_from(n).map_err(|_| out_of_range("integer"))?.to_be_bytes()),
-                _ => put(out, &i64::try_from(n).map_err(|_| out_of_range("bigint"))?.to_be_bytes()),
-            }
+        (FieldCodec::Int2 | FieldCodec::Int4 | FieldCodec::Int8 | FieldCodec::Numeric, Value::Int(i)) => {
+            write_integer(out, codec, i128::from(*i)).map_err(out_of_range)?
+        }
+        (FieldCodec::Int2 | FieldCodec::Int4 | FieldCodec::Int8 | FieldCodec::Numeric, Value::UInt(u)) => {
+            write_integer(out, codec, i128::from(*u)).map_err(out_of_range)?
         }
         (FieldCodec::Numeric, Value::Decimal(s)) => write_numeric(out, s)
             .ok_or_else(|| LiteralError(format!("column {}: `{s}` is not a number", column.name)))?,
-        (FieldCodec::Numeric, Value::Int(i)) => {
-            write_numeric(out, itoa::Buffer::new().format(*i)).ok_or_else(mismatch)?
-        }
-        (FieldCodec::Numeric, Value::UInt(u)) => {
-            write_numeric(out, itoa::Buffer::new().format(*u)).ok_or_else(mismatch)?
-        }
         (FieldCodec::Float4, Value::Float(f)) => put(out, &f.to_bits().to_be_bytes()),
         (FieldCodec::Float8, Value::Double(d)) => put(out, &d.to_bits().to_be_bytes()),
         (FieldCodec::Bytea, Value::Bytes(b)) => put(out, b),
@@ -192,6 +180,18 @@ fn write_field(
             write_bits(out, *len, bytes).ok_or_else(|| out_of_range("bit"))?
         }
         _ => return Err(mismatch()),
+    }
+    Ok(())
+}
+
+/// An integer as an `Int2`/`Int4`/`Int8`/`Numeric` field; the type's name when it does not fit.
+fn write_integer(out: &mut Vec<u8>, codec: FieldCodec, n: i128) -> Result<(), &'static str> {
+    match codec {
+        FieldCodec::Int2 => put(out, &i16::try_from(n).map_err(|_| "smallint")?.to_be_bytes()),
+        FieldCodec::Int4 => put(out, &i32::try_from(n).map_err(|_| "integer")?.to_be_bytes()),
+        FieldCodec::Int8 => put(out, &i64::try_from(n).map_err(|_| "bigint")?.to_be_bytes()),
+        // Digits only: always a number.
+        _ => write_numeric(out, itoa::Buffer::new().format(n)).ok_or("numeric")?,
     }
     Ok(())
 }

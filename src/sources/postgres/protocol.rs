@@ -1,6 +1,6 @@
 //! A small PostgreSQL wire-protocol client: TLS as libpq's `sslmode` asks, startup (trust,
-//! password, MD5, SCRAM-SHA-256), the simple query protocol with rows streamed one at a time, and the CopyBoth sub-protocol
-//! of a replication connection. `postgres-protocol` provides SCRAM and the frontend message
+//! password, MD5, SCRAM-SHA-256), the simple query protocol with rows streamed one at a time,
+//! and the CopyBoth sub-protocol of a replication connection. `postgres-protocol` provides SCRAM and the frontend message
 //! encoders; framing and the backend messages we need are read here, because the replication
 //! messages (CopyBothResponse) are not in its parser.
 
@@ -116,6 +116,16 @@ impl SslMode {
             _ => return None,
         })
     }
+
+    fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
 }
 
 impl ConnectParams {
@@ -187,7 +197,7 @@ async fn secure(mut tcp: TcpStream, p: &ConnectParams, addr: &str) -> Result<Box
         return Err(CdcError::definite(
             format!(
                 "the server at {addr} does not accept TLS connections, and the URL says sslmode={}",
-                mode_name(p.ssl_mode)
+                p.ssl_mode.name()
             ),
             "turn ssl on in the server's configuration, or lower sslmode in the URL",
         ));
@@ -203,14 +213,17 @@ async fn secure(mut tcp: TcpStream, p: &ConnectParams, addr: &str) -> Result<Box
         }
         SslMode::VerifyFull | SslMode::Disable => {}
     }
-    if let Some(path) = &p.ssl_root_cert {
-        let pem = std::fs::read(path).map_err(|e| {
+    // The files named in the URL (`param`: which one, for the message).
+    let read = |path: &str, param: &str| {
+        std::fs::read(path).map_err(|e| {
             CdcError::definite(
-                format!("cannot read sslrootcert {path}: {e}"),
-                "point sslrootcert at a readable PEM file",
+                format!("cannot read {param} {path}: {e}"),
+                format!("point {param} at a readable PEM file"),
             )
-        })?;
-        let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
+        })
+    };
+    if let Some(path) = &p.ssl_root_cert {
+        let cert = native_tls::Certificate::from_pem(&read(path, "sslrootcert")?).map_err(|e| {
             CdcError::definite(
                 format!("sslrootcert {path} is not a PEM certificate: {e}"),
                 "point sslrootcert at a PEM file",
@@ -219,17 +232,13 @@ async fn secure(mut tcp: TcpStream, p: &ConnectParams, addr: &str) -> Result<Box
         builder.add_root_certificate(cert).disable_built_in_roots(true);
     }
     if let Some((cert, key)) = &p.ssl_client {
-        let read = |path: &str| {
-            std::fs::read(path).map_err(|e| {
-                CdcError::definite(format!("cannot read {path}: {e}"), "point sslcert and sslkey at readable PEM files")
-            })
-        };
-        let identity = native_tls::Identity::from_pkcs8(&read(cert)?, &read(key)?).map_err(|e| {
-            CdcError::definite(
-                format!("sslcert {cert} with sslkey {key} is not a usable client certificate: {e}"),
-                "give a PEM certificate and a PKCS#8 PEM key (openssl pkcs8 -topk8 -nocrypt converts one)",
-            )
-        })?;
+        let identity =
+            native_tls::Identity::from_pkcs8(&read(cert, "sslcert")?, &read(key, "sslkey")?).map_err(|e| {
+                CdcError::definite(
+                    format!("sslcert {cert} with sslkey {key} is not a usable client certificate: {e}"),
+                    "give a PEM certificate and a PKCS#8 PEM key (openssl pkcs8 -topk8 -nocrypt converts one)",
+                )
+            })?;
         builder.identity(identity);
     }
     let connector = builder
@@ -238,20 +247,10 @@ async fn secure(mut tcp: TcpStream, p: &ConnectParams, addr: &str) -> Result<Box
     match tokio_native_tls::TlsConnector::from(connector).connect(&p.host, tcp).await {
         Ok(tls) => Ok(Box::new(tls)),
         Err(e) if e.to_string().contains("certificate") => Err(CdcError::definite(
-            format!("the TLS certificate of {addr} is not trusted (sslmode={}): {e}", mode_name(p.ssl_mode)),
+            format!("the TLS certificate of {addr} is not trusted (sslmode={}): {e}", p.ssl_mode.name()),
             "give the server's certificate authority as sslrootcert in the URL (verify-full also needs the host name in the certificate)",
         )),
         Err(e) => Err(io_err(&format!("TLS handshake with {addr}"), e)),
-    }
-}
-
-fn mode_name(mode: SslMode) -> &'static str {
-    match mode {
-        SslMode::Disable => "disable",
-        SslMode::Prefer => "prefer",
-        SslMode::Require => "require",
-        SslMode::VerifyCa => "verify-ca",
-        SslMode::VerifyFull => "verify-full",
     }
 }
 
