@@ -112,6 +112,13 @@ fn assert_refused((code, out): (i32, String), text: &str) {
     assert!(out.contains(text), "no `{text}` in:\n{out}");
 }
 
+/// `cdc check` of a `kind` source at `url` (`extra`: more source settings); exit code and output.
+fn check_source(kind: &str, url: &str, extra: &str) -> (i32, String) {
+    let (code, out, err) =
+        cdc(&["check"], &format!("name = \"tls\"\n[source]\nkind = \"{kind}\"\nurl = \"{url}\"\n{extra}"));
+    (code, format!("{out}{err}"))
+}
+
 /// A `cdc run` configuration in a new directory (kept while the directory lives).
 fn run_config(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -136,11 +143,7 @@ fn postgres_over_tls_as_sslmode_asks() {
     pg.sql(&db, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'copied');");
     let url = |db: &str, query: &str| format!("postgres://tlsuser:p%40ss@127.0.0.1:{}/{db}?{query}", pg.port());
     let verify_full = format!("sslmode=verify-full&sslrootcert={}", tls.ca.display());
-    let check = |query: &str| {
-        let cfg = format!("name = \"tls\"\n[source]\nkind = \"postgres\"\nurl = \"{}\"\n", url(&db, query));
-        let (code, out, err) = cdc(&["check"], &cfg);
-        (code, format!("{out}{err}"))
-    };
+    let check = |query: &str| check_source("postgres", &url(&db, query), "");
     for query in ["sslmode=require", "sslmode=prefer", "sslmode=verify-ca&sslrootcert=CA", &verify_full] {
         let (code, out) = check(&query.replace("CA", &tls.ca.display().to_string()));
         assert_eq!(code, 0, "{query}: {out}");
@@ -157,14 +160,10 @@ fn postgres_over_tls_as_sslmode_asks() {
         "is not trusted (sslmode=verify-full)",
     );
     // A server without TLS, and a URL that requires it.
-    let plain_pg = shared_pg15();
-    let cfg = format!(
-        "name = \"tls\"\n[source]\nkind = \"postgres\"\nurl = \"{}?sslmode=require\"\n",
-        plain_pg.url("postgres")
+    assert_refused(
+        check_source("postgres", &format!("{}?sslmode=require", shared_pg15().url("postgres")), ""),
+        "does not accept TLS connections, and the URL says sslmode=require",
     );
-    let (code, out, _) = cdc(&["check"], &cfg);
-    assert_ne!(code, 0);
-    assert!(out.contains("does not accept TLS connections, and the URL says sslmode=require"), "{out}");
     // A user the server knows by its client certificate.
     pg.sql("postgres", "CREATE ROLE certuser LOGIN SUPERUSER");
     let cert_check = |client: &str| {
@@ -173,9 +172,7 @@ fn postgres_over_tls_as_sslmode_asks() {
             pg.port(),
             tls.ca.display()
         );
-        let (code, out, err) =
-            cdc(&["check"], &format!("name = \"tls\"\n[source]\nkind = \"postgres\"\nurl = \"{url}\"\n"));
-        (code, format!("{out}{err}"))
+        check_source("postgres", &url, "")
     };
     let client = format!("&sslcert={}&sslkey={}", tls.client_cert.display(), tls.client_key.display());
     let (code, out) = cert_check(&client);
@@ -239,11 +236,7 @@ fn mysql_over_tls_as_ssl_mode_asks() {
     let url = |query: &str| format!("mysql://tlsuser:p%40ss@127.0.0.1:{}?{query}", my.port());
     let ca = tls.ca.display().to_string();
     let verify_identity = format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}");
-    let check = |url: &str| {
-        let cfg = format!("name = \"tls\"\n[source]\nkind = \"mysql\"\nurl = \"{url}\"\nserver_id = 7401\n");
-        let (code, out, err) = cdc(&["check"], &cfg);
-        (code, format!("{out}{err}"))
-    };
+    let check = |url: &str| check_source("mysql", url, "server_id = 7401\n");
     for query in ["", "ssl-mode=REQUIRED", &format!("ssl-mode=VERIFY_CA&ssl-ca={ca}"), &verify_identity] {
         let (code, out) = check(&url(query));
         assert_eq!(code, 0, "{query}: {out}");
