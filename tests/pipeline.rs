@@ -412,3 +412,82 @@ fn definite_sink_error_stops_with_the_cause() {
         assert_eq!(store.load().await.unwrap(), Some(lsn_pos(2)));
     });
 }
+
+/// A source that fails (transiently) after sending a batch without a checkpoint is restarted
+/// from the last checkpoint; the batches it sends again, up to its next checkpoint, are marked
+/// `may_repeat` (the sink may hold them already, written but not committed), later ones not.
+#[test]
+fn batches_read_again_after_a_source_restart_are_marked_may_repeat() {
+    /// First run: tx 1 whole, then the first half of tx 2, then a failure. Later runs: the
+    /// rest from where they are told to resume.
+    struct FailsOnce {
+        runs: Arc<Mutex<Vec<Option<Position>>>>,
+    }
+    #[async_trait]
+    impl Source for FailsOnce {
+        async fn run(&mut self, start: Option<Position>, out: mpsc::Sender<Batch>, _: SourceContext) -> Result<(), CdcError> {
+            let first = self.runs.lock().unwrap().is_empty();
+            self.runs.lock().unwrap().push(start.clone());
+            let table = table();
+            let batch = |ids: &[u64], tx: u64, checkpoint: bool| Batch {
+                events: ids.iter().map(|&id| event(&table, &Planned { id, key: id as i64, tx })).collect(),
+                checkpoint: checkpoint.then(|| lsn_pos(tx)),
+                source_ts_ms: Some(0),
+                may_repeat: false,
+            };
+            let after = match start {
+                Some(Position::Postgres(p)) => p.lsn.0,
+                _ => 0,
+            };
+            let mut batches = vec![];
+            if after < 1 {
+                batches.push(batch(&[0, 1], 1, true));
+            }
+            batches.push(batch(&[2, 3], 2, false));
+            if first {
+                for b in batches {
+                    out.send(b).await.map_err(|_| CdcError::transient("closed"))?;
+                }
+                return Err(CdcError::transient("connection lost"));
+            }
+            batches.extend([batch(&[4], 2, true), batch(&[5], 3, true)]);
+            for b in batches {
+                out.send(b).await.map_err(|_| CdcError::transient("closed"))?;
+            }
+            Ok(())
+        }
+    }
+    /// Records (event ids, may_repeat) of every batch written.
+    struct Records(Arc<Mutex<Vec<(Vec<u64>, bool)>>>);
+    #[async_trait]
+    impl Sink for Records {
+        async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
+            self.0.lock().unwrap().push((batch.events.iter().map(event_id).collect(), batch.may_repeat));
+            ack.done();
+            Ok(0)
+        }
+        async fn flush(&mut self) -> Result<(), CdcError> {
+            Ok(())
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = Arc::new(Mutex::new(vec![]));
+        let written = Arc::new(Mutex::new(vec![]));
+        let pipeline = Pipeline {
+            source: Box::new(FailsOnce { runs: runs.clone() }),
+            sink: Box::new(Records(written.clone())),
+            store: Arc::new(FilePositionStore::new(dir.path().join("p.json"), "t")),
+            config: PipelineConfig { retry_initial_ms: 1, ..PipelineConfig::default() },
+            metrics: Arc::new(Metrics::new("t")),
+            shutdown: CancellationToken::new(),
+        };
+        assert_eq!(pipeline.run(None).await.unwrap(), PipelineOutcome::SourceEnded);
+        assert_eq!(*runs.lock().unwrap(), vec![None, Some(lsn_pos(1))]);
+        assert_eq!(
+            *written.lock().unwrap(),
+            vec![(vec![0, 1], false), (vec![2, 3], false), (vec![2, 3], true), (vec![4], true), (vec![5], false)]
+        );
+    });
+}

@@ -58,8 +58,7 @@ impl Pipeline {
         let batch_taken = Arc::new(tokio::sync::Notify::new());
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<BatchSeq>();
         let (durable_tx, durable_rx) = watch::channel(start.clone());
-        // Newest checkpoint the runtime has taken off the channel: where a restarted source resumes.
-        let last_received = Arc::new(Mutex::new(start.clone()));
+        let received = Arc::new(Mutex::new(Received { checkpoint: start.clone(), repeating: false }));
         let source_stop = shutdown.child_token();
 
         let source_task = tokio::spawn(run_source(
@@ -72,7 +71,7 @@ impl Pipeline {
                 status: metrics.clone(),
                 batch_taken: batch_taken.clone(),
             },
-            last_received.clone(),
+            received.clone(),
             config.retry_initial_ms,
         ));
 
@@ -105,15 +104,22 @@ impl Pipeline {
                     }
                     checkpoint.save(tracker.released_events(), tracker.released_source_ts_ms()).await?;
                 }
-                received = batch_rx.recv() => {
-                    let Some(batch) = received else { break };
+                received_batch = batch_rx.recv() => {
+                    let Some(mut batch) = received_batch else { break };
                     batch_taken.notify_one();
                     seq += 1;
                     let events = batch.events.len() as u64;
                     metrics.batch_received(events, batch.checkpoint.as_ref(), batch.source_ts_ms);
                     tracker.sent(seq, batch.checkpoint.clone(), events, batch.source_ts_ms);
-                    if let Some(p) = &batch.checkpoint {
-                        *last_received.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
+                    {
+                        let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
+                        if received.repeating {
+                            batch.may_repeat = true;
+                            received.repeating = batch.checkpoint.is_none();
+                        }
+                        if let Some(p) = &batch.checkpoint {
+                            received.checkpoint = Some(p.clone());
+                        }
                     }
                     // While the sink holds this batch (backpressure, an outage), acknowledgements
                     // of earlier batches still become durable checkpoints.
@@ -184,6 +190,16 @@ impl Pipeline {
     }
 }
 
+/// What the runtime has taken off the channel, shared with the task that restarts the source.
+struct Received {
+    /// The newest checkpoint: where a restarted source resumes.
+    checkpoint: Option<Position>,
+    /// The source was restarted from `checkpoint`: the batches up to its next checkpoint read
+    /// again changes the sink may already hold (written, not yet committed), so they are marked
+    /// `may_repeat`.
+    repeating: bool,
+}
+
 /// Runs the source, restarting it after transient errors from the newest checkpoint the
 /// runtime has received (once the channel is drained, so nothing is skipped).
 async fn run_source(
@@ -191,7 +207,7 @@ async fn run_source(
     start: Option<Position>,
     out: mpsc::Sender<Batch>,
     ctx: SourceContext,
-    last_received: Arc<Mutex<Option<Position>>>,
+    received: Arc<Mutex<Received>>,
     retry_initial_ms: u64,
 ) -> Result<(), CdcError> {
     let mut resume = start;
@@ -212,14 +228,16 @@ async fn run_source(
                     _ = tokio::time::sleep(wait) => {}
                     _ = ctx.shutdown.cancelled() => return Ok(()),
                 }
-                // Wait until the runtime has taken every batch, so `last_received` is exact.
+                // Wait until the runtime has taken every batch, so `received` is exact.
                 while out.capacity() < out.max_capacity() {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(10)) => {}
                         _ = ctx.shutdown.cancelled() => return Ok(()),
                     }
                 }
-                resume = last_received.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
+                received.repeating = true;
+                resume = received.checkpoint.clone();
             }
             Err(e) => {
                 if !e.is_transient() {

@@ -12,6 +12,7 @@
 //! `INSERT … ON DUPLICATE KEY UPDATE`, consecutive deletes one `DELETE … WHERE (key) IN (…)`;
 //! the batch goes out as one multi-statement query.
 
+pub mod script;
 pub mod values;
 
 use std::sync::Arc;
@@ -20,13 +21,14 @@ use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use self::values::{target_type, write_literal};
+use self::script::{Part, ScriptWriter};
+use self::values::{LoadColumn, load_column, target_type, write_literal};
 use crate::config::{DbSinkConfig, UnreplayableSchemaChange};
 use crate::error::CdcError;
-use crate::model::{Batch, ChangeEvent, Position, Row, TableId, TableSchema, Value};
+use crate::model::{Batch, ChangeEvent, Position, TableId, TableSchema};
 use crate::pipeline::{Ack, Sink};
-use crate::sinks::row_change::{RowChange, classify};
-use crate::sinks::{LiteralError, SourceEngine, batch_tables, lost_transaction, schema_change};
+use crate::sinks::row_change::classify;
+use crate::sinks::{SourceEngine, batch_tables, lost_transaction, schema_change};
 
 pub struct MySqlSink {
     name: String,
@@ -40,12 +42,14 @@ pub struct MySqlSink {
     /// A transaction is open on the connection (DDL ends one implicitly).
     in_transaction: bool,
     plans: FxHashMap<TableId, Arc<Plan>>,
+    /// The target takes `LOAD DATA LOCAL INFILE` (its `local_infile` is on).
+    local_infile: bool,
     /// Source tables whose changes are no longer applied (`cdc_stopped_tables`).
     stopped: FxHashSet<TableId>,
 }
 
 /// How changes of one source table are written.
-struct Plan {
+pub struct Plan {
     schema: Arc<TableSchema>,
     target: String,
     columns: Vec<String>,
@@ -53,6 +57,9 @@ struct Plan {
     insert_head: String,
     /// ` ON DUPLICATE KEY UPDATE a = VALUES(a), …`
     upsert_tail: String,
+    /// `LOAD DATA LOCAL INFILE … INTO TABLE t …` when every column can go through it.
+    load_statement: Option<String>,
+    load_columns: Vec<LoadColumn>,
 }
 
 fn ident(s: &str) -> String {
@@ -97,28 +104,31 @@ pub const SESSION_SETUP: &str = "SET NAMES utf8mb4, time_zone = '+00:00', \
 
 fn sql_error(doing: &str, e: mysql_async::Error) -> CdcError {
     match e {
-        mysql_async::Error::Server(s) => {
-            let cause = format!("the target refused {doing}: {} (error {})", s.message, s.code);
-            match s.code {
-                // Lock wait timeout, deadlock, server shutting down, too many connections.
-                1205 | 1213 | 1053 | 1040 => CdcError::transient(cause),
-                1045 | 1044 | 1142 => CdcError::definite(cause, "check the user, password and privileges in sink.url"),
-                1062 | 1451 | 1452 | 3819 | 4025 => CdcError::definite(
-                    cause,
-                    "the target table has a constraint the source does not; remove it or fix the row on the target, \
-                     then restart (nothing after the last applied transaction was applied)",
-                ),
-                1146 | 1054 => CdcError::definite(
-                    cause,
-                    "the target table or column is missing: create it, or set sink.create_tables = true",
-                ),
-                1264 | 1265 | 1292 | 1366 | 1406 => {
-                    CdcError::definite(cause, "the target column's type cannot hold the value; widen it")
-                }
-                _ => CdcError::definite(cause, "see the target's message"),
-            }
-        }
+        mysql_async::Error::Server(s) => refused(doing, s.code, &s.message),
         other => CdcError::transient(format!("target connection while {doing}: {other}")),
+    }
+}
+
+/// The error of a statement the target refused with error `code`.
+fn refused(doing: &str, code: u16, message: &str) -> CdcError {
+    let cause = format!("the target refused {doing}: {message} (error {code})");
+    match code {
+        // Lock wait timeout, deadlock, server shutting down, too many connections.
+        1205 | 1213 | 1053 | 1040 => CdcError::transient(cause),
+        1045 | 1044 | 1142 => CdcError::definite(cause, "check the user, password and privileges in sink.url"),
+        1062 | 1451 | 1452 | 3819 | 4025 => CdcError::definite(
+            cause,
+            "the target table has a constraint the source does not; remove it or fix the row on the target, \
+                     then restart (nothing after the last applied transaction was applied)",
+        ),
+        1146 | 1054 => CdcError::definite(
+            cause,
+            "the target table or column is missing: create it, or set sink.create_tables = true",
+        ),
+        1264 | 1265 | 1292 | 1366 | 1406 => {
+            CdcError::definite(cause, "the target column's type cannot hold the value; widen it")
+        }
+        _ => CdcError::definite(cause, "see the target's message"),
     }
 }
 
@@ -133,6 +143,7 @@ impl MySqlSink {
             conn: None,
             open_tx: None,
             in_transaction: false,
+            local_infile: false,
             stopped: FxHashSet::default(),
             plans: FxHashMap::default(),
         }
@@ -176,6 +187,15 @@ impl MySqlSink {
             .await
             .map_err(|e| sql_error("reading cdc_stopped_tables", e))?;
         self.stopped = rows.into_iter().map(|(ns, t)| TableId::new(ns, t)).collect();
+        let local_infile: Option<u8> =
+            conn.query_first("SELECT @@local_infile").await.map_err(|e| sql_error("reading local_infile", e))?;
+        self.local_infile = local_infile == Some(1);
+        if !self.local_infile {
+            tracing::info!(
+                "The target's local_infile is OFF: inserts go as multi-row INSERTs \
+                 (SET GLOBAL local_infile = ON on the target makes initial copies faster)"
+            );
+        }
         schema_change::warn_stopped_tables(&self.stopped);
         self.conn = Some(conn);
         Ok(())
@@ -207,20 +227,21 @@ impl MySqlSink {
                 self.in_transaction = false;
             }
         }
-        let mut sql = String::with_capacity(1 << 16);
+        // Inserts go through LOAD DATA only when none can be a replay: a row already there is
+        // then a conflict to report, not one to overwrite.
+        let load_inserts = self.local_infile && self.positions_table.is_some() && !batch.may_repeat;
+        let mut script = ScriptWriter::new(load_inserts);
         let mut bytes = 0u64;
-        let mut group: Option<(Arc<Plan>, bool)> = None; // (plan, is_delete)
         for event in &batch.events {
             if self.stopped.contains(&event.table.id) {
                 continue;
             }
             if !self.has_plan_for(event) {
-                close_group(&mut sql, &mut group);
                 if let Some(refused) = self.refused_change(event) {
                     // Recorded in the transaction that holds the table's last applied change.
                     schema_change::log_stopped_table(&event.table.id, &refused);
-                    self.begin(&mut sql);
-                    sql.push_str(&format!(
+                    self.begin(&mut script);
+                    script.push_sql(&format!(
                         "INSERT IGNORE INTO {} (name, source_namespace, source_table, reason) VALUES ({}, {}, {}, {});\n",
                         self.stopped_tables_table(),
                         quote(&self.name),
@@ -233,38 +254,37 @@ impl MySqlSink {
                 }
                 // The schema changed between rows of this batch: the rows so far go out under
                 // the schema they were written with, then the table is altered.
-                bytes += self.execute(std::mem::take(&mut sql), batch).await?;
+                bytes += self.execute(script.take(), batch).await?;
                 let previous = self.plans.get(&event.table.id).map(|p| (*p.schema).clone());
                 let plan = self.prepare(event, previous.as_ref()).await?;
                 self.plans.insert(event.table.id.clone(), Arc::new(plan));
                 // The DDL ended the open transaction.
                 self.in_transaction = false;
             }
-            self.begin(&mut sql);
+            self.begin(&mut script);
             let Some(plan) = self.plans.get(&event.table.id).cloned() else { continue };
-            write_event(&mut sql, &mut group, classify(event)?, &plan).map_err(|e| {
+            script.add(classify(event)?, &plan).map_err(|e| {
                 CdcError::definite(
                     format!("cannot write a change of {} to {}: {}", event.table.id, plan.target, e.0),
                     "create the target column with a type that holds it (see docs/replica.md)",
                 )
             })?;
         }
-        close_group(&mut sql, &mut group);
         if let Some(position) = &batch.checkpoint {
-            self.begin(&mut sql);
+            self.begin(&mut script);
             if let Some(table) = &self.positions_table {
-                sql.push_str(&position_upsert(table, &self.name, position));
+                script.push_sql(&position_upsert(table, &self.name, position));
             }
-            sql.push_str("COMMIT;\n");
+            script.push_sql("COMMIT;\n");
             self.in_transaction = false;
         }
-        Ok(bytes + self.execute(sql, batch).await?)
+        Ok(bytes + self.execute(script.take(), batch).await?)
     }
 
-    /// Opens a transaction in `sql` unless one is open.
-    fn begin(&mut self, sql: &mut String) {
+    /// Opens a transaction in the script unless one is open.
+    fn begin(&mut self, script: &mut ScriptWriter) {
         if !self.in_transaction {
-            sql.push_str("START TRANSACTION;\n");
+            script.push_sql("START TRANSACTION;\n");
             self.in_transaction = true;
         }
     }
@@ -292,14 +312,24 @@ impl MySqlSink {
             .is_some_and(|p| Arc::ptr_eq(&p.schema, &event.table) || *p.schema == *event.table)
     }
 
-    /// Runs a script of statements on the target; returns its size.
-    async fn execute(&mut self, sql: String, batch: &Batch) -> Result<u64, CdcError> {
-        if sql.is_empty() {
-            return Ok(0);
-        }
+    /// Runs a script on the target; returns its size.
+    async fn execute(&mut self, script: Vec<Part>, batch: &Batch) -> Result<u64, CdcError> {
         let conn = self.conn.as_mut().ok_or_else(|| CdcError::transient("not connected to the target"))?;
-        let bytes = sql.len() as u64;
-        conn.query_drop(sql).await.map_err(|e| sql_error(&format!("changes of {}", batch_tables(batch)), e))?;
+        let mut bytes = 0;
+        for part in script {
+            match part {
+                Part::Sql(sql) => {
+                    bytes += sql.len() as u64;
+                    conn.query_drop(sql)
+                        .await
+                        .map_err(|e| sql_error(&format!("changes of {}", batch_tables(batch)), e))?;
+                }
+                Part::Load { plan, data, rows } => {
+                    bytes += data.len() as u64;
+                    load(conn, &plan, data, rows).await?;
+                }
+            }
+        }
         Ok(bytes)
     }
 
@@ -399,129 +429,83 @@ impl MySqlSink {
             (false, true) => format!(" ON DUPLICATE KEY UPDATE {0} = {0}", columns[schema.key[0]]),
             (false, false) => format!(" ON DUPLICATE KEY UPDATE {}", rest.join(", ")),
         };
-        Ok(Plan { schema: schema.clone(), target, columns, insert_head, upsert_tail })
+        // The types as they are now (after the DDL above): they decide whether LOAD DATA fits.
+        let target_types: Vec<(String, String)> = conn
+            .exec(
+                "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&db, &schema.id.name),
+            )
+            .await
+            .map_err(|e| sql_error("reading the target table", e))?;
+        let load_columns: Option<Vec<LoadColumn>> = schema
+            .columns
+            .iter()
+            .map(|c| {
+                let (_, ty) = target_types.iter().find(|(name, _)| name.eq_ignore_ascii_case(&c.name))?;
+                load_column(c, ty)
+            })
+            .collect();
+        let load_statement = load_columns.as_ref().map(|how| load_statement(&target, &columns, how));
+        Ok(Plan {
+            schema: schema.clone(),
+            target,
+            columns,
+            insert_head,
+            upsert_tail,
+            load_statement,
+            load_columns: load_columns.unwrap_or_default(),
+        })
     }
 }
 
-fn close_group(sql: &mut String, group: &mut Option<(Arc<Plan>, bool)>) {
-    match group.take() {
-        Some((plan, false)) => {
-            sql.push_str(&plan.upsert_tail);
-            sql.push_str(";\n");
+/// `LOAD DATA LOCAL INFILE` of a table's columns: tab-separated fields with backslash escapes
+/// (spelled in hex, as the session has `NO_BACKSLASH_ESCAPES`), bytes as hex unhexed on the way.
+fn load_statement(target: &str, columns: &[String], how: &[LoadColumn]) -> String {
+    let mut fields = Vec::with_capacity(columns.len());
+    let mut set = Vec::new();
+    for (i, (column, how)) in columns.iter().zip(how).enumerate() {
+        match how {
+            LoadColumn::Text => fields.push(column.clone()),
+            LoadColumn::Hex => {
+                fields.push(format!("@cdc_{i}"));
+                set.push(format!("{column} = UNHEX(@cdc_{i})"));
+            }
         }
-        Some((_, true)) => sql.push_str(");\n"),
-        None => {}
     }
+    let set = if set.is_empty() { String::new() } else { format!(" SET {}", set.join(", ")) };
+    format!(
+        "LOAD DATA LOCAL INFILE 'cdc' INTO TABLE {target} CHARACTER SET utf8mb4 FIELDS TERMINATED BY X'09' \
+         ESCAPED BY X'5C' LINES TERMINATED BY X'0A' ({}){set}",
+        fields.join(",")
+    )
 }
 
-fn write_event(
-    sql: &mut String,
-    group: &mut Option<(Arc<Plan>, bool)>,
-    change: RowChange<'_>,
-    plan: &Arc<Plan>,
-) -> Result<(), LiteralError> {
-    let keyed = !plan.schema.key.is_empty();
-    let same_group = |group: &Option<(Arc<Plan>, bool)>, delete: bool| matches!(group, Some((p, d)) if Arc::ptr_eq(p, plan) && *d == delete);
-    match change {
-        RowChange::Truncate => {
-            close_group(sql, group);
-            sql.push_str(&format!("DELETE FROM {};\n", plan.target));
-        }
-        RowChange::Update { set, old } => {
-            close_group(sql, group);
-            sql.push_str(&format!("UPDATE {} SET ", plan.target));
-            let mut first = true;
-            for (i, c) in plan.schema.columns.iter().enumerate() {
-                let v = set.get(i).unwrap_or(&Value::Null);
-                if matches!(v, Value::Unchanged) {
-                    continue;
-                }
-                if !first {
-                    sql.push_str(", ");
-                }
-                first = false;
-                sql.push_str(&plan.columns[i]);
-                sql.push_str(" = ");
-                write_literal(sql, v, c)?;
-            }
-            write_where(sql, plan, old)?;
-            sql.push_str(";\n");
-        }
-        RowChange::Put { row, .. } => {
-            if same_group(group, false) {
-                sql.push(',');
-            } else {
-                close_group(sql, group);
-                sql.push_str(&plan.insert_head);
-                *group = Some((plan.clone(), false));
-            }
-            sql.push('(');
-            for (i, c) in plan.schema.columns.iter().enumerate() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                write_literal(sql, row.get(i).unwrap_or(&Value::Null), c)?;
-            }
-            sql.push(')');
-        }
-        RowChange::Delete { old } if !keyed => {
-            close_group(sql, group);
-            sql.push_str(&format!("DELETE FROM {}", plan.target));
-            write_where(sql, plan, old)?;
-            sql.push_str(";\n");
-        }
-        RowChange::Delete { old } => {
-            if same_group(group, true) {
-                sql.push(',');
-            } else {
-                close_group(sql, group);
-                let key: Vec<&str> = plan.schema.key.iter().map(|&i| plan.columns[i].as_str()).collect();
-                sql.push_str(&format!("DELETE FROM {} WHERE ({}) IN (", plan.target, key.join(",")));
-                *group = Some((plan.clone(), true));
-            }
-            write_key_tuple(sql, plan, old)?;
-        }
+/// Runs one `LOAD DATA` of `rows` rows. The server reads a LOCAL file leniently (a duplicate key
+/// skips the row, a value that does not fit is cut), reporting each as a warning: a warning is
+/// therefore the error the same row would have raised as an `INSERT`.
+async fn load(conn: &mut mysql_async::Conn, plan: &Plan, data: String, rows: usize) -> Result<(), CdcError> {
+    let Some(statement) = &plan.load_statement else {
+        return Err(CdcError::definite(format!("no LOAD DATA statement for {}", plan.target), "report this bug"));
+    };
+    let doing = format!("{rows} rows loaded into {}", plan.target);
+    let file = bytes::Bytes::from(data);
+    conn.set_infile_handler(async move {
+        // Packets of at most 1 MiB: the server buffers a packet whole.
+        let chunks: Vec<bytes::Bytes> =
+            (0..file.len()).step_by(1 << 20).map(|at| file.slice(at..file.len().min(at + (1 << 20)))).collect();
+        Ok(Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok))) as mysql_async::InfileData)
+    });
+    conn.query_drop(statement.as_str()).await.map_err(|e| sql_error(&doing, e))?;
+    if conn.get_warnings() == 0 {
+        return Ok(());
     }
-    Ok(())
-}
-
-fn write_key_tuple(sql: &mut String, plan: &Plan, row: &Row) -> Result<(), LiteralError> {
-    sql.push('(');
-    for (n, &i) in plan.schema.key.iter().enumerate() {
-        if n > 0 {
-            sql.push(',');
-        }
-        write_literal(sql, row.get(i).unwrap_or(&Value::Null), &plan.schema.columns[i])?;
+    let warnings: Vec<(String, u16, String)> =
+        conn.query("SHOW WARNINGS").await.map_err(|e| sql_error("reading LOAD DATA's warnings", e))?;
+    // Notes (a decimal rounded to the column's scale) pass, as they do for an INSERT.
+    match warnings.into_iter().find(|(level, ..)| level != "Note") {
+        Some((_, code, message)) => Err(refused(&doing, code, &message)),
+        None => Ok(()),
     }
-    sql.push(')');
-    Ok(())
-}
-
-/// ` WHERE key = (…)`, or for a table without a key every column `<=>` its old value, one row.
-fn write_where(sql: &mut String, plan: &Plan, row: &Row) -> Result<(), LiteralError> {
-    if !plan.schema.key.is_empty() {
-        let key: Vec<&str> = plan.schema.key.iter().map(|&i| plan.columns[i].as_str()).collect();
-        sql.push_str(&format!(" WHERE ({}) = ", key.join(",")));
-        return write_key_tuple(sql, plan, row);
-    }
-    sql.push_str(" WHERE ");
-    for (i, c) in plan.schema.columns.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(" AND ");
-        }
-        let v = row.get(i).unwrap_or(&Value::Null);
-        if matches!(v, Value::Unchanged) {
-            return Err(LiteralError(format!(
-                "column {} of the old row is missing (a table without a key needs full old rows)",
-                c.name
-            )));
-        }
-        sql.push_str(&plan.columns[i]);
-        sql.push_str(" <=> ");
-        write_literal(sql, v, c)?;
-    }
-    sql.push_str(" LIMIT 1");
-    Ok(())
 }
 
 #[async_trait]

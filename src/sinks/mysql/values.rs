@@ -154,6 +154,98 @@ pub fn write_literal(out: &mut String, value: &Value, column: &Column) -> Result
     Ok(())
 }
 
+/// How a column is given to `LOAD DATA`: its field as text, or as hex digits the statement
+/// unhexes (arbitrary bytes are not text in the file's character set).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LoadColumn {
+    Text,
+    Hex,
+}
+
+/// How `column` goes through `LOAD DATA` into a target column of MySQL type `target_type`
+/// (`information_schema.COLUMNS.DATA_TYPE`); `None` when it cannot: `LOAD DATA` stores a text
+/// field into a BIT column as the bits of its characters, and geometries need a function.
+pub fn load_column(column: &Column, target_type: &str) -> Option<LoadColumn> {
+    const GEOMETRIES: [&str; 8] = [
+        "geometry",
+        "point",
+        "linestring",
+        "polygon",
+        "multipoint",
+        "multilinestring",
+        "multipolygon",
+        "geometrycollection",
+    ];
+    if target_type.eq_ignore_ascii_case("bit") || GEOMETRIES.iter().any(|g| target_type.eq_ignore_ascii_case(g)) {
+        return None;
+    }
+    match column.kind {
+        ColumnType::Bytes { .. } => Some(LoadColumn::Hex),
+        ColumnType::Geometry => None,
+        _ => Some(LoadColumn::Text),
+    }
+}
+
+/// Appends `value` as a `LOAD DATA` field (tab-separated, backslash escapes, `\N` for NULL).
+/// `Ok(false)` when the value has no field form for this column (the row then goes as an
+/// `INSERT`); errors are those of [`write_literal`]. `scratch` is a reusable buffer.
+pub fn write_load_field(
+    out: &mut String,
+    scratch: &mut String,
+    value: &Value,
+    column: &Column,
+    how: LoadColumn,
+) -> Result<bool, LiteralError> {
+    match (value, how) {
+        (Value::Null, _) => out.push_str("\\N"),
+        (Value::Bytes(b), LoadColumn::Hex) => crate::model::write_hex_digits(out, b),
+        (_, LoadColumn::Hex) => return Ok(false),
+        (Value::Int(i), _) => out.push_str(itoa::Buffer::new().format(*i)),
+        (Value::UInt(u), _) => out.push_str(itoa::Buffer::new().format(*u)),
+        (Value::Text(s) | Value::Enum(s), _) => push_load_escaped(out, s),
+        _ => {
+            // The text inside the literal MySQL would have read.
+            scratch.clear();
+            write_literal(scratch, value, column)?;
+            match unquoted_literal(scratch) {
+                Some(text) => push_load_escaped(out, &text),
+                None => return Ok(false),
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The string a literal of [`write_literal`] stands for: the inside of a quoted literal, a
+/// number as it is; `None` for hex and bit literals and function calls.
+fn unquoted_literal(literal: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if let Some(inner) = literal.strip_prefix('\'').and_then(|l| l.strip_suffix('\'')) {
+        return Some(if inner.contains('\'') { inner.replace("''", "'").into() } else { inner.into() });
+    }
+    let number = literal.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
+    (number && !literal.is_empty()).then_some(literal.into())
+}
+
+/// `s` with the characters `LOAD DATA` reads specially escaped by a backslash.
+fn push_load_escaped(out: &mut String, s: &str) {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            0 => "\\0",
+            _ => continue,
+        };
+        // The bytes escaped are ASCII, so `i` is a character boundary.
+        out.push_str(&s[start..i]);
+        out.push_str(escaped);
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+}
+
 /// A PostgreSQL array as a JSON array (nested for more dimensions).
 fn json_array(items: &[Value]) -> String {
     let values: Vec<serde_json::Value> = items.iter().map(json_of).collect();
@@ -185,7 +277,8 @@ fn json_of(v: &Value) -> serde_json::Value {
             if write_literal(&mut text, other, &column).is_err() {
                 return J::Null;
             }
-            J::String(text.trim_matches('\'').replace("''", "'"))
+            let unquoted = unquoted_literal(&text).map(std::borrow::Cow::into_owned);
+            J::String(unquoted.unwrap_or(text))
         }
     }
 }
