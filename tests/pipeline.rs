@@ -457,8 +457,9 @@ fn batches_read_again_after_a_source_restart_are_marked_may_repeat() {
             Ok(())
         }
     }
-    /// Records (event ids, may_repeat) of every batch written.
-    struct Records(Arc<Mutex<Vec<(Vec<u64>, bool)>>>);
+    /// (event ids, may_repeat) of a batch written.
+    type Written = (Vec<u64>, bool);
+    struct Records(Arc<Mutex<Vec<Written>>>);
     #[async_trait]
     impl Sink for Records {
         async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
