@@ -7,6 +7,10 @@
 #
 #   ROWS=5000000 bash scripts/bench-copy.sh
 #   SOURCE_TOML='snapshot_chunk_rows = 500000' EXTRA_TOML='...' (keys of [source] / [sink] and after)
+#
+# TARGET=mariadb copies into MariaDB 10.11 instead: `psql COPY … TO STDOUT | mariadb LOAD DATA
+# LOCAL INFILE` (the native tools' way) against cdc (LOAD DATA), and cdc again with the target's
+# local_infile off (multi-row upserts, its fallback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${ROWS:-5000000}"
@@ -43,6 +47,81 @@ echo "bench: loading $ROWS rows" >&2
 psql_run "$POSTGRES_BENCH_TABLE; CREATE PUBLICATION bench FOR TABLE t;"
 load_postgres_rows "$ROWS" 100000
 psql_run "VACUUM ANALYZE t"
+
+# copy_run NAME SINK_TOML: one `cdc run` of the copy; sets t_copy (s), rss (MB), cpu (s), copy_cpu.
+copy_run() {
+  cat >"$DIR/$1.toml" <<TOML
+name = "$1"
+[source]
+kind = "postgres"
+url = "$SRC_URL"
+slot = "cdc_$1"
+publication = "bench"
+snapshot = "initial_only"
+${SOURCE_TOML:-}
+[sink]
+$2
+${EXTRA_TOML:-}
+TOML
+  s0=$(server_cpu "$SRC_PID"); g0=$(server_cpu "$TGT_PID")
+  local start
+  start=$(date +%s.%N)
+  # CDC_WRAP runs cdc under another program, e.g. CDC_WRAP="perf record -g -o /tmp/copy.perf".
+  ${CDC_WRAP:-} "${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/$1.toml" >/dev/null 2>>"$DIR/cdc.log" &
+  CDC_PID=$!
+  rss=0
+  cpu=0
+  while kill -0 "$CDC_PID" 2>/dev/null; do
+    r=$(peak_rss_mb "$CDC_PID" 2>/dev/null || echo 0)
+    cpu=$(cpu_seconds "$CDC_PID" 2>/dev/null || echo "$cpu")
+    [ "$r" -gt "$rss" ] && rss=$r
+    sleep 0.2
+  done
+  wait "$CDC_PID" || { cat "$DIR/cdc.log" >&2; exit 1; }
+  t_copy=$(echo "$(date +%s.%N) - $start" | bc)
+  sleep 1
+  copy_cpu="source server $(echo "$(server_cpu "$SRC_PID") - $s0" | bc) s, target server $(echo "$(server_cpu "$TGT_PID") - $g0" | bc) s"
+}
+
+if [ "${TARGET:-postgres}" = mariadb ]; then
+  kill "$TGT_PID"; wait "$TGT_PID" 2>/dev/null || true
+  start_mariadb "$(free_port)" 2>/dev/null
+  PIDS+=("$MARIADB_PID")
+  TGT_PID="$MARIADB_PID"
+  MY_URL="mysql://root@127.0.0.1:$(sql "SELECT @@port")"
+  # The table cdc creates for t, for the native copy.
+  sql "CREATE DATABASE dumpcopy; CREATE TABLE dumpcopy.t (id BIGINT NOT NULL, a INT, b BIGINT, c VARCHAR(64),
+    d DECIMAL(12,2), e DOUBLE, f DATETIME(6), g DATETIME(3), h DATE, i LONGTEXT, j BOOLEAN, k SMALLINT,
+    PRIMARY KEY (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+  s0=$(server_cpu "$SRC_PID"); g0=$(server_cpu "$TGT_PID")
+  start=$(date +%s.%N)
+  psql -X -q -c "SET TimeZone = 'UTC'" -c "COPY (SELECT id, a, b, c, d, e, f, g::timestamp, h, i, j::int, k FROM t) TO STDOUT" "$SRC_URL" |
+    mariadb --no-defaults --local-infile=1 -uroot -S "$SOCK" \
+      -e "SET time_zone = '+00:00'; LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE dumpcopy.t CHARACTER SET utf8mb4"
+  t_dump=$(echo "$(date +%s.%N) - $start" | bc)
+  sleep 1
+  dump_cpu="source server $(echo "$(server_cpu "$SRC_PID") - $s0" | bc) s, target server $(echo "$(server_cpu "$TGT_PID") - $g0" | bc) s"
+  copy_run load "kind = \"mysql\"
+url = \"$MY_URL\"
+namespaces = { public = \"loadcopy\" }"
+  t_load=$t_copy; load_line=$(printf 'peak RSS %d MB, cdc CPU %s s; %s' "$rss" "$cpu" "$copy_cpu")
+  sql "SET GLOBAL local_infile = 0"
+  copy_run insert "kind = \"mysql\"
+url = \"$MY_URL\"
+namespaces = { public = \"insertcopy\" }"
+  t_insert=$t_copy; insert_line=$(printf 'peak RSS %d MB, cdc CPU %s s; %s' "$rss" "$cpu" "$copy_cpu")
+  digest() { sql "SELECT COUNT(*), SUM(CRC32(CONCAT_WS('|', id, a, b, c, d, e, f, g, h, i, j, k))) FROM $1.t"; }
+  same=$([ "$(digest dumpcopy)" = "$(digest loadcopy)" ] && [ "$(digest dumpcopy)" = "$(digest insertcopy)" ] && echo yes || echo NO)
+  printf 'initial copy, psql COPY | mariadb LOAD DATA: %d rows in %.2f s = %.0f rows/s; CPU: %s\n' "$ROWS" "$t_dump" \
+    "$(echo "$ROWS / $t_dump" | bc -l)" "$dump_cpu" >&2
+  printf 'initial copy, cdc -> MariaDB (LOAD DATA): %d rows in %.2f s = %.0f rows/s (%.2fx native), %s\n' "$ROWS" "$t_load" \
+    "$(echo "$ROWS / $t_load" | bc -l)" "$(echo "$t_dump / $t_load" | bc -l)" "$load_line" >&2
+  printf 'initial copy, cdc -> MariaDB (multi-row upserts): %d rows in %.2f s = %.0f rows/s (%.2fx native), %s\n' "$ROWS" \
+    "$t_insert" "$(echo "$ROWS / $t_insert" | bc -l)" "$(echo "$t_dump / $t_insert" | bc -l)" "$insert_line" >&2
+  echo "all three copies identical: $same" >&2
+  exit 0
+fi
+
 tgt postgres "CREATE DATABASE dumpcopy" >/dev/null
 tgt postgres "CREATE DATABASE cdccopy" >/dev/null
 
@@ -53,37 +132,8 @@ t_dump=$(echo "$(date +%s.%N) - $start" | bc)
 sleep 1
 dump_cpu="source server $(echo "$(server_cpu "$SRC_PID") - $s0" | bc) s, target server $(echo "$(server_cpu "$TGT_PID") - $g0" | bc) s"
 
-cat >"$DIR/copy.toml" <<TOML
-name = "copy"
-[source]
-kind = "postgres"
-url = "$SRC_URL"
-slot = "cdc_copy"
-publication = "bench"
-snapshot = "initial_only"
-${SOURCE_TOML:-}
-[sink]
-kind = "postgres"
-url = "$TGT_URL/cdccopy"
-${EXTRA_TOML:-}
-TOML
-s0=$(server_cpu "$SRC_PID"); g0=$(server_cpu "$TGT_PID")
-start=$(date +%s.%N)
-# CDC_WRAP runs cdc under another program, e.g. CDC_WRAP="perf record -g -o /tmp/copy.perf".
-${CDC_WRAP:-} "${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/copy.toml" >/dev/null 2>>"$DIR/cdc.log" &
-CDC_PID=$!
-rss=0
-cpu=0
-while kill -0 "$CDC_PID" 2>/dev/null; do
-  r=$(peak_rss_mb "$CDC_PID" 2>/dev/null || echo 0)
-  cpu=$(cpu_seconds "$CDC_PID" 2>/dev/null || echo "$cpu")
-  [ "$r" -gt "$rss" ] && rss=$r
-  sleep 0.2
-done
-wait "$CDC_PID" || { cat "$DIR/cdc.log" >&2; exit 1; }
-t_copy=$(echo "$(date +%s.%N) - $start" | bc)
-sleep 1
-copy_cpu="source server $(echo "$(server_cpu "$SRC_PID") - $s0" | bc) s, target server $(echo "$(server_cpu "$TGT_PID") - $g0" | bc) s"
+copy_run copy "kind = \"postgres\"
+url = \"$TGT_URL/cdccopy\""
 
 digest="SELECT count(*) || ' ' || md5(string_agg(md5(t::text), '' ORDER BY id)) FROM"
 want=$(tgt dumpcopy "$digest t")

@@ -323,12 +323,20 @@ fn row_difference(layout: &Layout, source: &Row, target: &Row) -> Option<String>
         let Some(t) = layout.target_index[i] else {
             return Some(format!("column {} does not exist on the target", column.name));
         };
+        let target_kind = &layout.target.columns[t].kind;
+        // Types a MySQL target keeps as text (timetz, interval, arrays as JSON): the text the
+        // sink wrote for the source value.
+        let as_text = matches!(target_kind, ColumnType::Text { .. } | ColumnType::Json)
+            && matches!(column.kind, ColumnType::TimeTz { .. } | ColumnType::Interval | ColumnType::Array { .. });
+        let source_text = as_text.then(|| crate::sinks::mysql::values::text_of(&source[i], column)).flatten();
+        let source_text = source_text.map(Value::Text);
+        let source_value = source_text.as_ref().unwrap_or(&source[i]);
         // JSON kept as text on one side (MariaDB's JSON is LONGTEXT) compares as JSON.
-        let json = column.kind == ColumnType::Json || layout.target.columns[t].kind == ColumnType::Json;
+        let json = column.kind == ColumnType::Json || *target_kind == ColumnType::Json;
         let (a, b) = if json {
-            (canonical(&as_json(&source[i])), canonical(&as_json(&target[t])))
+            (canonical(&as_json(source_value)), canonical(&as_json(&target[t])))
         } else {
-            (canonical(&source[i]), canonical(&target[t]))
+            (canonical(source_value), canonical(&target[t]))
         };
         if a != b {
             let show = |v: Option<String>| v.map_or("NULL".to_string(), |s| s.chars().take(80).collect());

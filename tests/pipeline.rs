@@ -425,7 +425,12 @@ fn batches_read_again_after_a_source_restart_are_marked_may_repeat() {
     }
     #[async_trait]
     impl Source for FailsOnce {
-        async fn run(&mut self, start: Option<Position>, out: mpsc::Sender<Batch>, _: SourceContext) -> Result<(), CdcError> {
+        async fn run(
+            &mut self,
+            start: Option<Position>,
+            out: mpsc::Sender<Batch>,
+            _: SourceContext,
+        ) -> Result<(), CdcError> {
             let first = self.runs.lock().unwrap().is_empty();
             self.runs.lock().unwrap().push(start.clone());
             let table = table();

@@ -446,6 +446,8 @@ impl MySqlSink {
             })
             .collect();
         let load_statement = load_columns.as_ref().map(|how| load_statement(&target, &columns, how));
+        let load_data = load_statement.is_some() && self.local_infile && self.positions_table.is_some();
+        tracing::info!(table = %target, load_data, "Prepared target table");
         Ok(Plan {
             schema: schema.clone(),
             target,

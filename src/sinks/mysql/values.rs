@@ -143,7 +143,8 @@ pub fn write_literal(out: &mut String, value: &Value, column: &Column) -> Result
         Value::Bit { len, bytes } => {
             let mut bits = String::with_capacity(*len as usize);
             write_bit_text(&mut bits, *len, bytes);
-            if (1..=64).contains(len) && matches!(column.kind, ColumnType::Bit { .. }) {
+            // A BIT column (see `target_type`) takes a bit literal; varbit's VARCHAR the text.
+            if matches!(column.kind, ColumnType::Bit { len: 1..=64 }) {
                 let _ = write!(out, "b'{bits}'");
             } else {
                 out.push_str(&quote(&bits));
@@ -214,6 +215,17 @@ pub fn write_load_field(
         }
     }
     Ok(true)
+}
+
+/// The text a MySQL column of a text type holds for `value` once written (`None` for NULL and
+/// for values written as bytes or bits).
+pub fn text_of(value: &Value, column: &Column) -> Option<String> {
+    let mut literal = String::new();
+    write_literal(&mut literal, value, column).ok()?;
+    if matches!(value, Value::Null) {
+        return None;
+    }
+    unquoted_literal(&literal).map(std::borrow::Cow::into_owned)
 }
 
 /// The string a literal of [`write_literal`] stands for: the inside of a quoted literal, a
@@ -325,12 +337,52 @@ mod tests {
             "'1969-12-31 23:59:59.999999'"
         );
         assert_eq!(lit(Value::Bit { len: 3, bytes: Box::new([5]) }, ColumnType::Bit { len: 3 }).unwrap(), "b'101'");
+        // varbit (no length) is a VARCHAR of its text.
+        assert_eq!(lit(Value::Bit { len: 3, bytes: Box::new([5]) }, ColumnType::Bit { len: 0 }).unwrap(), "'101'");
         let ints = ColumnType::Array { element: Box::new(ColumnType::Int { bytes: 4, unsigned: false }) };
         let v = Value::Array(vec![Value::Array(vec![Value::Int(1), Value::Null]), Value::Array(vec![])]);
         assert_eq!(lit(v, ints).unwrap(), "'[[1,null],[]]'");
         assert!(lit(Value::Double(f64::NAN), ColumnType::Double).unwrap_err().contains("NaN"));
         assert!(lit(Value::Date(-800_000), ColumnType::Date).unwrap_err().contains("outside"));
         assert!(lit(Value::Decimal("NaN".into()), ColumnType::Decimal { precision: None, scale: None }).is_err());
+    }
+
+    fn field(value: Value, kind: ColumnType) -> Result<Option<String>, String> {
+        let column = col(kind);
+        let target = if matches!(column.kind, ColumnType::Bit { len: 1..=64 }) { "bit" } else { "varchar" };
+        let how = load_column(&column, target).ok_or("not loadable")?;
+        let mut out = String::new();
+        let written = write_load_field(&mut out, &mut String::new(), &value, &column, how).map_err(|e| e.0)?;
+        Ok(written.then_some(out))
+    }
+
+    #[test]
+    fn load_data_fields() {
+        let text = ColumnType::Text { max_len: None };
+        let f = |v: &str| field(Value::Text(v.into()), text.clone()).unwrap().unwrap();
+        assert_eq!(f("a\tb\nc\rd\\e\0f 'g'"), "a\\tb\\nc\\rd\\\\e\\0f 'g'");
+        assert_eq!(f("\\N"), "\\\\N");
+        assert_eq!(f("NULL"), "NULL");
+        assert_eq!(field(Value::Null, text.clone()).unwrap().unwrap(), "\\N");
+        let bytes = ColumnType::Bytes { max_len: None };
+        assert_eq!(field(Value::Bytes(vec![0, 9, 0x5c]), bytes.clone()).unwrap().unwrap(), "00095c");
+        assert_eq!(field(Value::Text("x".into()), bytes).unwrap(), None, "text for a hex column goes as INSERT");
+        assert_eq!(field(Value::Bytes(vec![1]), text.clone()).unwrap(), None, "X'01' has no field form");
+        assert_eq!(
+            field(Value::Json("{\"a\": \"it's\"}".into()), ColumnType::Json).unwrap().unwrap(),
+            "{\"a\": \"it's\"}"
+        );
+        let dt = ColumnType::DateTime { fsp: 6 };
+        assert_eq!(field(Value::DateTime(-1), dt).unwrap().unwrap(), "1969-12-31 23:59:59.999999");
+        assert_eq!(field(Value::Double(-2.5e-300), ColumnType::Double).unwrap().unwrap(), "-2.5e-300");
+        assert!(field(Value::Double(f64::NAN), ColumnType::Double).unwrap_err().contains("NaN"));
+        let set = ColumnType::Set { values: vec!["x".into(), "y".into()] };
+        assert_eq!(field(Value::Set(vec!["x".into(), "y".into()]), set).unwrap().unwrap(), "x,y");
+        assert!(field(Value::Bit { len: 3, bytes: Box::new([5]) }, ColumnType::Bit { len: 3 }).is_err());
+        assert_eq!(
+            field(Value::Bit { len: 3, bytes: Box::new([5]) }, ColumnType::Bit { len: 0 }).unwrap().unwrap(),
+            "101"
+        );
     }
 
     #[test]
