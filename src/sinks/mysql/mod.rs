@@ -36,7 +36,10 @@ pub struct MySqlSink {
     config: DbSinkConfig,
     /// `db`.`table` of the positions, when the position is kept in the target.
     positions_table: Option<String>,
+    /// The connection, when no script is running on it.
     conn: Option<mysql_async::Conn>,
+    /// The last batch's script, running on the connection while the next one is built.
+    running: Option<Running>,
     /// Batches applied since the last commit with a position; acknowledged at that commit.
     open_tx: Option<Vec<Ack>>,
     /// A transaction is open on the connection (DDL ends one implicitly).
@@ -46,6 +49,13 @@ pub struct MySqlSink {
     local_infile: bool,
     /// Source tables whose changes are no longer applied (`cdc_stopped_tables`).
     stopped: FxHashSet<TableId>,
+}
+
+/// A script running on the connection (a task of its own, so the target works on one batch
+/// while the next is built), and the batches its commit acknowledges.
+struct Running {
+    task: tokio::task::JoinHandle<(mysql_async::Conn, Result<(), CdcError>)>,
+    acks: Vec<Ack>,
 }
 
 /// How changes of one source table are written.
@@ -141,6 +151,7 @@ impl MySqlSink {
             config,
             positions_table,
             conn: None,
+            running: None,
             open_tx: None,
             in_transaction: false,
             local_infile: false,
@@ -150,7 +161,7 @@ impl MySqlSink {
     }
 
     async fn connect(&mut self) -> Result<(), CdcError> {
-        if self.conn.is_some() {
+        if self.conn.is_some() || self.running.is_some() {
             return Ok(());
         }
         let mut conn = crate::sources::mysql::server::connect(&self.url).await?;
@@ -201,15 +212,44 @@ impl MySqlSink {
         Ok(())
     }
 
+    /// Waits for the running script; acknowledges what its commit made durable.
+    async fn settle(&mut self) -> Result<(), CdcError> {
+        let Some(running) = self.running.take() else { return Ok(()) };
+        let (conn, result) =
+            running.task.await.map_err(|e| CdcError::transient(format!("the task applying a batch failed: {e}")))?;
+        self.conn = Some(conn);
+        result?;
+        running.acks.into_iter().for_each(Ack::done);
+        Ok(())
+    }
+
+    /// The connection, once no script runs on it.
+    async fn idle_conn(&mut self) -> Result<&mut mysql_async::Conn, CdcError> {
+        self.settle().await?;
+        self.conn.as_mut().ok_or_else(|| CdcError::transient("not connected to the target"))
+    }
+
+    /// After an error: a script sent before may still commit (its batches then count), then
+    /// everything starts over from a new connection; a lost transaction restarts the pipeline.
+    async fn after_error<T>(&mut self, result: Result<T, CdcError>) -> Result<T, CdcError> {
+        let Err(e) = result else { return result };
+        let _ = self.settle().await;
+        self.reset();
+        Err(lost_transaction(e))
+    }
+
     fn reset(&mut self) {
         self.conn = None;
+        self.running = None;
         self.open_tx = None;
         self.in_transaction = false;
         self.plans.clear();
         self.stopped.clear();
     }
 
-    async fn apply(&mut self, batch: &Batch) -> Result<u64, CdcError> {
+    /// Builds the batch's script and starts it on the connection; returns its size. The batch
+    /// is acknowledged once a commit that holds it succeeds.
+    async fn apply(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
         self.connect().await?;
         // Tables first: DDL commits implicitly in MySQL, so it goes before this batch's BEGIN
         // (and, inside a source transaction spread over batches, commits what came before).
@@ -254,7 +294,8 @@ impl MySqlSink {
                 }
                 // The schema changed between rows of this batch: the rows so far go out under
                 // the schema they were written with, then the table is altered.
-                bytes += self.execute(script.take(), batch).await?;
+                let conn = self.idle_conn().await?;
+                bytes += run_script(conn, script.take(), &batch_tables(batch)).await?;
                 let previous = self.plans.get(&event.table.id).map(|p| (*p.schema).clone());
                 let plan = self.prepare(event, previous.as_ref()).await?;
                 self.plans.insert(event.table.id.clone(), Arc::new(plan));
@@ -278,7 +319,23 @@ impl MySqlSink {
             script.push_sql("COMMIT;\n");
             self.in_transaction = false;
         }
-        Ok(bytes + self.execute(script.take(), batch).await?)
+        let script = script.take();
+        bytes += script_bytes(&script);
+        let tables = batch_tables(batch);
+        self.idle_conn().await?;
+        let mut conn = self.conn.take().ok_or_else(|| CdcError::transient("not connected to the target"))?;
+        let mut acks = self.open_tx.take().unwrap_or_default();
+        acks.push(ack);
+        if batch.checkpoint.is_none() {
+            self.open_tx = Some(acks);
+            acks = Vec::new();
+        }
+        let task = tokio::spawn(async move {
+            let result = run_script(&mut conn, script, &tables).await.map(|_| ());
+            (conn, result)
+        });
+        self.running = Some(Running { task, acks });
+        Ok(bytes)
     }
 
     /// Opens a transaction in the script unless one is open.
@@ -312,33 +369,13 @@ impl MySqlSink {
             .is_some_and(|p| Arc::ptr_eq(&p.schema, &event.table) || *p.schema == *event.table)
     }
 
-    /// Runs a script on the target; returns its size.
-    async fn execute(&mut self, script: Vec<Part>, batch: &Batch) -> Result<u64, CdcError> {
-        let conn = self.conn.as_mut().ok_or_else(|| CdcError::transient("not connected to the target"))?;
-        let mut bytes = 0;
-        for part in script {
-            match part {
-                Part::Sql(sql) => {
-                    bytes += sql.len() as u64;
-                    conn.query_drop(sql)
-                        .await
-                        .map_err(|e| sql_error(&format!("changes of {}", batch_tables(batch)), e))?;
-                }
-                Part::Load { plan, data, rows } => {
-                    bytes += data.len() as u64;
-                    load(conn, &plan, data, rows).await?;
-                }
-            }
-        }
-        Ok(bytes)
-    }
-
     async fn prepare(&mut self, event: &ChangeEvent, previous: Option<&TableSchema>) -> Result<Plan, CdcError> {
         let schema = &event.table;
         let engine = SourceEngine::of(&event.source.meta);
         let db = self.config.target_namespace(&schema.id.namespace).to_string();
         let target = format!("{}.{}", ident(&db), ident(&schema.id.name));
-        let conn = self.conn.as_mut().ok_or_else(|| CdcError::transient("not connected to the target"))?;
+        let create_tables = self.config.create_tables;
+        let conn = self.idle_conn().await?;
         let existing: Vec<String> = conn
             .exec(
                 "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
@@ -356,7 +393,7 @@ impl MySqlSink {
         };
         let mut ddl = Vec::new();
         if existing.is_empty() {
-            if !self.config.create_tables {
+            if !create_tables {
                 return Err(CdcError::definite(
                     format!("target table {db}.{} (for source table {}) does not exist", schema.id.name, schema.id),
                     "create it, or set sink.create_tables = true",
@@ -460,6 +497,30 @@ impl MySqlSink {
     }
 }
 
+/// Runs a script on the target; returns its size. `tables`: the tables it writes, for errors.
+async fn run_script(conn: &mut mysql_async::Conn, script: Vec<Part>, tables: &str) -> Result<u64, CdcError> {
+    let bytes = script_bytes(&script);
+    for part in script {
+        match part {
+            Part::Sql(sql) => {
+                conn.query_drop(sql).await.map_err(|e| sql_error(&format!("changes of {tables}"), e))?;
+            }
+            Part::Load { plan, data, rows } => load(conn, &plan, data, rows).await?,
+        }
+    }
+    Ok(bytes)
+}
+
+fn script_bytes(script: &[Part]) -> u64 {
+    script
+        .iter()
+        .map(|p| match p {
+            Part::Sql(sql) => sql.len(),
+            Part::Load { data, .. } => data.len(),
+        })
+        .sum::<usize>() as u64
+}
+
 /// `LOAD DATA LOCAL INFILE` of a table's columns: tab-separated fields with backslash escapes
 /// (spelled in hex, as the session has `NO_BACKSLASH_ESCAPES`), bytes as hex unhexed on the way.
 fn load_statement(target: &str, columns: &[String], how: &[LoadColumn]) -> String {
@@ -517,24 +578,27 @@ impl Sink for MySqlSink {
     }
 
     async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
-        match self.apply(batch).await {
-            Ok(bytes) => {
-                self.open_tx.get_or_insert_with(Vec::new).push(ack);
-                if batch.checkpoint.is_some()
-                    && let Some(acks) = self.open_tx.take()
-                {
-                    acks.into_iter().for_each(Ack::done);
-                }
-                Ok(bytes)
-            }
-            Err(e) => {
-                self.reset();
-                Err(lost_transaction(e))
-            }
-        }
+        let result = self.apply(batch, ack).await;
+        self.after_error(result).await
+    }
+
+    async fn tick(&mut self) -> Result<(), CdcError> {
+        let result = self.settle().await;
+        self.after_error(result).await
     }
 
     async fn flush(&mut self) -> Result<(), CdcError> {
+        if let Err(e) = self.settle().await {
+            self.reset();
+            if !e.is_transient() {
+                return Err(e);
+            }
+            // Not committed, not acknowledged: read again on restart.
+            tracing::warn!(error = %e, "The last transaction sent to the target was not confirmed");
+            return Ok(());
+        }
+        // Everything up to the last checkpoint is committed; a source transaction cut off by
+        // shutdown is rolled back and read again on restart.
         self.open_tx = None;
         if std::mem::take(&mut self.in_transaction)
             && let Some(conn) = self.conn.as_mut()
