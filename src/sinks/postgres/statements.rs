@@ -43,6 +43,16 @@ enum Group {
     },
 }
 
+/// The rows of a plain `COPY` left open at the end of a batch inside a source transaction, to go
+/// on with the next batch's rows. A bulk insert extends the table up to 64 pages ahead and the
+/// end of the `COPY` forgets those it did not fill (the free space map learns of them at the
+/// next VACUUM): an initial copy as one `COPY` per 1 024-row batch left tables 14–25 % larger
+/// than the source's, and cost the target a third more CPU.
+pub struct OpenCopy {
+    plan: Arc<TablePlan>,
+    data: Vec<u8>,
+}
+
 /// Builds the script of a batch.
 pub struct StatementWriter {
     parts: Vec<ScriptPart>,
@@ -59,12 +69,13 @@ pub struct StatementWriter {
 }
 
 impl StatementWriter {
-    /// `spare`: buffers from [`StatementWriter::recycle`] of earlier scripts.
-    pub fn new(copy_inserts: bool, spare: Vec<Vec<u8>>) -> StatementWriter {
+    /// `spare`: buffers from [`StatementWriter::recycle`] of earlier scripts; `open`: the COPY
+    /// the previous batch left open.
+    pub fn new(copy_inserts: bool, spare: Vec<Vec<u8>>, open: Option<OpenCopy>) -> StatementWriter {
         StatementWriter {
             parts: Vec::new(),
             sql: String::new(),
-            group: Group::None,
+            group: open.map_or(Group::None, |OpenCopy { plan, data }| Group::Copy { plan, data }),
             key_buf: String::new(),
             scratch: String::new(),
             copy_inserts,
@@ -103,6 +114,19 @@ impl StatementWriter {
     pub fn push_sql(&mut self, sql: &str) {
         self.finish();
         self.sql.push_str(sql);
+    }
+
+    /// The script so far, except a plain COPY it ends with while its data is under `limit`
+    /// bytes: that is left open for the next batch of the same source transaction.
+    pub fn take_script_keeping_copy(&mut self, limit: usize) -> (Vec<ScriptPart>, Option<OpenCopy>) {
+        let open = match std::mem::replace(&mut self.group, Group::None) {
+            Group::Copy { plan, data } if data.len() < limit => Some(OpenCopy { plan, data }),
+            other => {
+                self.group = other;
+                None
+            }
+        };
+        (self.take_script(), open)
     }
 
     /// The script so far, complete; the writer starts empty again.
