@@ -85,10 +85,12 @@ impl StatementWriter {
 
     /// Keeps the COPY data buffers of a script that went out, for the next scripts: a batch's
     /// COPY data runs to a few hundred kB, and allocating it afresh each time cost page faults.
+    /// The megabytes of a COPY kept open over batches are let go.
     pub fn recycle(&mut self, script: Vec<ScriptPart>) {
         for part in script {
             if let ScriptPart::Copy { mut data, .. } = part
                 && self.spare.len() < 4
+                && data.capacity() <= 1 << 20
             {
                 data.clear();
                 self.spare.push(data);

@@ -531,7 +531,13 @@ impl PgConnection {
                     for chunk in data.chunks(1 << 20) {
                         self.out.extend_from_slice(b"d");
                         self.out.extend_from_slice(&((chunk.len() as i32 + 4).to_be_bytes()));
-                        self.out.extend_from_slice(chunk);
+                        if chunk.len() < 1 << 16 {
+                            self.out.extend_from_slice(chunk);
+                        } else {
+                            // Megabytes go out from where they are, not through a copy in `out`.
+                            self.flush().await?;
+                            self.stream.write_all(chunk).await.map_err(|e| io_err("writing to the server", e))?;
+                        }
                     }
                     frontend::copy_done(&mut self.out);
                 }
