@@ -261,7 +261,7 @@ fn mysql_over_tls_as_ssl_mode_asks() {
         url(&verify_identity),
         url("ssl-mode=REQUIRED")
     ));
-    let _cdc = harness::spawn_cdc(&config);
+    let running = harness::spawn_cdc(&config);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let exists = || my.sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'tlsdst'") == "1";
     while !exists() {
@@ -292,4 +292,21 @@ fn mysql_over_tls_as_ssl_mode_asks() {
     let (_, out) = sink_check();
     assert!(out.contains("WARN target read_only is ON"), "{out}");
     my.sql("SET GLOBAL read_only = OFF");
+
+    // A target that refuses LOAD DATA LOCAL: check says so, and inserts go as INSERTs.
+    my.sql("SET GLOBAL local_infile = OFF");
+    let (_, out) = sink_check();
+    assert!(out.contains("WARN target local_infile is OFF"), "{out}");
+    drop(running);
+    my.sql("INSERT INTO tlsshop.t VALUES (3, 'inserted'), (4, 'while stopped')");
+    let _cdc = harness::spawn_cdc(&config);
+    while my.sql("SELECT COUNT(*) FROM tlsdst.t") != "4" {
+        assert!(std::time::Instant::now() < deadline, "not replicated:\n{}", harness::cdc_log(&config));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log = harness::cdc_log(&config);
+    assert!(log.contains("The target's local_infile is OFF"), "{log}");
+    assert!(log.contains("Prepared target table table=`tlsdst`.`t` load_data=false"), "{log}");
+    assert!(log.contains("Prepared target table table=`tlsdst`.`t` load_data=true"), "the first run loaded: {log}");
+    my.sql("SET GLOBAL local_infile = ON");
 }

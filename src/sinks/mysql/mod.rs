@@ -632,5 +632,13 @@ pub async fn check(config: &DbSinkConfig) -> Vec<crate::sources::CheckItem> {
                 .into(),
         ));
     }
+    let local_infile: Option<u8> = conn.query_first("SELECT @@local_infile").await.ok().flatten();
+    if local_infile == Some(0) {
+        items.push(Warn(
+            "target local_infile is OFF: inserts (the initial copy too) go as multi-row INSERTs, not LOAD DATA; \
+             remedy: SET GLOBAL local_infile = ON on the target"
+                .into(),
+        ));
+    }
     items
 }
