@@ -430,11 +430,32 @@ fn rows_the_target_refuses_through_load_data_stop_the_pipeline_and_nothing_is_lo
     );
     assert_eq!(my.sql("SELECT COUNT(*) FROM loadrefused_public.orders"), "0");
     my.sql("ALTER TABLE loadrefused_public.orders MODIFY code VARCHAR(10)");
-    let _cdc = spawn_cdc(&config);
+    let mut cdc = spawn_cdc(&config);
     pg.sql(&db, "INSERT INTO orders VALUES (4, 'd', 4)");
     wait_for(
         "SELECT id, code, qty FROM loadrefused_public.orders ORDER BY id",
         "1\ta\t1\n2\ta\t2\n3\tabcdef\t3\n4\td\t4",
         &config,
     );
+    // A source transaction of 3 000 inserts streams through one LOAD DATA over several
+    // batches; a row the target already has, in its third batch, stops it the same way.
+    my.sql("INSERT INTO loadrefused_public.orders VALUES (2500, 'there', 0)");
+    pg.sql(&db, "INSERT INTO orders SELECT g, 'n' || g, g FROM generate_series(100, 3099) g");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cdc.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "cdc did not stop:\n{}", cdc_log(&config));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let last = cdc_log(&config).lines().last().unwrap_or_default().to_string();
+    assert!(
+        // "rows", not "N rows": the rows went through one LOAD DATA streaming over the batches.
+        last.contains(
+            "refused rows loaded into `loadrefused_public`.`orders`: Duplicate entry '2500' for key 'PRIMARY'"
+        ),
+        "{last}"
+    );
+    assert_eq!(my.sql("SELECT COUNT(*) FROM loadrefused_public.orders"), "5", "none of the transaction applied");
+    my.sql("DELETE FROM loadrefused_public.orders WHERE id = 2500");
+    let _cdc = spawn_cdc(&config);
+    wait_for("SELECT COUNT(*), SUM(qty) FROM loadrefused_public.orders", "3004\t4798510", &config);
 }

@@ -40,6 +40,9 @@ pub struct MySqlSink {
     conn: Option<mysql_async::Conn>,
     /// The last batch's script, running on the connection while the next one is built.
     running: Option<Running>,
+    /// The `LOAD DATA` the running script ends with, still reading rows: the next batch's
+    /// inserts into that table, in the same source transaction, go on in it.
+    streaming: Option<Streaming>,
     /// Batches applied since the last commit with a position; acknowledged at that commit.
     open_tx: Option<Vec<Ack>>,
     /// A transaction is open on the connection (DDL ends one implicitly).
@@ -56,6 +59,12 @@ pub struct MySqlSink {
 struct Running {
     task: tokio::task::JoinHandle<(mysql_async::Conn, Result<(), CdcError>)>,
     acks: Vec<Ack>,
+}
+
+/// The open end of a streaming `LOAD DATA`: dropping it ends the file.
+struct Streaming {
+    plan: Arc<Plan>,
+    rows: tokio::sync::mpsc::Sender<bytes::Bytes>,
 }
 
 /// How changes of one source table are written.
@@ -152,6 +161,7 @@ impl MySqlSink {
             positions_table,
             conn: None,
             running: None,
+            streaming: None,
             open_tx: None,
             in_transaction: false,
             local_infile: false,
@@ -212,8 +222,10 @@ impl MySqlSink {
         Ok(())
     }
 
-    /// Waits for the running script; acknowledges what its commit made durable.
+    /// Waits for the running script (ending the file of a streaming `LOAD DATA` first);
+    /// acknowledges what its commit made durable.
     async fn settle(&mut self) -> Result<(), CdcError> {
+        self.streaming = None;
         let Some(running) = self.running.take() else { return Ok(()) };
         let (conn, result) =
             running.task.await.map_err(|e| CdcError::transient(format!("the task applying a batch failed: {e}")))?;
@@ -241,6 +253,7 @@ impl MySqlSink {
     fn reset(&mut self) {
         self.conn = None;
         self.running = None;
+        self.streaming = None;
         self.open_tx = None;
         self.in_transaction = false;
         self.plans.clear();
@@ -319,10 +332,42 @@ impl MySqlSink {
             script.push_sql("COMMIT;\n");
             self.in_transaction = false;
         }
-        let script = script.take();
+        let mut script = script.take();
         bytes += script_bytes(&script);
+        // Inserts that go on with the LOAD DATA streaming in the running script.
+        let continues = matches!((&self.streaming, script.first()),
+            (Some(streaming), Some(Part::Load { plan, .. })) if Arc::ptr_eq(&streaming.plan, plan));
+        if continues && let Part::Load { data, .. } = script.remove(0) {
+            let sent = match &self.streaming {
+                Some(streaming) => streaming.rows.send(bytes::Bytes::from(data)).await.is_ok(),
+                None => false,
+            };
+            if !sent {
+                // The load ended early: its error says why.
+                self.settle().await?;
+                return Err(CdcError::transient("the streaming LOAD DATA ended before its rows"));
+            }
+        }
+        if script.is_empty() && batch.checkpoint.is_none() {
+            self.open_tx.get_or_insert_with(Vec::new).push(ack);
+            return Ok(bytes);
+        }
         let tables = batch_tables(batch);
         self.idle_conn().await?;
+        // Inside a source transaction, a LOAD DATA ending the script stays open for the next
+        // batch's rows: one statement keeps the target busy, where one per batch leaves it idle
+        // between them.
+        if batch.checkpoint.is_none()
+            && let Some(Part::Load { plan, .. }) = script.last()
+        {
+            let plan = plan.clone();
+            let (rows, file) = tokio::sync::mpsc::channel(4);
+            if let Some(Part::Load { data, .. }) = script.pop() {
+                let _ = rows.try_send(bytes::Bytes::from(data));
+            }
+            script.push(Part::StreamingLoad { plan: plan.clone(), file });
+            self.streaming = Some(Streaming { plan, rows });
+        }
         let mut conn = self.conn.take().ok_or_else(|| CdcError::transient("not connected to the target"))?;
         let mut acks = self.open_tx.take().unwrap_or_default();
         acks.push(ack);
@@ -505,7 +550,23 @@ async fn run_script(conn: &mut mysql_async::Conn, script: Vec<Part>, tables: &st
             Part::Sql(sql) => {
                 conn.query_drop(sql).await.map_err(|e| sql_error(&format!("changes of {tables}"), e))?;
             }
-            Part::Load { plan, data, rows } => load(conn, &plan, data, rows).await?,
+            Part::Load { plan, data, rows } => {
+                // Packets of at most 1 MiB: the server buffers a packet whole.
+                let file = bytes::Bytes::from(data);
+                let chunks: Vec<std::io::Result<bytes::Bytes>> = (0..file.len())
+                    .step_by(1 << 20)
+                    .map(|at| Ok(file.slice(at..file.len().min(at + (1 << 20)))))
+                    .collect();
+                let doing = format!("{rows} rows loaded into {}", plan.target);
+                load(conn, &plan, &doing, Box::pin(futures_util::stream::iter(chunks))).await?;
+            }
+            Part::StreamingLoad { plan, file } => {
+                let chunks = futures_util::stream::unfold(file, |mut file| async move {
+                    file.recv().await.map(|chunk| (Ok(chunk), file))
+                });
+                let doing = format!("rows loaded into {}", plan.target);
+                load(conn, &plan, &doing, Box::pin(chunks)).await?;
+            }
         }
     }
     Ok(bytes)
@@ -517,6 +578,7 @@ fn script_bytes(script: &[Part]) -> u64 {
         .map(|p| match p {
             Part::Sql(sql) => sql.len(),
             Part::Load { data, .. } => data.len(),
+            Part::StreamingLoad { .. } => 0,
         })
         .sum::<usize>() as u64
 }
@@ -546,19 +608,22 @@ fn load_statement(target: &str, columns: &[String], how: &[LoadColumn]) -> Strin
 /// Runs one `LOAD DATA` of `rows` rows. The server reads a LOCAL file leniently (a duplicate key
 /// skips the row, a value that does not fit is cut), reporting each as a warning: a warning is
 /// therefore the error the same row would have raised as an `INSERT`.
-async fn load(conn: &mut mysql_async::Conn, plan: &Plan, data: String, rows: usize) -> Result<(), CdcError> {
+async fn load(
+    conn: &mut mysql_async::Conn,
+    plan: &Plan,
+    doing: &str,
+    file: mysql_async::InfileData,
+) -> Result<(), CdcError> {
     let Some(statement) = &plan.load_statement else {
         return Err(CdcError::definite(format!("no LOAD DATA statement for {}", plan.target), "report this bug"));
     };
-    let doing = format!("{rows} rows loaded into {}", plan.target);
-    let file = bytes::Bytes::from(data);
+    // The handler must be Sync; the stream is only Send.
+    let file = std::sync::Mutex::new(Some(file));
     conn.set_infile_handler(async move {
-        // Packets of at most 1 MiB: the server buffers a packet whole.
-        let chunks: Vec<bytes::Bytes> =
-            (0..file.len()).step_by(1 << 20).map(|at| file.slice(at..file.len().min(at + (1 << 20)))).collect();
-        Ok(Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok))) as mysql_async::InfileData)
+        let file = file.lock().ok().and_then(|mut f| f.take());
+        file.ok_or_else(|| std::io::Error::other("the LOAD DATA file was read already").into())
     });
-    conn.query_drop(statement.as_str()).await.map_err(|e| sql_error(&doing, e))?;
+    conn.query_drop(statement.as_str()).await.map_err(|e| sql_error(doing, e))?;
     if conn.get_warnings() == 0 {
         return Ok(());
     }
@@ -566,7 +631,7 @@ async fn load(conn: &mut mysql_async::Conn, plan: &Plan, data: String, rows: usi
         conn.query("SHOW WARNINGS").await.map_err(|e| sql_error("reading LOAD DATA's warnings", e))?;
     // Notes (a decimal rounded to the column's scale) pass, as they do for an INSERT.
     match warnings.into_iter().find(|(level, ..)| level != "Note") {
-        Some((_, code, message)) => Err(refused(&doing, code, &message)),
+        Some((_, code, message)) => Err(refused(doing, code, &message)),
         None => Ok(()),
     }
 }
@@ -583,8 +648,13 @@ impl Sink for MySqlSink {
     }
 
     async fn tick(&mut self) -> Result<(), CdcError> {
-        let result = self.settle().await;
-        self.after_error(result).await
+        // A finished script's commit acknowledges its batches; a running one (a LOAD DATA
+        // streaming the rows of a source transaction) is left to go on.
+        if self.running.as_ref().is_some_and(|r| r.task.is_finished()) {
+            let result = self.settle().await;
+            return self.after_error(result).await;
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), CdcError> {

@@ -16,10 +16,11 @@ use crate::sinks::LiteralError;
 use crate::sinks::row_change::RowChange;
 
 /// A piece of a script: SQL statements to send as one multi-statement query, or a `LOAD DATA`
-/// statement and the file it reads.
+/// statement and the file it reads (whole, or streaming: chunks until the sender is dropped).
 pub enum Part {
     Sql(String),
     Load { plan: Arc<Plan>, data: String, rows: usize },
+    StreamingLoad { plan: Arc<Plan>, file: tokio::sync::mpsc::Receiver<bytes::Bytes> },
 }
 
 /// The statement being accumulated.
