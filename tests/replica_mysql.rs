@@ -459,3 +459,44 @@ fn rows_the_target_refuses_through_load_data_stop_the_pipeline_and_nothing_is_lo
     let _cdc = spawn_cdc(&config);
     wait_for("SELECT COUNT(*), SUM(qty) FROM loadrefused_public.orders", "3004\t4798510", &config);
 }
+
+/// A crash after DDL committed part of a source transaction (MySQL commits implicitly before
+/// DDL) and before that transaction's commit: the restart reads the whole transaction again,
+/// and its first inserts are on the target already. The positions table marks that case, and
+/// the replayed inserts go as upserts (LOAD DATA would stop on the duplicates); the mark goes
+/// with the transaction's commit.
+#[test]
+fn a_transaction_partly_committed_by_ddl_is_replayed_without_duplicates() {
+    let pg = shared_pg15();
+    let db = pg.create_db("partial");
+    pg.sql(&db, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');");
+    let dir = tempfile::tempdir().unwrap();
+    let my = shared_mariadb();
+    let source = format!("kind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]", pg.url(&db));
+    let config =
+        write_config(dir.path(), "partial", &source, &my.url(""), "namespaces = { public = \"partial_public\" }");
+    {
+        let _cdc = spawn_cdc(&config);
+        wait_for("SELECT COUNT(*) FROM partial_public.t", "1", &config);
+        wait_for("SELECT COUNT(*) FROM cdc.cdc_positions WHERE name = 'partial'", "1", &config);
+    }
+    // While cdc is down: one source transaction of ten inserts.
+    pg.sql(&db, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(10, 19) g");
+    // What a crash leaves after DDL committed the first half of it.
+    my.sql(
+        "USE partial_public; INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_10_to_14;
+         INSERT INTO cdc.cdc_positions (name, position) VALUES ('partial#partial', 'a source transaction partly committed')",
+    );
+    let _cdc = spawn_cdc(&config);
+    wait_for(
+        "SELECT COUNT(*), MIN(id), MAX(id), SUM(v = CONCAT('v', id)) FROM partial_public.t",
+        "11\t1\t19\t10",
+        &config,
+    );
+    wait_for("SELECT COUNT(*) FROM cdc.cdc_positions WHERE name = 'partial#partial'", "0", &config);
+    // Later transactions load again.
+    pg.sql(&db, "INSERT INTO t SELECT g, 'w' || g FROM generate_series(20, 29) g");
+    wait_for("SELECT COUNT(*) FROM partial_public.t", "21", &config);
+    let (code, out) = cdc_verify(&config);
+    assert_eq!(code, 0, "{out}");
+}

@@ -47,6 +47,10 @@ pub struct MySqlSink {
     open_tx: Option<Vec<Ack>>,
     /// A transaction is open on the connection (DDL ends one implicitly).
     in_transaction: bool,
+    /// DDL committed part of the source transaction being applied, and the positions table says
+    /// so (row `<name>#partial`) until that transaction commits: inserts of a transaction read
+    /// again after a restart may then be on the target already, so they go as upserts.
+    partial_committed: bool,
     plans: FxHashMap<TableId, Arc<Plan>>,
     /// The target takes `LOAD DATA LOCAL INFILE` (its `local_infile` is on).
     local_infile: bool,
@@ -117,6 +121,11 @@ pub fn position_upsert(table: &str, name: &str, position: &Position) -> String {
     )
 }
 
+/// The positions-table row that marks a source transaction partly committed by DDL.
+fn partial_marker(name: &str) -> String {
+    format!("{name}#partial")
+}
+
 /// Session settings every connection to a MySQL target gets.
 pub const SESSION_SETUP: &str = "SET NAMES utf8mb4, time_zone = '+00:00', \
     sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'";
@@ -164,6 +173,7 @@ impl MySqlSink {
             streaming: None,
             open_tx: None,
             in_transaction: false,
+            partial_committed: false,
             local_infile: false,
             stopped: FxHashSet::default(),
             plans: FxHashMap::default(),
@@ -208,6 +218,13 @@ impl MySqlSink {
             .await
             .map_err(|e| sql_error("reading cdc_stopped_tables", e))?;
         self.stopped = rows.into_iter().map(|(ns, t)| TableId::new(ns, t)).collect();
+        self.partial_committed = false;
+        if let Some(table) = &self.positions_table {
+            let marker = format!("SELECT COUNT(*) FROM {table} WHERE name = {}", quote(&partial_marker(&self.name)));
+            let found: Option<u64> =
+                conn.query_first(marker).await.map_err(|e| sql_error("reading the positions", e))?;
+            self.partial_committed = found.unwrap_or(0) > 0;
+        }
         let local_infile: Option<u8> =
             conn.query_first("SELECT @@local_infile").await.map_err(|e| sql_error("reading local_infile", e))?;
         self.local_infile = local_infile == Some(1);
@@ -277,12 +294,12 @@ impl MySqlSink {
                 let previous = self.plans.get(&event.table.id).map(|p| (*p.schema).clone());
                 let plan = self.prepare(event, previous.as_ref()).await?;
                 self.plans.insert(event.table.id.clone(), Arc::new(plan));
-                self.in_transaction = false;
             }
         }
         // Inserts go through LOAD DATA only when none can be a replay: a row already there is
         // then a conflict to report, not one to overwrite.
-        let load_inserts = self.local_infile && self.positions_table.is_some() && !batch.may_repeat;
+        let load_inserts =
+            self.local_infile && self.positions_table.is_some() && !batch.may_repeat && !self.partial_committed;
         let mut script = ScriptWriter::new(load_inserts);
         let mut bytes = 0u64;
         for event in &batch.events {
@@ -312,8 +329,6 @@ impl MySqlSink {
                 let previous = self.plans.get(&event.table.id).map(|p| (*p.schema).clone());
                 let plan = self.prepare(event, previous.as_ref()).await?;
                 self.plans.insert(event.table.id.clone(), Arc::new(plan));
-                // The DDL ended the open transaction.
-                self.in_transaction = false;
             }
             self.begin(&mut script);
             let Some(plan) = self.plans.get(&event.table.id).cloned() else { continue };
@@ -328,6 +343,12 @@ impl MySqlSink {
             self.begin(&mut script);
             if let Some(table) = &self.positions_table {
                 script.push_sql(&position_upsert(table, &self.name, position));
+                if std::mem::take(&mut self.partial_committed) {
+                    script.push_sql(&format!(
+                        "DELETE FROM {table} WHERE name = {};\n",
+                        quote(&partial_marker(&self.name))
+                    ));
+                }
             }
             script.push_sql("COMMIT;\n");
             self.in_transaction = false;
@@ -420,6 +441,16 @@ impl MySqlSink {
         let db = self.config.target_namespace(&schema.id.namespace).to_string();
         let target = format!("{}.{}", ident(&db), ident(&schema.id.name));
         let create_tables = self.config.create_tables;
+        // DDL commits the open transaction: when that holds part of a source transaction, a row
+        // in it says so (see `partial_committed`).
+        let partial_marker = match &self.positions_table {
+            Some(table) if self.in_transaction => Some(format!(
+                "INSERT INTO {table} (name, position) VALUES ({}, 'a source transaction partly committed by DDL') \
+                 ON DUPLICATE KEY UPDATE position = VALUES(position)",
+                quote(&partial_marker(&self.name))
+            )),
+            _ => None,
+        };
         let conn = self.idle_conn().await?;
         let existing: Vec<String> = conn
             .exec(
@@ -489,6 +520,10 @@ impl MySqlSink {
                 }
             }
         }
+        let ran_ddl = !ddl.is_empty();
+        if ran_ddl && let Some(marker) = &partial_marker {
+            conn.query_drop(marker).await.map_err(|e| sql_error("marking a partly committed transaction", e))?;
+        }
         for sql in ddl {
             conn.query_drop(&sql).await.map_err(|e| {
                 CdcError::definite(
@@ -528,6 +563,11 @@ impl MySqlSink {
             })
             .collect();
         let load_statement = load_columns.as_ref().map(|how| load_statement(&target, &columns, how));
+        if ran_ddl {
+            // The DDL ended the open transaction.
+            self.in_transaction = false;
+            self.partial_committed |= partial_marker.is_some();
+        }
         let load_data = load_statement.is_some() && self.local_infile && self.positions_table.is_some();
         tracing::info!(table = %target, load_data, "Prepared target table");
         Ok(Plan {
