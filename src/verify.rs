@@ -35,7 +35,8 @@ const RECHECKED: usize = 10_000;
 #[derive(Clone)]
 enum Db {
     Postgres(ConnectParams),
-    MySql(String),
+    /// The URL, and the setting it comes from (for errors).
+    MySql(String, &'static str),
 }
 
 /// What is wrong with a row.
@@ -95,12 +96,12 @@ pub async fn run(config: &Config) -> Result<bool, CdcError> {
             (Db::Postgres(ConnectParams::from_url(p.url.url())), TableFilter::new(&p.tables, &p.exclude_tables))
         }
         SourceConfig::Mysql(m) => {
-            (Db::MySql(m.url.expose().to_string()), TableFilter::new(&m.tables, &m.exclude_tables))
+            (Db::MySql(m.url.expose().to_string(), "source.url"), TableFilter::new(&m.tables, &m.exclude_tables))
         }
     };
     let (sink, target): (&DbSinkConfig, Db) = match &config.sink {
         SinkConfig::Postgres(d) => (d, Db::Postgres(ConnectParams::from_url(d.url.url()))),
-        SinkConfig::Mysql(d) => (d, Db::MySql(d.url.expose().to_string())),
+        SinkConfig::Mysql(d) => (d, Db::MySql(d.url.expose().to_string(), "sink.url")),
         other => {
             return Err(CdcError::definite(
                 format!(
@@ -174,8 +175,8 @@ async fn list_tables(db: &Db, filter: &TableFilter) -> Result<Vec<TableId>, CdcE
             let mut conn = PgConnection::connect(p, false).await?;
             catalog::selected_tables(&mut conn, filter).await
         }
-        Db::MySql(url) => {
-            let mut conn = my_server::connect(url).await?;
+        Db::MySql(url, setting) => {
+            let mut conn = my_server::connect(url, setting).await?;
             my_snapshot::list_tables(&mut conn, filter).await
         }
     }
@@ -195,8 +196,8 @@ async fn read_schema(db: &Db, id: &TableId) -> Result<Option<TableSchema>, CdcEr
             types.resolve(&mut conn, &cols.iter().map(|c| c.1).collect::<Vec<_>>()).await?;
             Ok(Some((*types.schema(id.clone(), &cols)).clone()))
         }
-        Db::MySql(url) => {
-            let mut conn = my_server::connect(url).await?;
+        Db::MySql(url, setting) => {
+            let mut conn = my_server::connect(url, setting).await?;
             let schema = my_snapshot::table_schema(&mut conn, id).await?;
             Ok((!schema.columns.is_empty()).then_some(schema))
         }
@@ -370,8 +371,8 @@ fn stream_table(db: Db, schema: TableSchema, order_by: Option<Vec<String>>) -> m
             .map(|k| match (&db, is_text(&schema, k)) {
                 (Db::Postgres(_), true) => format!("{} COLLATE \"C\"", quote_ident(k)),
                 (Db::Postgres(_), false) => quote_ident(k),
-                (Db::MySql(_), true) => format!("BINARY {}", my_ident(k)),
-                (Db::MySql(_), false) => my_ident(k),
+                (Db::MySql(..), true) => format!("BINARY {}", my_ident(k)),
+                (Db::MySql(..), false) => my_ident(k),
             })
             .collect();
         if let Err(e) = read_rows(&db, &schema, &format!("ORDER BY {}", order.join(", ")), &tx).await {
@@ -401,7 +402,7 @@ async fn read_rows(
 ) -> Result<(), CdcError> {
     match db {
         Db::Postgres(params) => read_postgres(params, schema, clause, tx).await,
-        Db::MySql(url) => read_mysql(url, schema, clause, tx).await,
+        Db::MySql(url, setting) => read_mysql(url, setting, schema, clause, tx).await,
     }
 }
 
@@ -447,11 +448,12 @@ async fn read_postgres(
 
 async fn read_mysql(
     url: &str,
+    setting: &str,
     schema: &TableSchema,
     clause: &str,
     tx: &mpsc::Sender<Result<Row, CdcError>>,
 ) -> Result<(), CdcError> {
-    let mut conn = my_server::connect(url).await?;
+    let mut conn = my_server::connect(url, setting).await?;
     let q = |doing: &'static str| my_server::sql_err(doing);
     conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(q("setting the session time zone"))?;
     let columns: Vec<String> = schema.columns.iter().map(|c| my_ident(&c.name)).collect();
@@ -577,7 +579,7 @@ async fn read_by_key(
                 condition.push_str(" IS NOT DISTINCT FROM ");
                 crate::sinks::postgres::values::write_literal(&mut condition, v, column)
             }
-            Db::MySql(_) => {
+            Db::MySql(..) => {
                 condition.push_str(&my_ident(&column.name));
                 condition.push_str(" <=> ");
                 crate::sinks::mysql::values::write_literal(&mut condition, v, column)

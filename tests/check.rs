@@ -275,16 +275,21 @@ fn mysql_over_tls_as_ssl_mode_asks() {
     }
 
     // `cdc check` of the target: how it is reached, and whether it takes writes.
-    let sink_check = || {
+    let sink_check_with = |sink_query: &str| {
         let cfg = format!(
             "name = \"tls\"\n[source]\nkind = \"mysql\"\nurl = \"{}\"\nserver_id = 7403\n\
              [sink]\nkind = \"mysql\"\nurl = \"{}\"\n",
             url("ssl-mode=REQUIRED"),
-            url("ssl-mode=REQUIRED")
+            url(sink_query)
         );
         let (code, out, err) = cdc(&["check"], &cfg);
         (code, format!("{out}{err}"))
     };
+    let sink_check = || sink_check_with("ssl-mode=REQUIRED");
+    // Refused without TLS: the remedy names the sink's URL, not the source's.
+    let (code, out) = sink_check_with("ssl-mode=DISABLED");
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("access denied") && out.contains("remedy: check the user and password in sink.url"), "{out}");
     let (code, out) = sink_check();
     assert_eq!(code, 0, "{out}");
     assert!(out.lines().any(|l| l.starts_with("PASS target: MariaDB 10.11") && l.ends_with("(TLS)")), "{out}");

@@ -67,7 +67,7 @@ impl SinkPositionStore {
     }
 
     async fn read_mysql(&self, url: &str) -> Result<Option<(String, i64)>, CdcError> {
-        let mut conn = crate::sources::mysql::server::connect(url).await?;
+        let mut conn = crate::sources::mysql::server::connect(url, "sink.url").await?;
         let err = crate::sources::mysql::server::sql_err("reading the stored position");
         let (db, table) = self.table.split_once('.').unwrap_or(("`cdc`", &self.table));
         let unquote = |s: &str| s.trim_matches('`').replace("``", "`");
@@ -132,7 +132,7 @@ impl PositionStore for SinkPositionStore {
                 conn.query(postgres::position_upsert(&self.table, &self.name, position).trim_end()).await?;
             }
             Target::MySql(url) => {
-                let mut conn = crate::sources::mysql::server::connect(url).await?;
+                let mut conn = crate::sources::mysql::server::connect(url, "sink.url").await?;
                 let err = crate::sources::mysql::server::sql_err("writing the stored position");
                 conn.query_drop(mysql::SESSION_SETUP).await.map_err(&err)?;
                 for sql in mysql::positions_table_ddl(&self.table) {

@@ -62,7 +62,7 @@ pub async fn check(config: &Config) -> Vec<CheckItem> {
 pub async fn current_position(config: &Config) -> Result<Option<Position>, CdcError> {
     match &config.source {
         SourceConfig::Mysql(m) => {
-            let mut conn = mysql::server::connect(m.url.expose()).await?;
+            let mut conn = mysql::server::connect(m.url.expose(), "source.url").await?;
             let facts = mysql::server::ServerFacts::read(&mut conn).await?;
             Ok(Some(Position::MySql(mysql::server::current_position(&mut conn, &facts).await?)))
         }

@@ -184,7 +184,7 @@ impl MySqlSink {
         if self.conn.is_some() || self.running.is_some() {
             return Ok(());
         }
-        let mut conn = crate::sources::mysql::server::connect(&self.url).await?;
+        let mut conn = crate::sources::mysql::server::connect(&self.url, "sink.url").await?;
         conn.query_drop(SESSION_SETUP).await.map_err(|e| sql_error("the session settings", e))?;
         let got: Option<Option<i64>> = conn
             .query_first(format!("SELECT GET_LOCK({}, 0)", quote(&format!("cdc.{}", self.name))))
@@ -725,7 +725,7 @@ pub async fn check(config: &DbSinkConfig) -> Vec<crate::sources::CheckItem> {
     use crate::sources::mysql::server;
     let url = config.url.url();
     let at = format!("{}:{}", url.host_str().unwrap_or(""), url.port().unwrap_or(3306));
-    let mut conn = match server::connect(config.url.expose()).await {
+    let mut conn = match server::connect(config.url.expose(), "sink.url").await {
         Ok(c) => c,
         Err(e) => return vec![Fail(format!("target at {at}: {e}"))],
     };

@@ -8,14 +8,16 @@ use crate::error::CdcError;
 use crate::model::{BinlogCoordinates, GtidSet, MySqlPosition};
 
 /// Connects with the configured URL (`mariadb://` is accepted as an alias). TLS follows the
-/// MySQL client's `ssl-mode` and `ssl-ca` URL parameters (see [`TlsMode`]).
-pub async fn connect(url: &str) -> Result<Conn, CdcError> {
+/// MySQL client's `ssl-mode` and `ssl-ca` URL parameters (see [`TlsMode`]). `setting` names
+/// the URL in errors: `source.url` or `sink.url`.
+pub async fn connect(url: &str, setting: &str) -> Result<Conn, CdcError> {
     let url = match url.strip_prefix("mariadb://") {
         Some(rest) => format!("mysql://{rest}"),
         None => url.to_string(),
     };
     let (url, mode, ca) = tls_params(&url)?;
-    let opts = Opts::from_url(&url).map_err(|e| CdcError::definite(format!("source.url: {e}"), "fix source.url"))?;
+    let opts =
+        Opts::from_url(&url).map_err(|e| CdcError::definite(format!("{setting}: {e}"), format!("fix {setting}")))?;
     let host = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
     let doing = format!("connecting to {host}");
     let tls = |ssl: SslOpts| Opts::from(OptsBuilder::from_opts(opts.clone()).ssl_opts(ssl));
@@ -50,6 +52,10 @@ pub async fn connect(url: &str) -> Result<Conn, CdcError> {
                 "give the server's certificate authority as ssl-ca in the URL (VERIFY_IDENTITY also needs the host name in the certificate)",
             )
         }
+        mysql_async::Error::Server(s) if s.code == 1045 => CdcError::definite(
+            format!("{doing}: access denied ({})", s.message),
+            format!("check the user and password in {setting}"),
+        ),
         _ => classify(e, &doing),
     })
 }
@@ -327,7 +333,7 @@ pub async fn transport(conn: &mut Conn) -> &'static str {
 pub async fn check(url: &str, replica_server_id: u32) -> Vec<crate::sources::CheckItem> {
     use crate::sources::CheckItem::{Fail, Pass, Warn};
     let mut items = Vec::new();
-    let mut conn = match connect(url).await {
+    let mut conn = match connect(url, "source.url").await {
         Ok(c) => c,
         Err(e) => return vec![Fail(format!("connect: {e}"))],
     };

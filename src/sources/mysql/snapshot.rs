@@ -53,7 +53,7 @@ pub async fn run(
     out: &mpsc::Sender<Batch>,
     ctx: &SourceContext,
 ) -> Result<Option<(MySqlPosition, Option<MySqlPosition>)>, CdcError> {
-    let mut conn = connect(url).await?;
+    let mut conn = connect(url, "source.url").await?;
     let q = |doing: &'static str| sql_err(doing);
     conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(q("setting the session time zone"))?;
     conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(q("setting isolation"))?;

@@ -68,7 +68,7 @@ impl Source for MySqlSource {
         out: mpsc::Sender<Batch>,
         ctx: SourceContext,
     ) -> Result<(), CdcError> {
-        let mut conn = connect(&self.url).await?;
+        let mut conn = connect(&self.url, "source.url").await?;
         let facts = ServerFacts::read(&mut conn).await?;
         facts.require_row_binlog()?;
         tracing::info!(version = %facts.version, server_id = facts.server_id, "Connected to the source");
@@ -145,7 +145,7 @@ impl MySqlSource {
         start: &MySqlPosition,
     ) -> Result<HistoryFile, CdcError> {
         let (mut file, mut history) = HistoryFile::load(&self.schema_history, self.filter.clone(), start)?;
-        let mut conn = connect(&self.url).await?;
+        let mut conn = connect(&self.url, "source.url").await?;
         let known = history.len();
         for (id, def) in snapshot::table_definitions(&mut conn, &self.filter, None).await? {
             if history.get(&id).is_none() {
@@ -188,7 +188,7 @@ impl MySqlSource {
         out: mpsc::Sender<Batch>,
         ctx: SourceContext,
     ) -> Result<(), CdcError> {
-        let mut conn = connect(&self.url).await?;
+        let mut conn = connect(&self.url, "source.url").await?;
         let heartbeat_ns = self.heartbeat.as_nanos() as u64;
         conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
             .await
@@ -308,7 +308,7 @@ impl MySqlSource {
                 for (table_id, id) in decoder.take_needs_names() {
                     let conn = match catalog.as_mut() {
                         Some(c) => c,
-                        None => catalog.insert(connect(&self.url).await?),
+                        None => catalog.insert(connect(&self.url, "source.url").await?),
                     };
                     let def = snapshot::table_definitions(conn, &self.filter, Some(&id)).await?.pop().map(|(_, d)| d);
                     if !def.is_some_and(|def| decoder.learn_table(table_id, &def)) {
@@ -323,7 +323,7 @@ impl MySqlSource {
             if std::time::Instant::now() >= next_lag_report {
                 next_lag_report = std::time::Instant::now() + self.heartbeat;
                 if catalog.is_none() {
-                    catalog = connect(&self.url)
+                    catalog = connect(&self.url, "source.url")
                         .await
                         .inspect_err(|e| tracing::debug!(error = %e, "No connection for the lag"))
                         .ok();
