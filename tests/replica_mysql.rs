@@ -97,6 +97,7 @@ fn mariadb_to_mariadb_keeps_types_and_survives_kill_9() {
         "CREATE DATABASE mm_src; CREATE TABLE mm_src.acc (id BIGINT UNSIGNED PRIMARY KEY, e ENUM('a','b'), s SET('x','y'),
            t TIME(3), y YEAR, dt DATETIME(6), ts TIMESTAMP(3) NULL, bal DECIMAL(20,4), bits BIT(3), z DATE NOT NULL)
            CHARACTER SET utf8mb4;
+         CREATE TABLE mm_src.log (id BIGINT PRIMARY KEY, v VARCHAR(20)) CHARACTER SET utf8mb4;
          SET sql_mode = ''; INSERT INTO mm_src.acc VALUES (18446744073709551615, 'b', 'x,y', '-838:59:59.000', 2155,
            '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07.999', -12345.6789, b'101', '0000-00-00');",
     );
@@ -110,13 +111,17 @@ fn mariadb_to_mariadb_keeps_types_and_survives_kill_9() {
     wait_for("SELECT COUNT(*) FROM mm_dst.acc", "1", &config);
     let ddl = my.sql("SHOW CREATE TABLE mm_dst.acc");
     assert!(ddl.contains("enum('a','b')") && ddl.contains("set('x','y')"), "ENUM and SET kept: {ddl}");
-    // Counters updated in many transactions while cdc is killed and restarted.
+    // Counters updated in many transactions while cdc is killed and restarted, and transactions
+    // of 3 000 inserts into `log` (a LOAD DATA streaming over several batches when killed).
     for round in 0..5u64 {
         my.sql(&format!(
             "USE mm_src; INSERT INTO mm_src.acc (id, bal, z) SELECT seq, 0, '2000-01-01' FROM seq_{}_to_{};
-             UPDATE mm_src.acc SET bal = bal + 1 WHERE id < 1000;",
+             UPDATE mm_src.acc SET bal = bal + 1 WHERE id < 1000;
+             INSERT INTO mm_src.log SELECT seq, CONCAT('r', seq) FROM seq_{}_to_{};",
             round * 200 + 1,
-            round * 200 + 200
+            round * 200 + 200,
+            round * 3000 + 1,
+            round * 3000 + 3000
         ));
         std::thread::sleep(Duration::from_millis(150));
         cdc.0.kill().unwrap();
@@ -125,6 +130,7 @@ fn mariadb_to_mariadb_keeps_types_and_survives_kill_9() {
     }
     let want = my.sql("SELECT COUNT(*), SUM(bal) FROM mm_src.acc");
     wait_for("SELECT COUNT(*), SUM(bal) FROM mm_dst.acc", &want, &config);
+    wait_for("SELECT COUNT(*), SUM(id), SUM(v = CONCAT('r', id)) FROM mm_dst.log", "15000\t112507500\t15000", &config);
     wait_for(
         "SELECT id, e, s, t, y, dt, ts, bal, BIN(bits), z FROM mm_dst.acc WHERE id > 1000000",
         "18446744073709551615\tb\tx,y\t-838:59:59.000\t2155\t9999-12-31 23:59:59.999999\t2038-01-19 03:14:07.999\t\
@@ -146,6 +152,7 @@ fn mariadb_to_mariadb_keeps_types_and_survives_kill_9() {
     let (code, out) = cdc_verify(&config);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK   mm_src.acc → mm_dst.acc: 1001 rows"), "{out}");
+    assert!(out.contains("OK   mm_src.log → mm_dst.log: 15000 rows"), "{out}");
 }
 
 /// A column dropped between rows that reach the sink in one batch (a backlog), inside one
