@@ -635,7 +635,8 @@ impl Sink for PostgresSink {
             return Ok(());
         }
         // Everything up to the last checkpoint is committed; a source transaction cut off by
-        // shutdown is rolled back and read again on restart.
+        // shutdown is rolled back and read again on restart (with the rows held for its COPY).
+        self.open_copy = None;
         if let Some(unit) = self.units.pop_back()
             && let Some(lane) = self.lanes.get_mut(unit.lane)
         {
