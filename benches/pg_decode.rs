@@ -99,6 +99,34 @@ fn bench(c: &mut Criterion) {
             row
         })
         .collect();
+    // The snapshot's side: the same rows as lines of `COPY … TO STDOUT` text, parsed.
+    let lines: Vec<Vec<u8>> = messages
+        .iter()
+        .map(|m| {
+            let Ok(PgMessage::Insert { new, .. }) = decode(m, false) else { panic!("not an insert") };
+            let mut line = Vec::new();
+            for (i, v) in new.iter().enumerate() {
+                if i > 0 {
+                    line.push(b'\t');
+                }
+                if let TupleValue::Text(bytes) = v {
+                    line.extend_from_slice(bytes);
+                }
+            }
+            line.push(b'\n');
+            line
+        })
+        .collect();
+    group.bench_function("copy_text_rows_to_values", |b| {
+        let mut key = Vec::new();
+        b.iter(|| {
+            let mut n = 0usize;
+            for line in &lines {
+                n += cdc::sources::postgres::types::parse_copy_row(&columns, line, &[0], &mut key).unwrap().len();
+            }
+            n
+        })
+    });
     group.bench_function("values_to_copy_text", |b| {
         let mut data = Vec::with_capacity(1 << 20);
         let mut scratch = String::new();

@@ -196,25 +196,31 @@ pub fn parse_copy_row(
     key: &mut Vec<Vec<u8>>,
 ) -> Result<Vec<Value>, String> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
+    // One UTF-8 check for the whole line: fields split at a tab (ASCII) stay valid.
+    let line = std::str::from_utf8(line).map_err(|e| {
+        let at = line[..e.valid_up_to()].iter().filter(|&&b| b == b'\t').count();
+        format!("{}: not UTF-8", columns.get(at).map_or("a column", |c| c.name.as_str()))
+    })?;
     let mut values = Vec::with_capacity(columns.len());
-    key.clear();
+    // The key buffers are kept from row to row (no allocation per row).
     key.resize(key_columns.len(), Vec::new());
+    key.iter_mut().for_each(Vec::clear);
     let mut unescaped = Vec::new();
-    for (i, field) in line.split(|b| *b == b'\t').enumerate() {
+    for (i, field) in line.split('\t').enumerate() {
         let column = columns.get(i).ok_or_else(|| format!("more than the {} columns in a COPY row", columns.len()))?;
-        if field == b"\\N" {
+        if field == "\\N" {
             values.push(Value::Null);
             continue;
         }
-        let raw = if memchr::memchr(b'\\', field).is_none() {
+        let text = if memchr::memchr(b'\\', field.as_bytes()).is_none() {
             field
         } else {
-            unescape_copy(field, &mut unescaped);
-            &unescaped
+            // Octal and hex escapes can spell any byte: check what they made.
+            unescape_copy(field.as_bytes(), &mut unescaped);
+            std::str::from_utf8(&unescaped).map_err(|_| format!("{}: not UTF-8", column.name))?
         };
-        let text = std::str::from_utf8(raw).map_err(|_| format!("{}: not UTF-8", column.name))?;
         if let Some(k) = key_columns.iter().position(|&c| c == i) {
-            key[k] = raw.to_vec();
+            key[k].extend_from_slice(text.as_bytes());
         }
         push_text(&column.kind, text, &mut values).map_err(|e| format!("{}: {e}", column.name))?;
     }
@@ -614,7 +620,13 @@ mod tests {
             vec![Value::Int(7), Value::Text("a\tb\nc\\dA".into()), Value::Bytes(vec![0, 0xff]), Value::Null]
         );
         assert_eq!(key, vec![b"7".to_vec(), b"a\tb\nc\\dA".to_vec()]);
+        // The key buffers are reused: the next row's key is its own.
+        super::parse_copy_row(&columns, b"8\tz\t\\N\t\\N\n", &[0, 1], &mut key).unwrap();
+        assert_eq!(key, vec![b"8".to_vec(), b"z".to_vec()]);
         assert!(super::parse_copy_row(&columns, b"1\tx", &[], &mut key).is_err());
+        // Bytes that are not UTF-8, raw or spelled by an escape, in a text column.
+        assert_eq!(super::parse_copy_row(&columns, b"1\t\xff\t\\N\t\\N\n", &[], &mut key).unwrap_err(), "t: not UTF-8");
+        assert!(super::parse_copy_row(&columns, b"1\t\\377\t\\N\t\\N\n", &[], &mut key).unwrap_err().contains("UTF-8"));
     }
 
     use super::*;
