@@ -19,6 +19,14 @@ fn write_config(dir: &Path, name: &str, source: &str, target_url: &str, extra_si
     path
 }
 
+/// The config of a replica of PostgreSQL 15 database `db` (schema `public`) into the MariaDB
+/// database `<name>_public`.
+fn postgres_to_mariadb(dir: &Path, name: &str, db: &str) -> PathBuf {
+    let source = format!("kind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]", shared_pg15().url(db));
+    let namespaces = format!("namespaces = {{ public = \"{name}_public\" }}");
+    write_config(dir, name, &source, &shared_mariadb().url(""), &namespaces)
+}
+
 /// Waits (60 s at most) until `query` on the MariaDB target returns `want`.
 fn wait_for(query: &str, want: &str, config: &Path) {
     let my = shared_mariadb();
@@ -55,10 +63,8 @@ fn postgres_to_mariadb_types_workload_and_verify() {
     );
     let dir = tempfile::tempdir().unwrap();
     let my = shared_mariadb();
-    let source = format!("kind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]", pg.url(&db));
     // The PostgreSQL schema `public` becomes the MariaDB database `tomaria_public`.
-    let config =
-        write_config(dir.path(), "tomaria", &source, &my.url(""), "namespaces = { public = \"tomaria_public\" }");
+    let config = postgres_to_mariadb(dir.path(), "tomaria", &db);
     let _cdc = spawn_cdc(&config);
     pg.sql(
         &db,
@@ -229,10 +235,7 @@ fn a_schema_change_inside_one_batch_applies_each_row_under_its_own_schema() {
     let db = pg.create_db("dropmid");
     pg.sql(&db, "CREATE TABLE t (id int PRIMARY KEY, a text, b text, c int); INSERT INTO t VALUES (0, 'a0', 'b0', 0);");
     let dir = tempfile::tempdir().unwrap();
-    let my = shared_mariadb();
-    let source = format!("kind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]", pg.url(&db));
-    let config =
-        write_config(dir.path(), "dropmid", &source, &my.url(""), "namespaces = { public = \"dropmid_public\" }");
+    let config = postgres_to_mariadb(dir.path(), "dropmid", &db);
     {
         let _cdc = spawn_cdc(&config);
         wait_for("SELECT id, a, b, c FROM dropmid_public.t", "0\ta0\tb0\t0", &config);
@@ -273,10 +276,7 @@ fn an_ambiguous_schema_change_stops_only_that_table() {
          CREATE TABLE u (id int PRIMARY KEY, v int); INSERT INTO u VALUES (1, 1);",
     );
     let dir = tempfile::tempdir().unwrap();
-    let my = shared_mariadb();
-    let source = format!("kind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]", pg.url(&db));
-    let config =
-        write_config(dir.path(), "mystop", &source, &my.url(""), "namespaces = { public = \"mystop_public\" }");
+    let config = postgres_to_mariadb(dir.path(), "mystop", &db);
     {
         let _cdc = spawn_cdc(&config);
         wait_for("SELECT COUNT(*) FROM mystop_public.u", "1", &config);
@@ -330,9 +330,7 @@ fn inserts_go_through_load_data_with_every_value_intact() {
     );
     let dir = tempfile::tempdir().unwrap();
     let my = shared_mariadb();
-    let source = format!("kind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]", pg.url(&db));
-    let config =
-        write_config(dir.path(), "loaddata", &source, &my.url(""), "namespaces = { public = \"loaddata_public\" }");
+    let config = postgres_to_mariadb(dir.path(), "loaddata", &db);
     let _cdc = spawn_cdc(&config);
     wait_for("SELECT COUNT(*) FROM loaddata_public.loaded", "4", &config);
     // The same rows again, streamed, and a larger streamed insert.
@@ -402,14 +400,7 @@ fn rows_the_target_refuses_through_load_data_stop_the_pipeline_and_nothing_is_lo
          CREATE TABLE loadrefused_public.orders (id INT PRIMARY KEY, code VARCHAR(3), qty INT, UNIQUE KEY one_code (code));",
     );
     let dir = tempfile::tempdir().unwrap();
-    let source = format!("kind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]", pg.url(&db));
-    let config = write_config(
-        dir.path(),
-        "loadrefused",
-        &source,
-        &my.url(""),
-        "namespaces = { public = \"loadrefused_public\" }",
-    );
+    let config = postgres_to_mariadb(dir.path(), "loadrefused", &db);
     let run_until_exit = || {
         let mut cdc = spawn_cdc(&config);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -479,9 +470,7 @@ fn a_transaction_partly_committed_by_ddl_is_replayed_without_duplicates() {
     pg.sql(&db, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');");
     let dir = tempfile::tempdir().unwrap();
     let my = shared_mariadb();
-    let source = format!("kind = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]", pg.url(&db));
-    let config =
-        write_config(dir.path(), "partial", &source, &my.url(""), "namespaces = { public = \"partial_public\" }");
+    let config = postgres_to_mariadb(dir.path(), "partial", &db);
     {
         let _cdc = spawn_cdc(&config);
         wait_for("SELECT COUNT(*) FROM partial_public.t", "1", &config);
