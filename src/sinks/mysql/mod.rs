@@ -80,9 +80,14 @@ pub struct Plan {
     insert_head: String,
     /// ` ON DUPLICATE KEY UPDATE a = VALUES(a), …`
     upsert_tail: String,
-    /// `LOAD DATA LOCAL INFILE … INTO TABLE t …` when every column can go through it.
-    load_statement: Option<String>,
-    load_columns: Vec<LoadColumn>,
+    /// How inserts go by `LOAD DATA`, when every column can go through it.
+    load: Option<LoadPlan>,
+}
+
+/// `LOAD DATA LOCAL INFILE … INTO TABLE t …`, and how each column's field is written.
+pub struct LoadPlan {
+    statement: String,
+    columns: Vec<LoadColumn>,
 }
 
 fn ident(s: &str) -> String {
@@ -298,8 +303,7 @@ impl MySqlSink {
         }
         // Inserts go through LOAD DATA only when none can be a replay: a row already there is
         // then a conflict to report, not one to overwrite.
-        let load_inserts =
-            self.local_infile && self.positions_table.is_some() && !batch.may_repeat && !self.partial_committed;
+        let load_inserts = self.loads_inserts() && !batch.may_repeat && !self.partial_committed;
         let mut script = ScriptWriter::new(load_inserts);
         let mut bytes = 0u64;
         for event in &batch.events {
@@ -452,14 +456,8 @@ impl MySqlSink {
             _ => None,
         };
         let conn = self.idle_conn().await?;
-        let existing: Vec<String> = conn
-            .exec(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
-                 ORDER BY ORDINAL_POSITION",
-                (&db, &schema.id.name),
-            )
-            .await
-            .map_err(|e| sql_error("reading the target table", e))?;
+        let mut target_columns = read_target_columns(conn, &db, &schema.id.name).await?;
+        let existing: Vec<String> = target_columns.iter().map(|(name, _)| name.clone()).collect();
         let definition = |i: usize| {
             let c = &schema.columns[i];
             let is_key = schema.key.contains(&i);
@@ -546,40 +544,50 @@ impl MySqlSink {
             (false, true) => format!(" ON DUPLICATE KEY UPDATE {0} = {0}", columns[schema.key[0]]),
             (false, false) => format!(" ON DUPLICATE KEY UPDATE {}", rest.join(", ")),
         };
-        // The types as they are now (after the DDL above): they decide whether LOAD DATA fits.
-        let target_types: Vec<(String, String)> = conn
-            .exec(
-                "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                (&db, &schema.id.name),
-            )
-            .await
-            .map_err(|e| sql_error("reading the target table", e))?;
+        // The types decide whether LOAD DATA fits: read again when the DDL above changed them.
+        if ran_ddl {
+            target_columns = read_target_columns(conn, &db, &schema.id.name).await?;
+        }
         let load_columns: Option<Vec<LoadColumn>> = schema
             .columns
             .iter()
             .map(|c| {
-                let (_, ty) = target_types.iter().find(|(name, _)| name.eq_ignore_ascii_case(&c.name))?;
+                let (_, ty) = target_columns.iter().find(|(name, _)| name.eq_ignore_ascii_case(&c.name))?;
                 load_column(c, ty)
             })
             .collect();
-        let load_statement = load_columns.as_ref().map(|how| load_statement(&target, &columns, how));
+        let load =
+            load_columns.map(|how| LoadPlan { statement: load_statement(&target, &columns, &how), columns: how });
         if ran_ddl {
             // The DDL ended the open transaction.
             self.in_transaction = false;
             self.partial_committed |= partial_marker.is_some();
         }
-        let load_data = load_statement.is_some() && self.local_infile && self.positions_table.is_some();
+        let load_data = load.is_some() && self.loads_inserts();
         tracing::info!(table = %target, load_data, "Prepared target table");
-        Ok(Plan {
-            schema: schema.clone(),
-            target,
-            columns,
-            insert_head,
-            upsert_tail,
-            load_statement,
-            load_columns: load_columns.unwrap_or_default(),
-        })
+        Ok(Plan { schema: schema.clone(), target, columns, insert_head, upsert_tail, load })
     }
+
+    /// Inserts can go by LOAD DATA on this target: it takes LOCAL files, and the position is
+    /// kept in it (so no insert is ever replayed over its own row, but see `partial_committed`).
+    fn loads_inserts(&self) -> bool {
+        self.local_infile && self.positions_table.is_some()
+    }
+}
+
+/// The target table's columns, `(name, DATA_TYPE)` in their order; empty when it does not exist.
+async fn read_target_columns(
+    conn: &mut mysql_async::Conn,
+    db: &str,
+    table: &str,
+) -> Result<Vec<(String, String)>, CdcError> {
+    conn.exec(
+        "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+         ORDER BY ORDINAL_POSITION",
+        (db, table),
+    )
+    .await
+    .map_err(|e| sql_error("reading the target table", e))
 }
 
 /// Runs a script on the target; returns its size. `tables`: the tables it writes, for errors.
@@ -654,7 +662,7 @@ async fn load(
     doing: &str,
     file: mysql_async::InfileData,
 ) -> Result<(), CdcError> {
-    let Some(statement) = &plan.load_statement else {
+    let Some(LoadPlan { statement, .. }) = &plan.load else {
         return Err(CdcError::definite(format!("no LOAD DATA statement for {}", plan.target), "report this bug"));
     };
     // The handler must be Sync; the stream is only Send.

@@ -102,7 +102,7 @@ impl ScriptWriter {
                 write_where(sql, plan, old)?;
                 sql.push_str(";\n");
             }
-            RowChange::Put { row, insert: true } if self.load_inserts && plan.load_statement.is_some() => {
+            RowChange::Put { row, insert: true } if self.load_inserts && plan.load.is_some() => {
                 if !self.load_row(plan, row)? {
                     self.insert_row(plan, row)?;
                 }
@@ -156,9 +156,9 @@ impl ScriptWriter {
             self.finish();
             self.group = Group::Load { plan: plan.clone(), data: String::with_capacity(1 << 16), rows: 0 };
         }
-        let Group::Load { data, rows, .. } = &mut self.group else { return Ok(false) };
+        let (Group::Load { data, rows, .. }, Some(load)) = (&mut self.group, &plan.load) else { return Ok(false) };
         let start = data.len();
-        for (i, (c, &how)) in plan.schema.columns.iter().zip(&plan.load_columns).enumerate() {
+        for (i, (c, &how)) in plan.schema.columns.iter().zip(&load.columns).enumerate() {
             if i > 0 {
                 data.push('\t');
             }
