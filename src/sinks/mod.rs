@@ -14,7 +14,7 @@ pub use postgres::PostgresSink;
 
 use crate::config::{Config, SinkConfig, StoreKind};
 use crate::error::CdcError;
-use crate::model::{Batch, SourceMeta, TableId};
+use crate::model::{Batch, Column, Row, SourceMeta, TableId, TableSchema, Value};
 use crate::pipeline::Sink;
 
 /// Builds the configured sink.
@@ -54,6 +54,38 @@ impl SourceEngine {
 /// Why a value cannot be written to a target column.
 #[derive(Debug)]
 pub struct LiteralError(pub String);
+
+/// How a database sink writes a value as an SQL literal of its engine.
+type WriteLiteral = fn(&mut String, &Value, &Column) -> Result<(), LiteralError>;
+
+/// `(v1,v2)` of the key columns of `row` in `schema`, each written by `write_literal`.
+fn write_key_tuple(
+    out: &mut String,
+    schema: &TableSchema,
+    row: &Row,
+    write_literal: WriteLiteral,
+) -> Result<(), LiteralError> {
+    out.push('(');
+    for (n, &i) in schema.key.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        write_literal(out, row.get(i).unwrap_or(&Value::Null), &schema.columns[i])?;
+    }
+    out.push(')');
+    Ok(())
+}
+
+/// At shutdown, the error of the last script sent to a target whose connection is gone: a
+/// definite one stands; a transient one means that transaction was not confirmed, and it is
+/// read again on restart.
+fn unconfirmed_at_flush(e: CdcError) -> Result<(), CdcError> {
+    if !e.is_transient() {
+        return Err(e);
+    }
+    tracing::warn!(error = %e, "The last transaction sent to the target was not confirmed");
+    Ok(())
+}
 
 /// The source tables of a batch (five at most), for error messages. Runs for every batch,
 /// so it compares ids and formats only the few it keeps.

@@ -28,7 +28,7 @@ use crate::error::CdcError;
 use crate::model::{Batch, ChangeEvent, Position, TableId, TableSchema};
 use crate::pipeline::{Ack, Sink};
 use crate::sinks::row_change::classify;
-use crate::sinks::{SourceEngine, batch_tables, lost_transaction, schema_change};
+use crate::sinks::{SourceEngine, batch_tables, lost_transaction, schema_change, unconfirmed_at_flush};
 
 pub struct MySqlSink {
     name: String,
@@ -708,12 +708,7 @@ impl Sink for MySqlSink {
     async fn flush(&mut self) -> Result<(), CdcError> {
         if let Err(e) = self.settle().await {
             self.reset();
-            if !e.is_transient() {
-                return Err(e);
-            }
-            // Not committed, not acknowledged: read again on restart.
-            tracing::warn!(error = %e, "The last transaction sent to the target was not confirmed");
-            return Ok(());
+            return unconfirmed_at_flush(e);
         }
         // Everything up to the last checkpoint is committed; a source transaction cut off by
         // shutdown is rolled back and read again on restart.

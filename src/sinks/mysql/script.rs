@@ -193,15 +193,7 @@ impl ScriptWriter {
 }
 
 fn write_key_tuple(sql: &mut String, plan: &Plan, row: &Row) -> Result<(), LiteralError> {
-    sql.push('(');
-    for (n, &i) in plan.schema.key.iter().enumerate() {
-        if n > 0 {
-            sql.push(',');
-        }
-        write_literal(sql, row.get(i).unwrap_or(&Value::Null), &plan.schema.columns[i])?;
-    }
-    sql.push(')');
-    Ok(())
+    crate::sinks::write_key_tuple(sql, &plan.schema, row, write_literal)
 }
 
 /// ` WHERE key = (…)`, or for a table without a key every column `<=>` its old value, one row.

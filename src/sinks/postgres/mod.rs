@@ -38,7 +38,7 @@ use crate::model::{Batch, ChangeEvent, Op, Position, TableId, TableSchema};
 use crate::pipeline::{Ack, Sink};
 use crate::sinks::footprint::Footprint;
 use crate::sinks::row_change::{RowChange, classify};
-use crate::sinks::{SourceEngine, batch_tables, lost_transaction, schema_change};
+use crate::sinks::{SourceEngine, batch_tables, lost_transaction, schema_change, unconfirmed_at_flush};
 use crate::sources::CheckItem;
 use crate::sources::postgres::protocol::{ConnectParams, PgConnection, PgError, ScriptPart, quote_literal};
 
@@ -627,12 +627,7 @@ impl Sink for PostgresSink {
     async fn flush(&mut self) -> Result<(), CdcError> {
         if let Err(e) = self.drain().await {
             self.reset();
-            if !e.is_transient() {
-                return Err(e);
-            }
-            // Not committed, not acknowledged: read again on restart.
-            tracing::warn!(error = %e, "The last transaction sent to the target was not confirmed");
-            return Ok(());
+            return unconfirmed_at_flush(e);
         }
         // Everything up to the last checkpoint is committed; a source transaction cut off by
         // shutdown is rolled back and read again on restart (with the rows held for its COPY).

@@ -350,13 +350,5 @@ fn write_copy_row(data: &mut Vec<u8>, scratch: &mut String, plan: &TablePlan, ro
 
 /// `(v1,v2)` of the key columns.
 pub(super) fn write_key_tuple(out: &mut String, plan: &TablePlan, row: &Row) -> Result<(), LiteralError> {
-    out.push('(');
-    for (n, &i) in plan.schema.key.iter().enumerate() {
-        if n > 0 {
-            out.push(',');
-        }
-        write_literal(out, row.get(i).unwrap_or(&Value::Null), &plan.schema.columns[i])?;
-    }
-    out.push(')');
-    Ok(())
+    crate::sinks::write_key_tuple(out, &plan.schema, row, write_literal)
 }
