@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::{cdc_log, cdc_verify, shared_mariadb, shared_pg15, spawn_cdc};
+use harness::{cdc_log, cdc_verify, shared_mariadb, shared_pg15, spawn_cdc, wait_exit};
 
 fn write_config(dir: &Path, name: &str, source: &str, target_url: &str, extra_sink: &str) -> PathBuf {
     let text = format!(
@@ -401,15 +401,12 @@ fn rows_the_target_refuses_through_load_data_stop_the_pipeline_and_nothing_is_lo
     );
     let dir = tempfile::tempdir().unwrap();
     let config = postgres_to_mariadb(dir.path(), "loadrefused", &db);
-    let run_until_exit = || {
-        let mut cdc = spawn_cdc(&config);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while cdc.0.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "cdc did not stop:\n{}", cdc_log(&config));
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        cdc_log(&config).lines().last().unwrap_or_default().to_string()
+    // The last line of the log of a cdc run that stopped (within 60 s).
+    let last_line = |cdc: &mut harness::ChildGuard| {
+        let (_, log) = wait_exit(cdc, &config, Duration::from_secs(60));
+        log.lines().last().unwrap_or_default().to_string()
     };
+    let run_until_exit = || last_line(&mut spawn_cdc(&config));
     let last = run_until_exit();
     assert!(
         last.starts_with("cdc: error: the target refused 2 rows loaded into `loadrefused_public`.`orders`: ")
@@ -439,12 +436,7 @@ fn rows_the_target_refuses_through_load_data_stop_the_pipeline_and_nothing_is_lo
     // batches; a row the target already has, in its third batch, stops it the same way.
     my.sql("INSERT INTO loadrefused_public.orders VALUES (2500, 'there', 0)");
     pg.sql(&db, "INSERT INTO orders SELECT g, 'n' || g, g FROM generate_series(100, 3099) g");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while cdc.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "cdc did not stop:\n{}", cdc_log(&config));
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let last = cdc_log(&config).lines().last().unwrap_or_default().to_string();
+    let last = last_line(&mut cdc);
     assert!(
         // "rows", not "N rows": the rows went through one LOAD DATA streaming over the batches.
         last.contains(

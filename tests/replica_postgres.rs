@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use harness::{ChildGuard, Postgres, cdc_log, cdc_verify, shared_mariadb, shared_pg15, spawn_cdc};
+use harness::{Postgres, cdc_log, cdc_verify, shared_mariadb, shared_pg15, spawn_cdc, wait_exit};
 
 fn pg13() -> &'static Postgres {
     static PG: OnceLock<Postgres> = OnceLock::new();
@@ -690,19 +690,6 @@ fn kill_9_during_the_initial_copy_resumes_the_copy() {
     assert_eq!(log.matches("Snapshot started").count(), 1, "{log}");
     let (code, report) = cdc_verify(&config);
     assert_eq!(code, 0, "{report}");
-}
-
-/// Waits (`within` at most) until the cdc started with `config` exits; returns whether it
-/// succeeded, and its log.
-fn wait_exit(cdc: &mut ChildGuard, config: &Path, within: Duration) -> (bool, String) {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = cdc.0.try_wait().unwrap() {
-            return (status.success(), cdc_log(config));
-        }
-        assert!(Instant::now() < deadline, "cdc did not stop:\n{}", cdc_log(config));
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Runs `cdc run` until it exits (60 s at most); returns whether it succeeded, and its log.

@@ -126,6 +126,19 @@ pub fn spawn_cdc(config: &Path) -> ChildGuard {
     )
 }
 
+/// Waits (`within` at most) until the cdc started with `config` exits; returns whether it
+/// succeeded, and its log.
+pub fn wait_exit(cdc: &mut ChildGuard, config: &Path, within: Duration) -> (bool, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = cdc.0.try_wait().unwrap() {
+            return (status.success(), cdc_log(config));
+        }
+        assert!(Instant::now() < deadline, "cdc did not stop:\n{}", cdc_log(config));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The log of the pipelines [`spawn_cdc`] started with `config`.
 pub fn cdc_log(config: &Path) -> String {
     std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
