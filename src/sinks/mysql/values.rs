@@ -220,11 +220,11 @@ pub fn write_load_field(
 /// The text a MySQL column of a text type holds for `value` once written (`None` for NULL and
 /// for values written as bytes or bits).
 pub fn text_of(value: &Value, column: &Column) -> Option<String> {
-    let mut literal = String::new();
-    write_literal(&mut literal, value, column).ok()?;
     if matches!(value, Value::Null) {
         return None;
     }
+    let mut literal = String::new();
+    write_literal(&mut literal, value, column).ok()?;
     unquoted_literal(&literal).map(std::borrow::Cow::into_owned)
 }
 

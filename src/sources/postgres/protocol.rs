@@ -534,7 +534,7 @@ impl PgConnection {
                         if chunk.len() < 1 << 16 {
                             self.out.extend_from_slice(chunk);
                         } else {
-                            // Megabytes go out from where they are, not through a copy in `out`.
+                            // Large chunks go out from where they are, not through a copy in `out`.
                             self.flush().await?;
                             self.stream.write_all(chunk).await.map_err(|e| io_err("writing to the server", e))?;
                         }
