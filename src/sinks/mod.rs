@@ -76,6 +76,32 @@ fn write_key_tuple(
     Ok(())
 }
 
+/// `a = v1, b = v2` for the columns `row` has a value for (not an unchanged TOAST value);
+/// `idents` are the columns' quoted names.
+fn write_assignments(
+    out: &mut String,
+    schema: &TableSchema,
+    idents: &[String],
+    row: &Row,
+    write_literal: WriteLiteral,
+) -> Result<(), LiteralError> {
+    let mut first = true;
+    for (i, column) in schema.columns.iter().enumerate() {
+        let value = row.get(i).unwrap_or(&Value::Null);
+        if matches!(value, Value::Unchanged) {
+            continue;
+        }
+        if !first {
+            out.push_str(", ");
+        }
+        first = false;
+        out.push_str(&idents[i]);
+        out.push_str(" = ");
+        write_literal(out, value, column)?;
+    }
+    Ok(())
+}
+
 /// At shutdown, the error of the last script sent to a target whose connection is gone: a
 /// definite one stands; a transient one means that transaction was not confirmed, and it is
 /// read again on restart.

@@ -85,20 +85,7 @@ impl ScriptWriter {
                 self.finish();
                 let sql = &mut self.sql;
                 sql.push_str(&format!("UPDATE {} SET ", plan.target));
-                let mut first = true;
-                for (i, c) in plan.schema.columns.iter().enumerate() {
-                    let v = set.get(i).unwrap_or(&Value::Null);
-                    if matches!(v, Value::Unchanged) {
-                        continue;
-                    }
-                    if !first {
-                        sql.push_str(", ");
-                    }
-                    first = false;
-                    sql.push_str(&plan.columns[i]);
-                    sql.push_str(" = ");
-                    write_literal(sql, v, c)?;
-                }
+                crate::sinks::write_assignments(sql, &plan.schema, &plan.columns, set, write_literal)?;
                 write_where(sql, plan, old)?;
                 sql.push_str(";\n");
             }

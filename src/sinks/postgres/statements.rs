@@ -262,20 +262,7 @@ impl StatementWriter {
         self.sql.push_str("UPDATE ");
         self.sql.push_str(&plan.target);
         self.sql.push_str(" SET ");
-        let mut first = true;
-        for (i, column) in plan.schema.columns.iter().enumerate() {
-            let value = after.get(i).unwrap_or(&Value::Null);
-            if matches!(value, Value::Unchanged) {
-                continue;
-            }
-            if !first {
-                self.sql.push_str(", ");
-            }
-            first = false;
-            self.sql.push_str(&plan.columns[i]);
-            self.sql.push_str(" = ");
-            write_literal(&mut self.sql, value, column)?;
-        }
+        crate::sinks::write_assignments(&mut self.sql, &plan.schema, &plan.columns, after, write_literal)?;
         condition(self)?;
         self.sql.push_str(";\n");
         Ok(())
