@@ -3,7 +3,9 @@
 # noise; the ratios are the result):
 #   1. decode only: cdc's binlog decoder (criterion, in memory) on a binlog of ROWS row events;
 #   2. python-mysql-replication reading the same binlog from the server, decoding every row;
-#   3. end to end: MariaDB → cdc run → stdout > /dev/null, rows/s and peak RSS.
+#   3. end to end: MariaDB → cdc run → stdout > /dev/null, rows/s and peak RSS;
+#   4. initial snapshot of two tables of ROWS rows to stdout > /dev/null, with
+#      snapshot_connections = 1 and 2 alternating (twice each).
 #
 #   ROWS=1000000 TX_ROWS=1000 bash scripts/bench-mysql.sh
 set -euo pipefail
@@ -85,3 +87,19 @@ rss_mb=$(peak_rss_mb "$CDC_PID")
 kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID=""
 printf 'cdc end to end: %d rows in %.2f s = %.0f rows/s, peak RSS %d MB\n' "$ROWS" "$elapsed" \
   "$(echo "$ROWS / $elapsed" | bc -l)" "$rss_mb" | tee "$DIR/e2e.txt" >&2
+
+echo "== 4. cdc initial snapshot of 2 x $ROWS rows -> stdout > /dev/null ==" >&2
+sql "CREATE TABLE bench.t2 LIKE bench.t; INSERT INTO bench.t2 SELECT * FROM bench.t"
+for run in 1 2 3 4; do
+  connections=$((2 - run % 2))
+  sed -e 's/^snapshot = "never"/snapshot = "initial_only"/' -e "s/^server_id = 5499/server_id = 5499\nsnapshot_connections = $connections/" \
+    -e "s|positions.json|positions-$run.json|" "$DIR/cdc.toml" >"$DIR/snap.toml"
+  start=$(date +%s.%N)
+  # initial_only: cdc exits once the snapshot is delivered.
+  /usr/bin/time -f %M -o "$DIR/rss" "${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/snap.toml" \
+    >/dev/null 2>"$DIR/snap.log" || { cat "$DIR/snap.log" >&2; exit 1; }
+  elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+  rss_mb=$(($(tail -1 "$DIR/rss") / 1024))
+  printf 'cdc snapshot, %d connection(s): %d rows in %.2f s = %.0f rows/s, peak RSS %s MB\n' "$connections" \
+    $((2 * ROWS)) "$elapsed" "$(echo "2 * $ROWS / $elapsed" | bc -l)" "$rss_mb" >&2
+done

@@ -58,6 +58,10 @@ pub struct MySqlSourceConfig {
     /// Rows per primary-key chunk of the initial snapshot; a checkpoint follows each chunk.
     #[serde(default = "default_snapshot_chunk_rows")]
     pub snapshot_chunk_rows: usize,
+    /// Tables read at the same time in the initial snapshot, each on its own connection in a
+    /// snapshot of the same instant.
+    #[serde(default = "default_snapshot_connections")]
+    pub snapshot_connections: usize,
     #[serde(default = "default_heartbeat_secs")]
     pub heartbeat_secs: u32,
     /// Where table definitions are kept for servers that log no column names

@@ -204,6 +204,117 @@ fn snapshot_hands_over_to_the_stream_without_gap_or_duplicate() {
     });
 }
 
+/// Several tables read at once, each on its own connection, while transactions keep moving
+/// value between them: every reader's snapshot is of one instant (each key's two halves add up
+/// in the snapshot rows), the tables' rows arrive interleaved, and the stream goes on from
+/// that instant with no gap and no duplicate.
+#[test]
+fn snapshot_on_two_connections_reads_one_instant() {
+    let db = shared_mariadb();
+    db.sql(
+        "CREATE DATABASE twosnap; USE twosnap; \
+         CREATE TABLE a (id INT PRIMARY KEY, v INT); CREATE TABLE b (id INT PRIMARY KEY, v INT); \
+         CREATE TABLE c (id INT PRIMARY KEY);",
+    );
+    let rows: Vec<String> = (1..=3000).map(|i| format!("({i}, 10)")).collect();
+    db.sql(&format!("USE twosnap; INSERT INTO a VALUES {0}; INSERT INTO b VALUES {0};", rows.join(",")));
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        config(db, "twosnap", "initial").replace("heartbeat_secs = 1", "heartbeat_secs = 1\nsnapshot_connections = 2");
+    rt().block_on(async {
+        // Each transaction moves one unit from a row of `a` to the same row of `b` and adds a
+        // row to `c`, before, while and after the snapshot opens.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let port = db.port();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let url = format!("mysql://root@127.0.0.1:{port}/twosnap");
+                let pool = mysql_async::Pool::new(url.as_str());
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    use mysql_async::prelude::Queryable;
+                    let mut c = pool.get_conn().await.unwrap();
+                    let mut n = 0;
+                    while n < 300 || !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        n += 1;
+                        let k = n % 3000 + 1;
+                        c.query_drop(format!(
+                            "BEGIN; UPDATE a SET v = v - 1 WHERE id = {k}; UPDATE b SET v = v + 1 WHERE id = {k}; \
+                             INSERT INTO c VALUES ({n}); COMMIT"
+                        ))
+                        .await
+                        .unwrap();
+                    }
+                });
+            })
+        };
+        while db.sql("SELECT COUNT(*) FROM twosnap.c").parse::<i64>().unwrap() < 50 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let p = start_pipeline(&config, &dir.path().join("p.json"), None).await;
+        p.wait_for(6000).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        let expected: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .map(|t| {
+                db.sql(&format!(
+                    "SELECT COUNT(*), COALESCE(SUM({v}), 0) FROM twosnap.{t}",
+                    v = if *t == "c" { "id" } else { "v" }
+                ))
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let e = p.events.lock().unwrap().clone();
+            let snapshot: Vec<&Json> = e.iter().filter(|x| x["op"] == "r").collect();
+            // One instant: for every key, a.v + b.v = 20 among the snapshot's rows.
+            let mut halves = std::collections::HashMap::new();
+            for x in snapshot.iter().filter(|x| x["source"]["table"] != "c") {
+                *halves.entry(x["after"]["id"].as_i64().unwrap()).or_insert(0) += x["after"]["v"].as_i64().unwrap();
+            }
+            assert_eq!(halves.len(), 3000);
+            assert!(halves.values().all(|&sum| sum == 20), "the snapshot's tables were read at different instants");
+            // Read at the same time: a row of `b` arrived before the last row of `a`.
+            let position = |table: &str, last: bool| {
+                let mut rows =
+                    snapshot.iter().enumerate().filter(|(_, x)| x["source"]["table"] == table).map(|(i, _)| i);
+                if last { rows.next_back() } else { rows.next() }.unwrap()
+            };
+            assert!(position("b", false) < position("a", true), "the tables were read one after the other");
+            // Snapshot + stream replayed into a model equals the tables, each row once.
+            let mut model: std::collections::BTreeMap<(String, i64), i64> = std::collections::BTreeMap::new();
+            let mut duplicate = false;
+            for x in &e {
+                let table = x["source"]["table"].as_str().unwrap().to_string();
+                let row = &x["after"];
+                let id = row["id"].as_i64().unwrap();
+                let value = if table == "c" { id } else { row["v"].as_i64().unwrap() };
+                let replaced = model.insert((table, id), value);
+                duplicate |= replaced.is_some() && x["op"] != "u";
+            }
+            assert!(!duplicate, "a row arrived twice");
+            let got: Vec<String> = ["a", "b", "c"]
+                .iter()
+                .map(|t| {
+                    let values: Vec<i64> = model.iter().filter(|((table, _), _)| table == t).map(|(_, v)| *v).collect();
+                    format!("{}\t{}", values.len(), values.iter().sum::<i64>())
+                })
+                .collect();
+            if got == expected {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "model never matched the tables: {got:?} against {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        p.stop().await.0.unwrap();
+    });
+}
+
 #[test]
 fn transactions_ddl_and_rotation() {
     let db = shared_mariadb();

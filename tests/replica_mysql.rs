@@ -193,9 +193,10 @@ fn schema_change_during_the_initial_copy(name: &str, alter: &str) {
     let server_id = if name == "ddl" { 7321 } else { 7322 };
     let source = format!(
         "kind = \"mysql\"\nurl = \"{}\"\nserver_id = {server_id}\ntables = [\"{name}_src.*\"]\nheartbeat_secs = 1\n\
-         snapshot_chunk_rows = 5000",
+         snapshot_chunk_rows = 5000\nsnapshot_connections = 1",
         my.url("")
     );
+    // One connection: `bbb` is read after `aaa`, so the ALTER lands before its read.
     let pipeline = format!("{name}copy");
     let config = write_config(
         dir.path(),

@@ -1,13 +1,16 @@
-//! Initial snapshot: every selected table read in one consistent transaction, with the binlog
-//! position of exactly that instant, so streaming continues with no gap and no duplicate.
+//! Initial snapshot: every selected table read in consistent transactions of one instant, with
+//! the binlog position of exactly that instant, so streaming continues with no gap and no
+//! duplicate. `snapshot_connections` readers each take the next table from a queue; one merge
+//! step turns their chunks into batches (`SnapshotBatcher`, shared with PostgreSQL).
 //!
 //! Locks: on MariaDB none — `START TRANSACTION WITH CONSISTENT SNAPSHOT` plus the
-//! `binlog_snapshot_file/position` status variables give the position of the snapshot. On
-//! MySQL a global read lock (`FLUSH TABLES WITH READ LOCK`, needs RELOAD) is held only while
-//! the transaction starts and the position is read, then released before any row is read.
+//! `binlog_snapshot_file/position` status variables give the position of each reader's
+//! snapshot, and they are opened again until all are equal. On MySQL a global read lock
+//! (`FLUSH TABLES WITH READ LOCK`, needs RELOAD) is held only while the readers' transactions
+//! start and the position is read, then released before any row is read.
 //!
 //! Tables are read in primary-key order, in chunks of `snapshot_chunk_rows` (one query each,
-//! all in the one transaction). After each chunk the next batch carries a checkpoint: the
+//! all in the reader's transaction). After each chunk the next batch carries a checkpoint: the
 //! snapshot's position plus how far it got (`SnapshotProgress`: table and last key delivered).
 //! After a crash the snapshot goes on from there in a new consistent read (no lock needed: its
 //! position is not used) and streaming then starts at the original snapshot position. Rows
@@ -15,10 +18,12 @@
 //! come again from the binlog: at-least-once, converging to the same state. A table without a
 //! primary key is read in one query and, if interrupted, read again whole.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use super::ddl::ColumnDecl;
 use super::schema_history::TableDef;
@@ -31,7 +36,7 @@ use crate::model::{
 };
 use crate::pipeline::SourceContext;
 use crate::sources::filter::TableFilter;
-use crate::sources::snapshot::{SnapshotBatcher, SnapshotChunk};
+use crate::sources::snapshot::{SnapshotBatcher, SnapshotChunk, TableRead};
 
 const SYSTEM_SCHEMAS: &[&str] = &["mysql", "information_schema", "performance_schema", "sys"];
 
@@ -40,9 +45,15 @@ pub struct SnapshotPlan<'a> {
     pub filter: &'a TableFilter,
     pub batch_events: usize,
     pub chunk_rows: usize,
+    /// Tables read at the same time, each on its own connection.
+    pub connections: usize,
     /// An interrupted snapshot to go on with: its position carries the progress.
     pub resume: Option<MySqlPosition>,
 }
+
+/// Attempts at opening every reader's snapshot at one binlog position on MariaDB before the
+/// snapshot makes do with one connection.
+const SAME_POSITION_ATTEMPTS: usize = 10;
 
 /// Runs the snapshot; returns the position to stream from and, after a resume, a position at
 /// or after the resumed read's start; `None` if shut down.
@@ -53,48 +64,62 @@ pub async fn run(
     out: &mpsc::Sender<Batch>,
     ctx: &SourceContext,
 ) -> Result<Option<(MySqlPosition, Option<MySqlPosition>)>, CdcError> {
-    let mut conn = connect(url, "source.url").await?;
     let q = |doing: &'static str| sql_err(doing);
-    conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(q("setting the session time zone"))?;
-    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(q("setting isolation"))?;
-    let no_backslash_escapes = conn
+    let mut first = reader_connection(url).await?;
+    let no_backslash_escapes = first
         .query_first::<String, _>("SELECT @@SESSION.sql_mode")
         .await
         .map_err(q("reading sql_mode"))?
         .is_some_and(|m| m.contains("NO_BACKSLASH_ESCAPES"));
+    let tables = list_tables(&mut first, plan.filter).await?;
     let resume = plan.resume.and_then(|mut p| p.snapshot.take().map(|progress| (p, progress)));
-    let mut resumed_at = None;
-    let position = if let Some((position, progress)) = &resume {
-        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(q("starting the snapshot"))?;
-        // Read after the snapshot began: at or past it, which is all the stream needs to know.
-        resumed_at = Some(current_position(&mut conn, facts).await?);
-        tracing::info!(position = %Position::MySql(position.clone()), table = %format!("{}.{}", progress.table.0, progress.table.1), "Snapshot resumed");
-        position.clone()
-    } else if facts.mariadb {
-        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(q("starting the snapshot"))?;
-        let rows: Vec<(String, String)> =
-            conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(q("reading the snapshot position"))?;
-        let get = |k: &str| rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
-        let file = get("binlog_snapshot_file").unwrap_or_default();
-        let pos: u64 = get("binlog_snapshot_position").and_then(|p| p.parse().ok()).unwrap_or(4);
-        let gtid_set = mariadb_gtid_at(&mut conn, &file, pos).await?;
-        MySqlPosition { gtid_set, binlog: Some(BinlogCoordinates { file, pos }), snapshot: None }
-    } else {
-        conn.query_drop("FLUSH TABLES WITH READ LOCK")
-            .await
-            .map_err(q("taking the global read lock for the snapshot"))?;
-        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(q("starting the snapshot"))?;
-        let p = current_position(&mut conn, facts).await;
-        conn.query_drop("UNLOCK TABLES").await.map_err(q("releasing the global read lock"))?;
-        p?
-    };
-    let start = Position::MySql(position.clone());
-    let tables = list_tables(&mut conn, plan.filter).await?;
-    if resume.is_none() {
-        tracing::info!(tables = tables.len(), position = %start, "Snapshot started");
+    let mut conns = vec![first];
+    for _ in 1..plan.connections.clamp(1, tables.len().max(1)) {
+        conns.push(reader_connection(url).await?);
     }
+    let (position, resumed_at) = match &resume {
+        Some((position, progress)) => {
+            for conn in &mut conns {
+                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                    .await
+                    .map_err(q("starting the snapshot"))?;
+            }
+            // Read after every reader's snapshot began: at or past them, which is all the stream
+            // needs to know.
+            let resumed_at = current_position(&mut conns[0], facts).await?;
+            tracing::info!(position = %Position::MySql(position.clone()), table = %format!("{}.{}", progress.table.0, progress.table.1), "Snapshot resumed");
+            (position.clone(), Some(resumed_at))
+        }
+        None if facts.mariadb => (begin_at_one_position(&mut conns).await?, None),
+        None => {
+            // Commits wait while the lock is held: every reader's snapshot and the position are
+            // of one instant.
+            conns[0]
+                .query_drop("FLUSH TABLES WITH READ LOCK")
+                .await
+                .map_err(q("taking the global read lock for the snapshot"))?;
+            for conn in &mut conns {
+                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                    .await
+                    .map_err(q("starting the snapshot"))?;
+            }
+            let p = current_position(&mut conns[0], facts).await;
+            conns[0].query_drop("UNLOCK TABLES").await.map_err(q("releasing the global read lock"))?;
+            (p?, None)
+        }
+    };
     let ts_ms = crate::model::now_ms();
-    let mut batcher = SnapshotBatcher::new(tables, start, resume.as_ref().map(|(_, p)| p), plan.chunk_rows, ts_ms);
+    let mut batcher = SnapshotBatcher::new(
+        tables,
+        Position::MySql(position.clone()),
+        resume.as_ref().map(|(_, p)| p),
+        plan.chunk_rows,
+        ts_ms,
+    );
+    let queue: VecDeque<TableRead> = batcher.to_read().into();
+    if resume.is_none() {
+        tracing::info!(tables = batcher.tables().len(), position = %Position::MySql(position.clone()), connections = conns.len(), "Snapshot started");
+    }
     let file: Arc<str> = Arc::from(position.binlog.as_ref().map_or("", |b| b.file.as_str()));
     let pos = position.binlog.as_ref().map_or(0, |b| b.pos);
     let template = SourceInfo {
@@ -110,34 +135,145 @@ pub async fn run(
             query: None,
         },
     };
-    for table in batcher.to_read() {
+    let queue = Arc::new(Mutex::new(queue));
+    // Room for one chunk per reader: readers stay at most a chunk ahead of the pipeline.
+    let (chunks_tx, mut chunks) = mpsc::channel::<Result<SnapshotChunk, CdcError>>(conns.len());
+    let mut tasks = JoinSet::new();
+    for conn in conns {
+        let reader = Reader {
+            queue: queue.clone(),
+            chunks: chunks_tx.clone(),
+            batch_events: plan.batch_events,
+            chunk_rows: plan.chunk_rows,
+            no_backslash_escapes,
+            template: template.clone(),
+        };
+        tasks.spawn(async move {
+            let chunks = reader.chunks.clone();
+            if let Err(e) = reader.run(conn).await {
+                let _ = chunks.send(Err(e)).await;
+            }
+        });
+    }
+    drop(chunks_tx);
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk?;
+        if ctx.shutdown.is_cancelled() {
+            return Ok(None);
+        }
+        if let Some(batch) = batcher.push(chunk, &ctx.status)
+            && out.send(batch).await.is_err()
+        {
+            return Ok(None);
+        }
+    }
+    if ctx.shutdown.is_cancelled() || out.send(batcher.finish(&ctx.status)?).await.is_err() {
+        return Ok(None);
+    }
+    Ok(Some((position, resumed_at)))
+}
+
+/// A connection for reading the snapshot: UTC, repeatable read.
+async fn reader_connection(url: &str) -> Result<mysql_async::Conn, CdcError> {
+    let mut conn = connect(url, "source.url").await?;
+    let q = |doing: &'static str| sql_err(doing);
+    conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(q("setting the session time zone"))?;
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(q("setting isolation"))?;
+    Ok(conn)
+}
+
+/// MariaDB: opens every connection's snapshot without a lock and returns their position.
+/// Each snapshot comes with the binlog position it matches (`binlog_snapshot_file/position`);
+/// when all readers report the same one, no commit came between them and they see one state.
+/// If commits keep coming between them, the snapshot goes on with the first connection alone.
+async fn begin_at_one_position(conns: &mut Vec<mysql_async::Conn>) -> Result<MySqlPosition, CdcError> {
+    let q = |doing: &'static str| sql_err(doing);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if attempt == SAME_POSITION_ATTEMPTS && conns.len() > 1 {
+            tracing::warn!(
+                attempts = attempt - 1,
+                "Commits kept coming between the snapshot's connections: the snapshot is read with one connection"
+            );
+            conns.truncate(1);
+        }
+        let mut positions = Vec::with_capacity(conns.len());
+        for conn in conns.iter_mut() {
+            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(q("starting the snapshot"))?;
+            let rows: Vec<(String, String)> =
+                conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(q("reading the snapshot position"))?;
+            let get = |k: &str| rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+            let file = get("binlog_snapshot_file").unwrap_or_default();
+            let pos: u64 = get("binlog_snapshot_position").and_then(|p| p.parse().ok()).unwrap_or(4);
+            positions.push((file, pos));
+        }
+        if positions.windows(2).all(|w| w[0] == w[1]) {
+            let (file, pos) = positions.swap_remove(0);
+            let gtid_set = mariadb_gtid_at(&mut conns[0], &file, pos).await?;
+            return Ok(MySqlPosition { gtid_set, binlog: Some(BinlogCoordinates { file, pos }), snapshot: None });
+        }
+        tracing::debug!(attempt, ?positions, "A commit came between the snapshot's connections: opening them again");
+        for conn in conns.iter_mut() {
+            conn.query_drop("ROLLBACK").await.map_err(q("restarting the snapshot"))?;
+        }
+    }
+}
+
+/// One connection reading tables from the queue until it is empty.
+struct Reader {
+    queue: Arc<Mutex<VecDeque<TableRead>>>,
+    chunks: mpsc::Sender<Result<SnapshotChunk, CdcError>>,
+    batch_events: usize,
+    chunk_rows: usize,
+    no_backslash_escapes: bool,
+    template: SourceInfo,
+}
+
+impl Reader {
+    async fn run(self, mut conn: mysql_async::Conn) -> Result<(), CdcError> {
+        loop {
+            let next = self.queue.lock().map_err(|_| CdcError::transient("snapshot queue poisoned"))?.pop_front();
+            let Some(table) = next else { break };
+            if !self.read_table(&mut conn, table).await? {
+                return Ok(());
+            }
+        }
+        // Read-only: a server that ended the session while it waited costs nothing.
+        let _ = conn.query_drop("COMMIT").await;
+        Ok(())
+    }
+
+    /// Sends one table's rows in chunks of `batch_events`, one query per `chunk_rows` rows in
+    /// key order (a table without a key: one query); `false` once nobody listens.
+    async fn read_table(&self, conn: &mut mysql_async::Conn, table: TableRead) -> Result<bool, CdcError> {
+        let q = |doing: &'static str| sql_err(doing);
         let id = &table.id;
-        let schema = Arc::new(table_schema(&mut conn, id).await?);
+        let schema = Arc::new(table_schema(conn, id).await?);
         let key = &schema.key;
         let table_sql = format!("`{}`.`{}`", id.namespace.replace('`', "``"), id.name.replace('`', "``"));
         let key_names: Vec<String> =
             key.iter().map(|&k| format!("`{}`", schema.columns[k].name.replace('`', "``"))).collect();
         let mut after = table.after.filter(|_| !key.is_empty());
-        let mut events: Vec<ChangeEvent> = Vec::with_capacity(plan.batch_events);
-        // One query per chunk of `chunk_rows` rows in key order (a table without a key: one query).
+        let mut events: Vec<ChangeEvent> = Vec::with_capacity(self.batch_events);
         loop {
             let sql = if key.is_empty() {
                 format!("SELECT * FROM {table_sql}")
             } else {
                 let range = match &after {
                     Some(values) => {
-                        format!(" WHERE {}", after_key_condition(&schema, &key_names, values, no_backslash_escapes))
+                        format!(
+                            " WHERE {}",
+                            after_key_condition(&schema, &key_names, values, self.no_backslash_escapes)
+                        )
                     }
                     None => String::new(),
                 };
-                format!("SELECT * FROM {table_sql}{range} ORDER BY {} LIMIT {}", key_names.join(", "), plan.chunk_rows)
+                format!("SELECT * FROM {table_sql}{range} ORDER BY {} LIMIT {}", key_names.join(", "), self.chunk_rows)
             };
             let mut result = conn.query_iter(sql).await.map_err(q("reading a table for the snapshot"))?;
             let mut chunk_rows = 0usize;
             while let Some(row) = result.next().await.map_err(q("reading a table for the snapshot"))? {
-                if ctx.shutdown.is_cancelled() {
-                    return Ok(None);
-                }
                 let values = row.unwrap();
                 if !key.is_empty() {
                     let key_bytes: Vec<Vec<u8>> = key
@@ -161,40 +297,29 @@ pub async fn run(
                     table: schema.clone(),
                     before: None,
                     after: Some(after_row),
-                    source: template.clone(),
+                    source: self.template.clone(),
                     transaction: None,
                 });
                 chunk_rows += 1;
-                if events.len() >= plan.batch_events {
+                if events.len() >= self.batch_events {
                     let chunk = SnapshotChunk {
                         table: table.index,
-                        events: std::mem::replace(&mut events, Vec::with_capacity(plan.batch_events)),
+                        events: std::mem::replace(&mut events, Vec::with_capacity(self.batch_events)),
                         last_key: after.clone(),
                         finished: false,
                     };
-                    if let Some(batch) = batcher.push(chunk, &ctx.status)
-                        && out.send(batch).await.is_err()
-                    {
-                        return Ok(None);
+                    if self.chunks.send(Ok(chunk)).await.is_err() {
+                        return Ok(false);
                     }
                 }
             }
-            if key.is_empty() || chunk_rows < plan.chunk_rows {
+            if key.is_empty() || chunk_rows < self.chunk_rows {
                 break;
             }
         }
         let chunk = SnapshotChunk { table: table.index, events, last_key: after, finished: true };
-        if let Some(batch) = batcher.push(chunk, &ctx.status)
-            && out.send(batch).await.is_err()
-        {
-            return Ok(None);
-        }
+        Ok(self.chunks.send(Ok(chunk)).await.is_ok())
     }
-    conn.query_drop("COMMIT").await.map_err(q("ending the snapshot"))?;
-    if out.send(batcher.finish(&ctx.status)?).await.is_err() {
-        return Ok(None);
-    }
-    Ok(Some((position, resumed_at)))
 }
 
 /// `k1 > v1 OR (k1 = v1 AND k2 > v2) …`: rows after `values` in key order, in the columns'

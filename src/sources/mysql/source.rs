@@ -35,6 +35,7 @@ pub struct MySqlSource {
     heartbeat: Duration,
     batch_events: usize,
     chunk_rows: usize,
+    snapshot_connections: usize,
     schema_history: PathBuf,
 }
 
@@ -52,6 +53,7 @@ impl MySqlSource {
             heartbeat: Duration::from_secs(cfg.heartbeat_secs.max(1) as u64),
             batch_events: batch_events.max(1),
             chunk_rows: cfg.snapshot_chunk_rows.max(1),
+            snapshot_connections: cfg.snapshot_connections.max(1),
         }
     }
 }
@@ -129,6 +131,7 @@ impl MySqlSource {
             filter: &self.filter,
             batch_events: self.batch_events,
             chunk_rows: self.chunk_rows,
+            connections: self.snapshot_connections,
             resume,
         };
         let done = snapshot::run(&self.url, facts, plan, out, ctx).await?;
