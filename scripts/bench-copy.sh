@@ -11,6 +11,10 @@
 # TARGET=mariadb copies into MariaDB 10.11 instead: `psql COPY … TO STDOUT | mariadb LOAD DATA
 # LOCAL INFILE` (the native tools' way) against cdc (LOAD DATA), and cdc again with the target's
 # local_infile off (multi-row upserts, its fallback).
+#
+# SOURCE=mariadb copies from MariaDB 10.11 instead (two tables of ROWS/2 rows, the same 12
+# columns, into PostgreSQL 17), with snapshot_connections = 1 and 2, alternating twice: there is
+# no native MySQL → PostgreSQL copy tool here to compare with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${ROWS:-5000000}"
@@ -43,20 +47,22 @@ server_cpu() {
 SRC_PID="${PIDS[0]}"
 TGT_PID="${PIDS[1]}"
 
-echo "bench: loading $ROWS rows" >&2
-psql_run "$POSTGRES_BENCH_TABLE; CREATE PUBLICATION bench FOR TABLE t;"
-load_postgres_rows "$ROWS" 100000
-psql_run "VACUUM ANALYZE t"
+if [ "${SOURCE:-postgres}" = postgres ]; then
+  echo "bench: loading $ROWS rows" >&2
+  psql_run "$POSTGRES_BENCH_TABLE; CREATE PUBLICATION bench FOR TABLE t;"
+  load_postgres_rows "$ROWS" 100000
+  psql_run "VACUUM ANALYZE t"
+fi
 
 # copy_run NAME SINK_TOML: one `cdc run` of the copy; sets t_copy (s), rss (MB), cpu (s), copy_cpu.
 copy_run() {
   cat >"$DIR/$1.toml" <<TOML
 name = "$1"
 [source]
-kind = "postgres"
+${SOURCE_BLOCK:-kind = "postgres"
 url = "$SRC_URL"
 slot = "cdc_$1"
-publication = "bench"
+publication = "bench"}
 snapshot = "initial_only"
 ${SOURCE_TOML:-}
 [sink]
@@ -82,6 +88,31 @@ TOML
   sleep 1
   copy_cpu="source server $(echo "$(server_cpu "$SRC_PID") - $s0" | bc) s, target server $(echo "$(server_cpu "$TGT_PID") - $g0" | bc) s"
 }
+
+if [ "${SOURCE:-postgres}" = mariadb ]; then
+  kill "$SRC_PID"; wait "$SRC_PID" 2>/dev/null || true
+  start_mariadb "$(free_port)" 2>/dev/null
+  PIDS+=("$MARIADB_PID")
+  SRC_PID="$MARIADB_PID"
+  echo "bench: loading 2 tables of $((ROWS / 2)) rows" >&2
+  load_mariadb_rows "$((ROWS / 2))" 100000
+  sql "CREATE TABLE bench.t2 LIKE bench.t; INSERT INTO bench.t2 SELECT * FROM bench.t"
+  for run in 1 2 3 4; do
+    connections=$((2 - run % 2))
+    SOURCE_BLOCK="kind = \"mysql\"
+url = \"mysql://root@127.0.0.1:$(sql "SELECT @@port")\"
+server_id = $((6000 + run))
+tables = [\"bench.*\"]
+snapshot_connections = $connections"
+    tgt postgres "CREATE DATABASE copy$run" >/dev/null
+    copy_run "copy$run" "kind = \"postgres\"
+url = \"$TGT_URL/copy$run\""
+    got=$(tgt "copy$run" "SELECT (SELECT count(*) FROM bench.t) + (SELECT count(*) FROM bench.t2)")
+    printf 'initial copy, MariaDB -> PostgreSQL 17, %d connection(s): %d rows in %.2f s = %.0f rows/s, peak RSS %d MB, cdc CPU %s s; %s; rows on the target %s\n' \
+      "$connections" "$ROWS" "$t_copy" "$(echo "$ROWS / $t_copy" | bc -l)" "$rss" "$cpu" "$copy_cpu" "$got" >&2
+  done
+  exit 0
+fi
 
 if [ "${TARGET:-postgres}" = mariadb ]; then
   kill "$TGT_PID"; wait "$TGT_PID" 2>/dev/null || true

@@ -69,8 +69,9 @@ pub struct PostgresSink {
     open_copy: Option<OpenCopy>,
 }
 
-/// Most COPY data held open between batches: ~30 000 rows of 200 bytes, and room for a batch
-/// of wide rows before the buffer would double to 16 MB.
+/// Most COPY data held open between batches, per table (the open COPY and each parked one):
+/// ~30 000 rows of 200 bytes, and room for a batch of wide rows before the buffer would double
+/// to 16 MB.
 const OPEN_COPY_MAX_BYTES: usize = 6 << 20;
 
 /// One target connection.

@@ -17,7 +17,7 @@ use super::binary;
 use super::tables::TablePlan;
 use super::values::{write_copy_field, write_literal};
 use crate::error::CdcError;
-use crate::model::{ChangeEvent, ColumnType, Row, Value};
+use crate::model::{ChangeEvent, ColumnType, Op, Row, Value};
 use crate::sinks::LiteralError;
 use crate::sinks::row_change::{RowChange, classify};
 use crate::sources::postgres::protocol::ScriptPart;
@@ -25,10 +25,11 @@ use crate::sources::postgres::protocol::ScriptPart;
 /// The statement being accumulated.
 enum Group {
     None,
-    /// Rows of a `COPY` into the table itself.
+    /// Rows of a `COPY` into the table itself; `snapshot` while all are snapshot reads.
     Copy {
         plan: Arc<TablePlan>,
         data: Vec<u8>,
+        snapshot: bool,
     },
     /// Rows of a `COPY` into the staging table, then `INSERT … ON CONFLICT`; `keys` holds the
     /// keys already in it, because one statement cannot touch the same row twice.
@@ -51,7 +52,13 @@ enum Group {
 pub struct OpenCopy {
     plan: Arc<TablePlan>,
     data: Vec<u8>,
+    snapshot: bool,
+    parked: Vec<(Arc<TablePlan>, Vec<u8>)>,
 }
+
+/// Most tables whose snapshot rows stay parked between batches: as many as a snapshot reads at
+/// once, in practice (`snapshot_connections`, default 2).
+const MAX_PARKED: usize = 3;
 
 /// Builds the script of a batch.
 pub struct StatementWriter {
@@ -66,16 +73,27 @@ pub struct StatementWriter {
     copy_inserts: bool,
     /// COPY data buffers of earlier scripts, emptied, to fill again.
     spare: Vec<Vec<u8>>,
+    /// Snapshot rows of other tables than the open COPY's, each table's set aside until its
+    /// rows come again. A snapshot read on several connections sends its tables' rows
+    /// interleaved, batch by batch; one COPY per batch doubled the target's CPU (and left the
+    /// bloat above). Snapshot rows of different tables have no order to keep; anything else
+    /// writes them out first.
+    parked: Vec<(Arc<TablePlan>, Vec<u8>)>,
 }
 
 impl StatementWriter {
     /// `spare`: buffers from [`StatementWriter::recycle`] of earlier scripts; `open`: the COPY
     /// the previous batch left open.
     pub fn new(copy_inserts: bool, spare: Vec<Vec<u8>>, open: Option<OpenCopy>) -> StatementWriter {
+        let (group, parked) = match open {
+            Some(OpenCopy { plan, data, snapshot, parked }) => (Group::Copy { plan, data, snapshot }, parked),
+            None => (Group::None, Vec::new()),
+        };
         StatementWriter {
             parts: Vec::new(),
             sql: String::new(),
-            group: open.map_or(Group::None, |OpenCopy { plan, data }| Group::Copy { plan, data }),
+            group,
+            parked,
             key_buf: String::new(),
             scratch: String::new(),
             copy_inserts,
@@ -119,10 +137,21 @@ impl StatementWriter {
     }
 
     /// The script so far, except a plain COPY it ends with while its data is under `limit`
-    /// bytes: that is left open for the next batch of the same source transaction.
+    /// bytes: that is left open for the next batch of the same source transaction, with up to
+    /// `MAX_PARKED` parked tables' snapshot rows under `limit` bytes each.
     pub fn take_script_keeping_copy(&mut self, limit: usize) -> (Vec<ScriptPart>, Option<OpenCopy>) {
         let open = match std::mem::replace(&mut self.group, Group::None) {
-            Group::Copy { plan, data } if data.len() < limit => Some(OpenCopy { plan, data }),
+            Group::Copy { plan, data, snapshot } if data.len() < limit => {
+                let mut parked = Vec::new();
+                self.parked.retain_mut(|(plan, data)| {
+                    let keep = data.len() < limit && parked.len() < MAX_PARKED;
+                    if keep {
+                        parked.push((plan.clone(), std::mem::take(data)));
+                    }
+                    !keep
+                });
+                Some(OpenCopy { plan, data, snapshot, parked })
+            }
             other => {
                 self.group = other;
                 None
@@ -156,7 +185,9 @@ impl StatementWriter {
                 self.sql.push_str(&plan.target);
                 self.sql.push_str(";\n");
             }
-            RowChange::Put { row, insert } if insert && self.copy_inserts => self.copy_row(plan, row).map_err(bad)?,
+            RowChange::Put { row, insert } if insert && self.copy_inserts => {
+                self.copy_row(plan, row, event.op == Op::Read).map_err(bad)?
+            }
             RowChange::Put { row, .. } => self.upsert_row(plan, row).map_err(bad)?,
             RowChange::Update { set, old } => {
                 self.finish();
@@ -182,7 +213,7 @@ impl StatementWriter {
     fn finish(&mut self) {
         match std::mem::replace(&mut self.group, Group::None) {
             Group::None => {}
-            Group::Copy { plan, data } => {
+            Group::Copy { plan, data, .. } => {
                 self.flush_sql();
                 self.parts.push(copy_part(&plan, &plan.target, data));
             }
@@ -197,6 +228,10 @@ impl StatementWriter {
             }
             Group::Delete { .. } => self.sql.push_str(");\n"),
         }
+        for (plan, data) in std::mem::take(&mut self.parked) {
+            self.flush_sql();
+            self.parts.push(copy_part(&plan, &plan.target, data));
+        }
     }
 
     fn flush_sql(&mut self) {
@@ -205,13 +240,29 @@ impl StatementWriter {
         }
     }
 
-    fn copy_row(&mut self, plan: &Arc<TablePlan>, row: &Row) -> Result<(), LiteralError> {
-        if !matches!(&self.group, Group::Copy { plan: p, .. } if Arc::ptr_eq(p, plan)) {
+    /// One row of a plain COPY; `snapshot`: a snapshot read, which may be parked (see `parked`).
+    fn copy_row(&mut self, plan: &Arc<TablePlan>, row: &Row, snapshot: bool) -> Result<(), LiteralError> {
+        let same_table = matches!(&self.group, Group::Copy { plan: p, .. } if Arc::ptr_eq(p, plan));
+        if !snapshot && !self.parked.is_empty() {
             self.finish();
-            let data = self.copy_buffer(plan);
-            self.group = Group::Copy { plan: plan.clone(), data };
+        } else if !same_table && snapshot && matches!(self.group, Group::None | Group::Copy { snapshot: true, .. }) {
+            if let Group::Copy { plan, data, .. } = std::mem::replace(&mut self.group, Group::None) {
+                self.parked.push((plan, data));
+            }
+            let data = match self.parked.iter().position(|(p, _)| Arc::ptr_eq(p, plan)) {
+                Some(i) => self.parked.swap_remove(i).1,
+                None => self.copy_buffer(plan),
+            };
+            self.group = Group::Copy { plan: plan.clone(), data, snapshot: true };
+        } else if !same_table {
+            self.finish();
         }
-        let Group::Copy { data, .. } = &mut self.group else { return Ok(()) };
+        if !matches!(&self.group, Group::Copy { plan: p, .. } if Arc::ptr_eq(p, plan)) {
+            let data = self.copy_buffer(plan);
+            self.group = Group::Copy { plan: plan.clone(), data, snapshot };
+        }
+        let Group::Copy { data, snapshot: all_snapshot, .. } = &mut self.group else { return Ok(()) };
+        *all_snapshot &= snapshot;
         write_copy_row(data, &mut self.scratch, plan, row)
     }
 
