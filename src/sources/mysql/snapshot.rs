@@ -537,41 +537,46 @@ pub(crate) fn text_value(column: &Column, v: mysql_async::Value) -> Result<Value
             return Err(format!("column {}: unexpected binary value {other:?}", column.name));
         }
     };
-    let text = || String::from_utf8_lossy(&bytes).into_owned();
+    // Numbers and dates are parsed from the bytes in place; text takes the bytes over (a
+    // connection in utf8mb4 sends UTF-8; anything else is shown, not refused).
+    let str = || std::str::from_utf8(&bytes).unwrap_or_default();
+    let text = |bytes: Vec<u8>| {
+        String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    };
     let bad =
         |what: &str| format!("column {}: `{}` is not a valid {what}", column.name, String::from_utf8_lossy(&bytes));
     let zero = || {
         if column.nullable { Value::Null } else { Value::Special("0000-00-00".into()) }
     };
     Ok(match &column.kind {
-        ColumnType::Int { unsigned: true, .. } => Value::UInt(text().parse().map_err(|_| bad("integer"))?),
-        ColumnType::Int { .. } | ColumnType::Year => Value::Int(text().parse().map_err(|_| bad("integer"))?),
-        ColumnType::Float => Value::Float(text().parse().map_err(|_| bad("float"))?),
-        ColumnType::Double => Value::Double(text().parse().map_err(|_| bad("double"))?),
-        ColumnType::Decimal { .. } => Value::Decimal(text()),
-        ColumnType::Date => match parse_date(&text()) {
+        ColumnType::Int { unsigned: true, .. } => Value::UInt(str().parse().map_err(|_| bad("integer"))?),
+        ColumnType::Int { .. } | ColumnType::Year => Value::Int(str().parse().map_err(|_| bad("integer"))?),
+        ColumnType::Float => Value::Float(str().parse().map_err(|_| bad("float"))?),
+        ColumnType::Double => Value::Double(str().parse().map_err(|_| bad("double"))?),
+        ColumnType::Decimal { .. } => Value::Decimal(text(bytes)),
+        ColumnType::Date => match parse_date(str()) {
             Some(Some(d)) => Value::Date(d as i32),
             Some(None) => zero(),
             None => return Err(bad("date")),
         },
-        ColumnType::DateTime { .. } => match parse_datetime(&text()) {
+        ColumnType::DateTime { .. } => match parse_datetime(str()) {
             Some(Some(us)) => Value::DateTime(us),
             Some(None) => zero(),
             None => return Err(bad("datetime")),
         },
-        ColumnType::Timestamp { .. } => match parse_datetime(&text()) {
+        ColumnType::Timestamp { .. } => match parse_datetime(str()) {
             Some(Some(us)) => Value::Timestamp(us),
             Some(None) => zero(),
             None => return Err(bad("timestamp")),
         },
-        ColumnType::Time { .. } => Value::Time(parse_time(&text()).ok_or_else(|| bad("time"))?),
+        ColumnType::Time { .. } => Value::Time(parse_time(str()).ok_or_else(|| bad("time"))?),
         ColumnType::Bit { len } => Value::Bit { len: *len, bytes: bytes.into() },
-        ColumnType::Enum { .. } => Value::Enum(text()),
+        ColumnType::Enum { .. } => Value::Enum(text(bytes)),
         ColumnType::Set { .. } => {
-            let t = text();
+            let t = text(bytes);
             Value::Set(if t.is_empty() { vec![] } else { t.split(',').map(str::to_string).collect() })
         }
-        ColumnType::Json => Value::Json(text()),
+        ColumnType::Json => Value::Json(text(bytes)),
         ColumnType::Bytes { .. } => Value::Bytes(bytes),
         ColumnType::Geometry if bytes.len() >= 4 => Value::Geometry {
             srid: Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])).filter(|&s| s != 0),
@@ -580,7 +585,7 @@ pub(crate) fn text_value(column: &Column, v: mysql_async::Value) -> Result<Value
         ColumnType::Array { .. } => Value::Array(
             bytes.chunks_exact(4).map(|c| Value::Float(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect(),
         ),
-        _ => Value::Text(text()),
+        _ => Value::Text(text(bytes)),
     })
 }
 
@@ -615,10 +620,15 @@ fn parse_time(s: &str) -> Option<i64> {
     let h: i64 = it.next()?.parse().ok()?;
     let m: i64 = it.next()?.parse().ok()?;
     let sec: i64 = it.next()?.parse().ok()?;
+    // Microseconds: the first six digits, padded with zeros.
     let mut micros: i64 = 0;
-    if !frac.is_empty() {
-        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
-        micros = digits.parse().ok()?;
+    for i in 0..6 {
+        let digit = match frac.as_bytes().get(i) {
+            Some(d) if d.is_ascii_digit() => i64::from(d - b'0'),
+            Some(_) => return None,
+            None => 0,
+        };
+        micros = micros * 10 + digit;
     }
     let total = (h * 3600 + m * 60 + sec) * 1_000_000 + micros;
     Some(if neg { -total } else { total })
