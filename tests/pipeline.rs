@@ -120,7 +120,7 @@ impl Source for MemorySource {
                     events: chunk.iter().map(|p| event(&table, p)).collect(),
                     checkpoint: last.then(|| lsn_pos(tx)),
                     source_ts_ms: Some(0),
-                    may_repeat: false,
+                    ..Batch::default()
                 };
                 tokio::select! {
                     r = out.send(batch) => if r.is_err() { return Ok(()) },
@@ -348,7 +348,7 @@ fn shutdown_flushes_and_checkpoints() {
                             events: vec![e],
                             checkpoint: Some(lsn_pos(tx)),
                             source_ts_ms: None,
-                            may_repeat: false,
+                            ..Batch::default()
                         })
                         .await;
                 }
@@ -438,7 +438,7 @@ fn batches_read_again_after_a_source_restart_are_marked_may_repeat() {
                 events: ids.iter().map(|&id| event(&table, &Planned { id, key: id as i64, tx })).collect(),
                 checkpoint: checkpoint.then(|| lsn_pos(tx)),
                 source_ts_ms: Some(0),
-                may_repeat: false,
+                ..Batch::default()
             };
             let after = match start {
                 Some(Position::Postgres(p)) => p.lsn.0,
@@ -495,5 +495,78 @@ fn batches_read_again_after_a_source_restart_are_marked_may_repeat() {
             *written.lock().unwrap(),
             vec![(vec![0, 1], false), (vec![2, 3], false), (vec![2, 3], true), (vec![4], true), (vec![5], false)]
         );
+    });
+}
+
+/// A batch handed to the sink while the next one already waits is marked `more_queued` (a
+/// database sink then commits with a later checkpoint); one with nothing behind it is not.
+#[test]
+fn batches_with_the_next_one_waiting_are_marked_more_queued() {
+    /// Sends batch 1, waits until the sink holds it, then sends 2 and 3 and lets the sink go.
+    struct ThreeBatches {
+        sink_has_first: Arc<tokio::sync::Notify>,
+        sink_may_go: Arc<tokio::sync::Notify>,
+    }
+    #[async_trait]
+    impl Source for ThreeBatches {
+        async fn run(
+            &mut self,
+            _: Option<Position>,
+            out: mpsc::Sender<Batch>,
+            _: SourceContext,
+        ) -> Result<(), CdcError> {
+            let table = table();
+            let batch = |tx: u64| Batch {
+                events: vec![event(&table, &Planned { id: tx, key: tx as i64, tx })],
+                checkpoint: Some(lsn_pos(tx)),
+                source_ts_ms: Some(0),
+                ..Batch::default()
+            };
+            let closed = |_| CdcError::transient("closed");
+            out.send(batch(1)).await.map_err(closed)?;
+            self.sink_has_first.notified().await;
+            out.send(batch(2)).await.map_err(closed)?;
+            out.send(batch(3)).await.map_err(closed)?;
+            self.sink_may_go.notify_one();
+            Ok(())
+        }
+    }
+    struct Records {
+        written: Arc<Mutex<Vec<(u64, bool)>>>,
+        sink_has_first: Arc<tokio::sync::Notify>,
+        sink_may_go: Arc<tokio::sync::Notify>,
+    }
+    #[async_trait]
+    impl Sink for Records {
+        async fn write(&mut self, batch: &Batch, ack: Ack) -> Result<u64, CdcError> {
+            let first = self.written.lock().unwrap().is_empty();
+            self.written.lock().unwrap().push((event_id(&batch.events[0]), batch.more_queued));
+            if first {
+                self.sink_has_first.notify_one();
+                self.sink_may_go.notified().await;
+            }
+            ack.done();
+            Ok(0)
+        }
+        async fn flush(&mut self) -> Result<(), CdcError> {
+            Ok(())
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink_has_first, sink_may_go) =
+            (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+        let written = Arc::new(Mutex::new(vec![]));
+        let pipeline = Pipeline {
+            source: Box::new(ThreeBatches { sink_has_first: sink_has_first.clone(), sink_may_go: sink_may_go.clone() }),
+            sink: Box::new(Records { written: written.clone(), sink_has_first, sink_may_go }),
+            store: Arc::new(FilePositionStore::new(dir.path().join("p.json"), "t")),
+            config: PipelineConfig::default(),
+            metrics: Arc::new(Metrics::new("t")),
+            shutdown: CancellationToken::new(),
+        };
+        assert_eq!(pipeline.run(None).await.unwrap(), PipelineOutcome::SourceEnded);
+        assert_eq!(*written.lock().unwrap(), vec![(1, false), (2, true), (3, false)]);
     });
 }

@@ -125,6 +125,10 @@ pub struct Batch {
     /// The changes may already be in the sink (streamed again after a resumed snapshot):
     /// a sink must not assume an insert is a new row.
     pub may_repeat: bool,
+    /// Set by the runtime when the next batch was already waiting as this one went to the sink
+    /// (catching up): a database sink may leave its transaction open over this checkpoint and
+    /// commit with a later one, which costs no latency because the next batch is right there.
+    pub more_queued: bool,
 }
 
 impl Batch {
@@ -148,14 +152,14 @@ impl Batch {
                     events: std::mem::replace(events, rest),
                     checkpoint: Some(position),
                     source_ts_ms,
-                    may_repeat: false,
+                    ..Batch::default()
                 }
             }
             checkpoint => Batch {
                 events: std::mem::replace(events, Vec::with_capacity(capacity)),
                 checkpoint: checkpoint.map(|(p, _)| p),
                 source_ts_ms,
-                may_repeat: false,
+                ..Batch::default()
             },
         }
     }

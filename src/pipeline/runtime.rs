@@ -107,6 +107,7 @@ impl Pipeline {
                 received_batch = batch_rx.recv() => {
                     let Some(mut batch) = received_batch else { break };
                     batch_taken.notify_one();
+                    batch.more_queued = !batch_rx.is_empty();
                     seq += 1;
                     let events = batch.events.len() as u64;
                     metrics.batch_received(events, batch.checkpoint.as_ref(), batch.source_ts_ms);

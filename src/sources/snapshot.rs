@@ -133,7 +133,7 @@ impl SnapshotBatcher {
         if chunk.events.is_empty() && checkpoint.is_none() {
             return None;
         }
-        let batch = Batch { events: chunk.events, checkpoint, source_ts_ms: Some(self.ts_ms), may_repeat: false };
+        let batch = Batch { events: chunk.events, checkpoint, source_ts_ms: Some(self.ts_ms), ..Batch::default() };
         self.held.replace(batch)
     }
 
@@ -147,7 +147,7 @@ impl SnapshotBatcher {
             events: Vec::new(),
             checkpoint: None,
             source_ts_ms: Some(self.ts_ms),
-            may_repeat: false,
+            ..Batch::default()
         });
         if let Some(event) = last.events.last_mut() {
             event.source.snapshot =

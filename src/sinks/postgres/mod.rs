@@ -74,6 +74,9 @@ pub struct PostgresSink {
 /// to 16 MB.
 const OPEN_COPY_MAX_BYTES: usize = 6 << 20;
 
+/// Most events a target transaction takes over checkpoints it passes while catching up.
+const GROUP_COMMIT_EVENTS: usize = 10_000;
+
 /// One target connection.
 struct Lane {
     conn: PgConnection,
@@ -92,6 +95,8 @@ struct Unit {
     /// What it writes (kept only with several lanes).
     footprint: Footprint,
     state: UnitState,
+    /// Events of its batches.
+    events: usize,
 }
 
 enum UnitState {
@@ -373,7 +378,14 @@ impl PostgresSink {
 
     fn push_unit(&mut self, lane: usize, footprint: Footprint) {
         self.next_unit += 1;
-        self.units.push_back(Unit { seq: self.next_unit, lane, acks: Vec::new(), footprint, state: UnitState::Open });
+        self.units.push_back(Unit {
+            seq: self.next_unit,
+            lane,
+            acks: Vec::new(),
+            footprint,
+            state: UnitState::Open,
+            events: 0,
+        });
     }
 
     /// What the batch writes, as parallel apply sees it.
@@ -484,6 +496,10 @@ impl PostgresSink {
                 // A new table or a schema change: what is written so far was written under the
                 // old schema and goes out before the table is created or altered.
                 let previous: Option<TableSchema> = current.map(|p| (*p.schema).clone());
+                // A key left for after the copy goes on before the table is altered.
+                if let Some(sql) = self.deferred_keys.remove(&event.table.id) {
+                    writer.push_sql(&format!("{sql};\n"));
+                }
                 self.settle_lane(lane).await?;
                 let script = writer.take_script();
                 sent += script_bytes(&script);
@@ -532,9 +548,18 @@ impl PostgresSink {
             };
             writer.add(event, plan)?;
         }
-        let mut commits = None;
+        // Catching up on one connection: a checkpoint with the next batch already waiting
+        // leaves the transaction (and its COPY) open, up to GROUP_COMMIT_EVENTS a transaction.
+        // PostgreSQL pays per COPY statement for the rows it buffers (on 17 a resource owner
+        // entry per buffered slot, searched linearly): one COPY per 1 000-row source
+        // transaction spent a third of the target's CPU there.
+        let unit_events = self.units.back().map_or(0, |u| u.events) + batch.events.len();
+        let checkpoint = batch
+            .checkpoint
+            .as_ref()
+            .filter(|_| !batch.more_queued || self.parallel() || unit_events >= GROUP_COMMIT_EVENTS);
         if let Some(position) = &batch.checkpoint {
-            // Tables whose copy is over get their key in the transaction that completes it.
+            // Tables whose copy is over get their key in the transaction that holds its end.
             let progress = position.snapshot_progress();
             let done: Vec<TableId> =
                 self.deferred_keys.keys().filter(|t| !progress.is_some_and(|p| p.is_reading(t))).cloned().collect();
@@ -543,6 +568,9 @@ impl PostgresSink {
                     writer.push_sql(&format!("{sql};\n"));
                 }
             }
+        }
+        let mut commits = None;
+        if let Some(position) = checkpoint {
             let unit = self.units.back().map_or(0, |u| u.seq);
             // Safe to commit now if every unit before it is committed or on this connection.
             if self.units.iter().all(|u| u.seq == unit || u.lane == lane) {
@@ -550,7 +578,7 @@ impl PostgresSink {
                 commits = Some(unit);
             }
         }
-        let script = if batch.checkpoint.is_none() {
+        let script = if checkpoint.is_none() {
             let (script, open) = writer.take_script_keeping_copy(OPEN_COPY_MAX_BYTES);
             self.open_copy = open;
             script
@@ -568,7 +596,8 @@ impl PostgresSink {
         self.spare_buffers = writer.into_spare();
         if let Some(unit) = self.units.back_mut() {
             unit.acks.push(ack);
-            if let Some(position) = &batch.checkpoint {
+            unit.events = unit_events;
+            if let Some(position) = checkpoint {
                 unit.state =
                     if commits.is_some() { UnitState::Committing } else { UnitState::Complete(position.clone()) };
             }
