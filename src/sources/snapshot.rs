@@ -8,6 +8,8 @@
 //! every `chunk_rows` rows, and holds one batch back so the snapshot's final row can be marked
 //! `last` when it is known to be the final one.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::admin::Metrics;
@@ -38,6 +40,20 @@ pub struct TableRead {
     pub index: usize,
     pub id: TableId,
     pub after: Option<Vec<Vec<u8>>>,
+}
+
+/// The tables left to read, shared by a snapshot's reader connections: each takes the next.
+pub struct TableQueue(Mutex<VecDeque<TableRead>>);
+
+impl TableQueue {
+    pub fn new(tables: Vec<TableRead>) -> TableQueue {
+        TableQueue(Mutex::new(tables.into()))
+    }
+
+    /// The next table to read; `None` once all are taken.
+    pub fn next(&self) -> Result<Option<TableRead>, CdcError> {
+        Ok(self.0.lock().map_err(|_| CdcError::transient("snapshot queue poisoned"))?.pop_front())
+    }
 }
 
 pub struct SnapshotBatcher {

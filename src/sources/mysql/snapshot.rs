@@ -18,8 +18,7 @@
 //! come again from the binlog: at-least-once, converging to the same state. A table without a
 //! primary key is read in one query and, if interrupted, read again whole.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
@@ -36,7 +35,7 @@ use crate::model::{
 };
 use crate::pipeline::SourceContext;
 use crate::sources::filter::TableFilter;
-use crate::sources::snapshot::{SnapshotBatcher, SnapshotChunk, TableRead};
+use crate::sources::snapshot::{SnapshotBatcher, SnapshotChunk, TableQueue, TableRead};
 
 const SYSTEM_SCHEMAS: &[&str] = &["mysql", "information_schema", "performance_schema", "sys"];
 
@@ -80,9 +79,7 @@ pub async fn run(
     let (position, resumed_at) = match &resume {
         Some((position, progress)) => {
             for conn in &mut conns {
-                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-                    .await
-                    .map_err(q("starting the snapshot"))?;
+                start_snapshot(conn).await?;
             }
             // Read after every reader's snapshot began: at or past them, which is all the stream
             // needs to know.
@@ -99,9 +96,7 @@ pub async fn run(
                 .await
                 .map_err(q("taking the global read lock for the snapshot"))?;
             for conn in &mut conns {
-                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-                    .await
-                    .map_err(q("starting the snapshot"))?;
+                start_snapshot(conn).await?;
             }
             let p = current_position(&mut conns[0], facts).await;
             conns[0].query_drop("UNLOCK TABLES").await.map_err(q("releasing the global read lock"))?;
@@ -116,7 +111,7 @@ pub async fn run(
         plan.chunk_rows,
         ts_ms,
     );
-    let queue: VecDeque<TableRead> = batcher.to_read().into();
+    let queue = Arc::new(TableQueue::new(batcher.to_read()));
     if resume.is_none() {
         tracing::info!(tables = batcher.tables().len(), position = %Position::MySql(position.clone()), connections = conns.len(), "Snapshot started");
     }
@@ -135,7 +130,6 @@ pub async fn run(
             query: None,
         },
     };
-    let queue = Arc::new(Mutex::new(queue));
     // Room for one chunk per reader: readers stay at most a chunk ahead of the pipeline.
     let (chunks_tx, mut chunks) = mpsc::channel::<Result<SnapshotChunk, CdcError>>(conns.len());
     let mut tasks = JoinSet::new();
@@ -182,6 +176,10 @@ async fn reader_connection(url: &str) -> Result<mysql_async::Conn, CdcError> {
     Ok(conn)
 }
 
+async fn start_snapshot(conn: &mut mysql_async::Conn) -> Result<(), CdcError> {
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(sql_err("starting the snapshot"))
+}
+
 /// MariaDB: opens every connection's snapshot without a lock and returns their position.
 /// Each snapshot comes with the binlog position it matches (`binlog_snapshot_file/position`);
 /// when all readers report the same one, no commit came between them and they see one state.
@@ -200,7 +198,7 @@ async fn begin_at_one_position(conns: &mut Vec<mysql_async::Conn>) -> Result<MyS
         }
         let mut positions = Vec::with_capacity(conns.len());
         for conn in conns.iter_mut() {
-            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(q("starting the snapshot"))?;
+            start_snapshot(conn).await?;
             let rows: Vec<(String, String)> =
                 conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(q("reading the snapshot position"))?;
             let get = |k: &str| rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
@@ -222,7 +220,7 @@ async fn begin_at_one_position(conns: &mut Vec<mysql_async::Conn>) -> Result<MyS
 
 /// One connection reading tables from the queue until it is empty.
 struct Reader {
-    queue: Arc<Mutex<VecDeque<TableRead>>>,
+    queue: Arc<TableQueue>,
     chunks: mpsc::Sender<Result<SnapshotChunk, CdcError>>,
     batch_events: usize,
     chunk_rows: usize,
@@ -232,9 +230,7 @@ struct Reader {
 
 impl Reader {
     async fn run(self, mut conn: mysql_async::Conn) -> Result<(), CdcError> {
-        loop {
-            let next = self.queue.lock().map_err(|_| CdcError::transient("snapshot queue poisoned"))?.pop_front();
-            let Some(table) = next else { break };
+        while let Some(table) = self.queue.next()? {
             if !self.read_table(&mut conn, table).await? {
                 return Ok(());
             }

@@ -16,8 +16,7 @@
 //! changes in between come again from the slot (at-least-once, converging to the same state).
 //! A table without a primary key is read again whole when interrupted.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -31,7 +30,7 @@ use crate::model::{
     TableId,
 };
 use crate::pipeline::SourceContext;
-use crate::sources::snapshot::{SnapshotBatcher, SnapshotChunk, TableRead};
+use crate::sources::snapshot::{SnapshotBatcher, SnapshotChunk, TableQueue, TableRead};
 
 /// What a snapshot reads and how.
 pub(super) struct SnapshotPlan<'a> {
@@ -68,7 +67,7 @@ pub(super) async fn read(
     let ts_ms = crate::model::now_ms();
     let start = Position::Postgres(PgPosition { lsn: plan.consistent, tx_lsn: None, snapshot: None });
     let mut batcher = SnapshotBatcher::new(plan.tables, start, plan.resume, plan.chunk_rows, ts_ms);
-    let queue: VecDeque<TableRead> = batcher.to_read().into();
+    let to_read = batcher.to_read();
     if plan.resume.is_none() {
         tracing::info!(tables = batcher.tables().len(), position = %plan.consistent, connections = plan.connections, "Snapshot started");
     }
@@ -83,8 +82,8 @@ pub(super) async fn read(
             xmin: None,
         },
     };
-    let readers = plan.connections.clamp(1, queue.len().max(1));
-    let queue = Arc::new(Mutex::new(queue));
+    let readers = plan.connections.clamp(1, to_read.len().max(1));
+    let queue = Arc::new(TableQueue::new(to_read));
     // Room for one chunk per reader: readers stay at most a chunk ahead of the pipeline.
     let (chunks_tx, mut chunks) = mpsc::channel::<Result<ReaderMessage, CdcError>>(readers);
     let mut tasks = JoinSet::new();
@@ -137,7 +136,7 @@ pub(super) async fn read(
 struct Reader {
     params: ConnectParams,
     snapshot_name: String,
-    queue: Arc<Mutex<VecDeque<TableRead>>>,
+    queue: Arc<TableQueue>,
     chunks: mpsc::Sender<Result<ReaderMessage, CdcError>>,
     batch_events: usize,
     template: SourceInfo,
@@ -152,9 +151,7 @@ impl Reader {
             return Ok(());
         }
         let mut types = TypeCache::default();
-        loop {
-            let next = self.queue.lock().map_err(|_| CdcError::transient("snapshot queue poisoned"))?.pop_front();
-            let Some(table) = next else { break };
+        while let Some(table) = self.queue.next()? {
             if !self.read_table(&mut conn, &mut types, table).await? {
                 return Ok(());
             }
