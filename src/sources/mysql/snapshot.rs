@@ -183,6 +183,7 @@ async fn start_snapshot(conn: &mut mysql_async::Conn) -> Result<(), CdcError> {
 /// MariaDB: opens every connection's snapshot without a lock and returns their position.
 /// Each snapshot comes with the binlog position it matches (`binlog_snapshot_file/position`);
 /// when all readers report the same one, no commit came between them and they see one state.
+/// The snapshots are opened at the same time, and again while a commit falls between them.
 /// If commits keep coming between them, the snapshot goes on with the first connection alone.
 async fn begin_at_one_position(conns: &mut Vec<mysql_async::Conn>) -> Result<MySqlPosition, CdcError> {
     let q = |doing: &'static str| sql_err(doing);
@@ -196,9 +197,10 @@ async fn begin_at_one_position(conns: &mut Vec<mysql_async::Conn>) -> Result<MyS
             );
             conns.truncate(1);
         }
+        // All at once: a commit can only fall between them in the moment they take to arrive.
+        futures_util::future::try_join_all(conns.iter_mut().map(start_snapshot)).await?;
         let mut positions = Vec::with_capacity(conns.len());
         for conn in conns.iter_mut() {
-            start_snapshot(conn).await?;
             let rows: Vec<(String, String)> =
                 conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(q("reading the snapshot position"))?;
             let get = |k: &str| rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
