@@ -13,7 +13,8 @@
 # Steps 1 and 2 also run cdc with `apply_connections = PARALLEL` (default 3) from a third slot.
 #
 #   ROWS=500000 TX_ROWS=1000 PARALLEL=3 bash scripts/bench-replica.sh
-# STEPS=pg runs steps 1 and 2 only. "machine idle" is the share of both cores left unused
+# One run of each is one pair: for a ratio that holds, see scripts/bench-replica-pairs.sh
+# (alternating pairs over one WAL). STEPS=pg runs steps 1 and 2 only. "machine idle" is the share of both cores left unused
 # while a consumer ran: what a faster consumer could still have used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -97,26 +98,9 @@ measure() {
 # idle_ticks: the machine's idle + iowait clock ticks so far, all cores (/proc/stat).
 idle_ticks() { awk '/^cpu / {print $5 + $6}' /proc/stat; }
 
-# row_within DB TABLE ID: waits up to 2 s, inside the target server, for row ID of TABLE in DB;
-# prints 1 when it is there. One psql a call: a new psql every 50 ms took 15 % of the
-# machine's CPU, away from the servers being measured.
-row_within() {
-  psql -X -q -At -v ON_ERROR_STOP=1 "$TGT_URL/$1" 2>/dev/null <<SQL
-DO \$\$ BEGIN
-  FOR i IN 1..200 LOOP
-    IF to_regclass('$2') IS NOT NULL THEN
-      EXIT WHEN EXISTS (SELECT 1 FROM $2 WHERE id = $3);
-    END IF;
-    PERFORM pg_sleep(0.01);
-  END LOOP;
-END \$\$;
-SELECT count(*) FROM $2 WHERE id = $3;
-SQL
-}
-
 # wait_marker DB ID: until row ID of t is visible in DB on the target.
 wait_marker() {
-  until [ "$(row_within "$1" t "$2")" = 1 ]; do :; done
+  until [ "$(row_within "$TGT_URL/$1" t "$2")" = 1 ]; do :; done
 }
 
 # run_native MARKER: enables the subscription, waits, disables it; prints seconds.
@@ -137,7 +121,7 @@ run_cdc() {
   start=$(date +%s.%N)
   "${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/$2.toml" >/dev/null 2>>"$DIR/cdc.log" &
   CDC_PID=$!
-  until [ "$(row_within "$3" public.t "$1")" = 1 ]; do
+  until [ "$(row_within "$TGT_URL/$3" public.t "$1")" = 1 ]; do
     kill -0 "$CDC_PID" || { cat "$DIR/cdc.log" >&2; exit 1; }
   done
   end=$(date +%s.%N)
@@ -171,15 +155,7 @@ measure cdcpar run_cdc "$MARKER" cdcpar replica_par
 report "inserts" "$ROWS"
 
 echo "== 2. backlog of $ROWS mixed changes ==" >&2
-for ((s = 1; s <= ROWS; s += TX_ROWS)); do
-  e=$((s + TX_ROWS - 1))
-  echo "BEGIN;
-    UPDATE t SET a = a + 1, c = c || 'u', d = d + 1 WHERE id BETWEEN $s AND $e AND id % 2 = 0;
-    DELETE FROM t WHERE id BETWEEN $s AND $e AND id % 4 = 1;
-    INSERT INTO t SELECT g + $ROWS + 10, g, g, 'new-' || g, g / 3.0, g, now(), now(), current_date, 'i', true, 1
-      FROM generate_series($s, $e) g WHERE g % 4 = 3;
-    COMMIT;"
-done | psql -X -q "$SRC_URL"
+PG_URL="$SRC_URL" load_postgres_mixed "$ROWS" "$TX_ROWS"
 MARKER2=$((3 * ROWS))
 src "INSERT INTO t (id) VALUES ($MARKER2)"
 measure native run_native "$MARKER2"
@@ -233,7 +209,7 @@ kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID=""
 start=$(date +%s.%N)
 "${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/maria.toml" --from "$FROM_POS" >/dev/null 2>>"$DIR/cdc.log" &
 CDC_PID=$!
-until [ "$(row_within frommaria bench.t "$MARKER")" = 1 ]; do
+until [ "$(row_within "$TGT_URL/frommaria" bench.t "$MARKER")" = 1 ]; do
   kill -0 "$CDC_PID" || { cat "$DIR/cdc.log" >&2; exit 1; }
 done
 t_maria=$(echo "$(date +%s.%N) - $start" | bc)

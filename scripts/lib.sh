@@ -93,6 +93,22 @@ load_postgres_rows() {
   done | psql -X -q "$PG_URL"
 }
 
+# load_postgres_mixed ROWS TX_ROWS: ROWS changes to the rows load_postgres_rows wrote, in
+# transactions of TX_ROWS: updates of half of them, deletes of a quarter, a quarter new rows
+# (ids from ROWS + 11).
+load_postgres_mixed() {
+  local rows="$1" tx="$2"
+  for ((s = 1; s <= rows; s += tx)); do
+    e=$((s + tx - 1))
+    echo "BEGIN;
+      UPDATE t SET a = a + 1, c = c || 'u', d = d + 1 WHERE id BETWEEN $s AND $e AND id % 2 = 0;
+      DELETE FROM t WHERE id BETWEEN $s AND $e AND id % 4 = 1;
+      INSERT INTO t SELECT g + $rows + 10, g, g, 'new-' || g, g / 3.0, g, now(), now(), current_date, 'i', true, 1
+        FROM generate_series($s, $e) g WHERE g % 4 = 3;
+      COMMIT;"
+  done | psql -X -q "$PG_URL"
+}
+
 POSTGRES_BENCH_TABLE="CREATE TABLE t (id bigint PRIMARY KEY, a int, b bigint, c varchar(64), d numeric(12,2),
   e double precision, f timestamp, g timestamptz(3), h date, i text, j bool, k smallint)"
 
@@ -118,6 +134,26 @@ while True:
         sys.exit(1)
     time.sleep(0.02)
 PY
+}
+
+# row_within URL TABLE ID: waits up to 2 s, inside the server, for row ID of TABLE in the
+# database at URL; prints 1 when it is there. One psql a call: a new psql every 50 ms took 15 %
+# of the machine's CPU, away from the servers being measured. The COMMIT lets a table created
+# meanwhile be seen: without it the loop kept the catalog as it was when it began, and a run
+# that had to create its table was timed 2 s too long.
+row_within() {
+  psql -X -q -At -v ON_ERROR_STOP=1 "$1" 2>/dev/null <<SQL
+DO \$\$ BEGIN
+  FOR i IN 1..200 LOOP
+    IF to_regclass('$2') IS NOT NULL THEN
+      EXIT WHEN EXISTS (SELECT 1 FROM $2 WHERE id = $3);
+    END IF;
+    PERFORM pg_sleep(0.01);
+    COMMIT;
+  END LOOP;
+END \$\$;
+SELECT count(*) FROM $2 WHERE id = $3;
+SQL
 }
 
 # peak_rss_mb PID
