@@ -254,6 +254,24 @@ fn mysql_over_tls_as_ssl_mode_asks() {
     );
     assert_refused(check(&url("ssl-mode=ON")), "ssl-mode `ON` is not one of DISABLED, PREFERRED");
 
+    // A user the server knows by its client certificate (the subject the harness gave it).
+    my.sql("CREATE USER certuser@'%' REQUIRE SUBJECT '/CN=certuser'; GRANT ALL PRIVILEGES ON *.* TO certuser@'%';");
+    let cert_url =
+        |query: &str| format!("mysql://certuser@127.0.0.1:{}?ssl-mode=VERIFY_CA&ssl-ca={ca}{query}", my.port());
+    let client = format!("&ssl-cert={}&ssl-key={}", tls.client_cert.display(), tls.client_key.display());
+    let (code, out) = check(&cert_url(&client));
+    assert_eq!(code, 0, "{out}");
+    assert_refused(check(&cert_url("")), "access denied");
+    assert_refused(
+        check(&cert_url(&format!("&ssl-cert={}", tls.client_cert.display()))),
+        "ssl-cert and ssl-key go together",
+    );
+    // The server's key is not the client certificate's.
+    assert_refused(
+        check(&cert_url(&format!("&ssl-cert={}&ssl-key={}", tls.client_cert.display(), tls.key.display()))),
+        "do not make a client identity",
+    );
+
     // Snapshot, binlog stream and apply, every connection encrypted (the user requires it).
     let (_dir, config) = run_config(&format!(
         "name = \"mytls\"\n[source]\nkind = \"mysql\"\nurl = \"{}\"\nserver_id = 7402\ntables = [\"tlsshop.*\"]\n\

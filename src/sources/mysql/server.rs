@@ -2,25 +2,31 @@
 //! and positions the replication stream depends on.
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};
+use mysql_async::{ClientIdentity, Conn, Opts, OptsBuilder, SslOpts};
 
 use crate::error::CdcError;
 use crate::model::{BinlogCoordinates, GtidSet, MySqlPosition};
 
 /// Connects with the configured URL (`mariadb://` is accepted as an alias). TLS follows the
-/// MySQL client's `ssl-mode` and `ssl-ca` URL parameters (see [`TlsMode`]). `setting` names
-/// the URL in errors: `source.url` or `sink.url`.
+/// MySQL client's `ssl-mode`, `ssl-ca`, `ssl-cert` and `ssl-key` URL parameters (see
+/// [`TlsMode`]). `setting` names the URL in errors: `source.url` or `sink.url`.
 pub async fn connect(url: &str, setting: &str) -> Result<Conn, CdcError> {
     let url = match url.strip_prefix("mariadb://") {
         Some(rest) => format!("mysql://{rest}"),
         None => url.to_string(),
     };
-    let (url, mode, ca) = tls_params(&url)?;
+    let (url, TlsParams { mode, ca, client }) = tls_params(&url)?;
+    let identity = match &client {
+        Some((cert, key)) => Some(client_identity(cert, key, setting)?),
+        None => None,
+    };
     let opts =
         Opts::from_url(&url).map_err(|e| CdcError::definite(format!("{setting}: {e}"), format!("fix {setting}")))?;
     let host = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
     let doing = format!("connecting to {host}");
-    let tls = |ssl: SslOpts| Opts::from(OptsBuilder::from_opts(opts.clone()).ssl_opts(ssl));
+    let tls = |ssl: SslOpts| {
+        Opts::from(OptsBuilder::from_opts(opts.clone()).ssl_opts(ssl.with_client_identity(identity.clone())))
+    };
     let unverified =
         || SslOpts::default().with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true);
     let verified = || match &ca {
@@ -97,12 +103,23 @@ impl TlsMode {
     }
 }
 
-/// Takes `ssl-mode` and `ssl-ca` out of the URL (the client library knows neither).
-fn tls_params(url: &str) -> Result<(String, TlsMode, Option<String>), CdcError> {
+/// The TLS parameters of a MySQL URL.
+struct TlsParams {
+    mode: TlsMode,
+    /// `ssl-ca`: a PEM file of the authorities to trust (instead of the system's).
+    ca: Option<String>,
+    /// `ssl-cert` and `ssl-key`: a client certificate (PEM, the chain after it) and its PEM key,
+    /// for users the server knows by certificate (`REQUIRE X509`, `REQUIRE SUBJECT …`).
+    client: Option<(String, String)>,
+}
+
+/// Takes `ssl-mode`, `ssl-ca`, `ssl-cert` and `ssl-key` out of the URL (the client library
+/// knows none of them).
+fn tls_params(url: &str) -> Result<(String, TlsParams), CdcError> {
     let bad = |what: String| CdcError::definite(what, "fix the URL");
     let mut parsed = url::Url::parse(url).map_err(|e| bad(format!("not a URL: {e}")))?;
     let mut mode = TlsMode::Preferred;
-    let mut ca = None;
+    let (mut ca, mut cert, mut cert_key) = (None, None, None);
     let mut rest = Vec::new();
     for (key, value) in parsed.query_pairs() {
         match &*key {
@@ -111,6 +128,8 @@ fn tls_params(url: &str) -> Result<(String, TlsMode, Option<String>), CdcError> 
                     TlsMode::parse(&value).ok_or_else(|| bad(format!("ssl-mode `{value}` is not a MySQL ssl-mode")))?
             }
             "ssl-ca" => ca = Some(value.into_owned()),
+            "ssl-cert" => cert = Some(value.into_owned()),
+            "ssl-key" => cert_key = Some(value.into_owned()),
             _ => rest.push((key.into_owned(), value.into_owned())),
         }
     }
@@ -119,7 +138,51 @@ fn tls_params(url: &str) -> Result<(String, TlsMode, Option<String>), CdcError> 
     } else {
         parsed.query_pairs_mut().clear().extend_pairs(rest);
     }
-    Ok((parsed.to_string(), mode, ca))
+    let client = match (cert, cert_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err(bad("ssl-cert and ssl-key go together: the URL has one without the other".into())),
+    };
+    if client.is_some() && mode == TlsMode::Disabled {
+        return Err(bad("ssl-cert and ssl-key need TLS, and the URL says ssl-mode=DISABLED".into()));
+    }
+    Ok((parsed.to_string(), TlsParams { mode, ca, client }))
+}
+
+/// The client certificate and key as the PKCS#12 archive the client library takes (the MySQL
+/// client and the server's own settings use PEM files).
+fn client_identity(cert: &str, key: &str, setting: &str) -> Result<ClientIdentity, CdcError> {
+    // Only inside this process: the archive needs a password, not a secret one.
+    const PASSWORD: &str = "cdc";
+    let fix = |what: &str| format!("fix {what} in {setting}: a PEM file readable by cdc");
+    let read = |path: &str, what: &str| {
+        std::fs::read(path).map_err(|e| CdcError::definite(format!("{what} {path}: {e}"), fix(what)))
+    };
+    let not_pem = |path: &str, what: &str, e: openssl::error::ErrorStack| {
+        CdcError::definite(format!("{what} {path}: {e}"), fix(what))
+    };
+    let mut chain = openssl::x509::X509::stack_from_pem(&read(cert, "ssl-cert")?)
+        .map_err(|e| not_pem(cert, "ssl-cert", e))?
+        .into_iter();
+    let leaf = chain.next().ok_or_else(|| not_pem(cert, "ssl-cert", openssl::error::ErrorStack::get()))?;
+    let pkey =
+        openssl::pkey::PKey::private_key_from_pem(&read(key, "ssl-key")?).map_err(|e| not_pem(key, "ssl-key", e))?;
+    let mut builder = openssl::pkcs12::Pkcs12::builder();
+    builder.name("cdc").pkey(&pkey).cert(&leaf);
+    let mut rest = openssl::stack::Stack::new().map_err(|e| not_pem(cert, "ssl-cert", e))?;
+    for c in chain {
+        rest.push(c).map_err(|e| not_pem(cert, "ssl-cert", e))?;
+    }
+    if !rest.is_empty() {
+        builder.ca(rest);
+    }
+    let archive = builder.build2(PASSWORD).and_then(|p| p.to_der()).map_err(|e| {
+        CdcError::definite(
+            format!("ssl-cert {cert} and ssl-key {key} do not make a client identity: {e}"),
+            format!("give the key that belongs to the certificate in {setting}"),
+        )
+    })?;
+    Ok(ClientIdentity::new(archive.into()).with_password(PASSWORD))
 }
 
 /// Maps a client error to transient (retry) or definite (stop, with a remedy).
