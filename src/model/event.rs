@@ -163,6 +163,19 @@ impl Batch {
             },
         }
     }
+
+    /// The last batch of a stopping source: the events up to its newest transaction boundary,
+    /// or nothing without one. The open transaction's events are read again after the restart
+    /// (the position is before them): sent now, a sink that delivers at least once would
+    /// deliver them twice, and a database sink would roll them back at its flush together
+    /// with the whole transactions it was grouping with them.
+    pub fn cut_for_stop(
+        events: &mut Vec<ChangeEvent>,
+        checkpoint: Option<(Position, usize)>,
+        source_ts_ms: Option<i64>,
+    ) -> Option<Batch> {
+        checkpoint.map(|checkpoint| Batch::cut(events, Some(checkpoint), source_ts_ms))
+    }
 }
 
 #[cfg(test)]
@@ -222,5 +235,14 @@ mod tests {
         let mut pending: Vec<ChangeEvent> = [5].map(event).to_vec();
         let batch = Batch::cut(&mut pending, Some((at(5), 1)), None);
         assert_eq!((lsns(&batch.events), batch.checkpoint), (vec![5], Some(at(5))));
+    }
+
+    #[test]
+    fn a_stopping_source_sends_whole_transactions_only() {
+        let mut pending: Vec<ChangeEvent> = [1, 2, 3].map(event).to_vec();
+        let batch = Batch::cut_for_stop(&mut pending, Some((at(2), 2)), None).expect("a batch");
+        assert_eq!((lsns(&batch.events), batch.checkpoint), (vec![1, 2], Some(at(2))));
+        // Only an open transaction: nothing to send.
+        assert!(Batch::cut_for_stop(&mut pending, None, None).is_none());
     }
 }

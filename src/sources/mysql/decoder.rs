@@ -188,6 +188,11 @@ impl BinlogDecoder {
         Batch::cut(&mut self.events, self.checkpoint.take(), self.newest_ts_ms.take())
     }
 
+    /// The last batch before a stop: whole transactions only (see [`Batch::cut_for_stop`]).
+    pub fn final_batch(&mut self) -> Option<Batch> {
+        Batch::cut_for_stop(&mut self.events, self.checkpoint.take(), self.newest_ts_ms.take())
+    }
+
     pub fn in_transaction(&self) -> bool {
         self.tx.open || self.tx.standalone
     }

@@ -267,8 +267,8 @@ impl MySqlSource {
                 None => {
                     tokio::select! {
                         _ = ctx.shutdown.cancelled() => {
-                            if decoder.has_checkpoint() || decoder.pending_events() > 0 {
-                                send(&out, repeat.mark(decoder.take_batch())).await;
+                            if let Some(batch) = decoder.final_batch() {
+                                send(&out, repeat.mark(batch)).await;
                             }
                             return Ok(());
                         }

@@ -356,8 +356,8 @@ impl PgSource {
                 tokio::select! {
                     biased;
                     _ = ctx.shutdown.cancelled() => {
-                        if !state.events.is_empty() || state.checkpoint.is_some() {
-                            let _ = out.send(state.take_batch()).await;
+                        if let Some(batch) = state.final_batch() {
+                            let _ = out.send(batch).await;
                         }
                         return Ok(());
                     }
@@ -648,6 +648,12 @@ impl StreamState {
     fn take_batch(&mut self) -> Batch {
         let batch = Batch::cut(&mut self.events, self.checkpoint.take(), self.newest_ts_ms.take());
         self.repeat.mark(batch)
+    }
+
+    /// The last batch before a stop: whole transactions only (see [`Batch::cut_for_stop`]).
+    fn final_batch(&mut self) -> Option<Batch> {
+        let batch = Batch::cut_for_stop(&mut self.events, self.checkpoint.take(), self.newest_ts_ms.take())?;
+        Some(self.repeat.mark(batch))
     }
 
     async fn handle(&mut self, message: PgMessage<'_>, lsn: u64, cat: &mut PgConnection) -> Result<(), CdcError> {
