@@ -11,6 +11,7 @@
 # visible on the target. Reported per drain: seconds, and CPU seconds of the walsender, of the
 # applying process on the target (native: the apply worker; cdc: its backend) and of cdc.
 # Autovacuum is off on both servers, so that no worker lands in one drain's figures.
+# SOURCE_EXTRA: more lines for cdc's [source] table (e.g. "streaming = false").
 #
 #   ROWS=500000 PAIRS=4 WORKLOAD=mixed bash scripts/bench-replica-pairs.sh
 set -euo pipefail
@@ -68,6 +69,7 @@ url = "$SRC_URL"
 slot = "$d"
 publication = "bench"
 snapshot = "never"
+${SOURCE_EXTRA:-}
 [sink]
 kind = "postgres"
 url = "$TGT_URL/$d"
