@@ -8,7 +8,7 @@
 #   2. PostgreSQL 15 from a slot created before the load, one slot per run.
 # Reported per run: seconds from process start until the last event was written (Debezium's
 # includes starting the JVM, as a user's would), CPU seconds and peak RSS of the process.
-# Debezium runs with the JVM's defaults.
+# Debezium runs with the JVM's defaults unless JAVA_OPTS says otherwise (e.g. "-Xmx512m").
 #
 #   ROWS=1000000 TX_ROWS=1000 bash scripts/bench-debezium.sh
 set -euo pipefail
@@ -38,7 +38,8 @@ CDC="${CARGO_TARGET_DIR:-target}/release/cdc"
 run_debezium() {
   local start end line
   start=$(date +%s.%N)
-  java -cp "$CLASS_PATH" DbzBench "$1" "$2" "$3" "$4" "$ROWS" "${@:5}" >/dev/null 2>"$DIR/debezium.log" || true
+  # shellcheck disable=SC2086
+  java ${JAVA_OPTS:-} -cp "$CLASS_PATH" DbzBench "$1" "$2" "$3" "$4" "$ROWS" "${@:5}" >/dev/null 2>"$DIR/debezium.log" || true
   end=$(date +%s.%N)
   line=$(grep "^debezium: $ROWS events" "$DIR/debezium.log" || true)
   [ -n "$line" ] || { grep -v "^\s*at " "$DIR/debezium.log" | tail -20 >&2; echo "Debezium did not finish" >&2; exit 1; }
