@@ -5,6 +5,9 @@
 //
 // usage: java -cp 'libs/*:.' DbzBench mysql PORT DATABASE TABLE EVENTS BINLOG_FILE OFFSETS_FILE
 //        java -cp 'libs/*:.' DbzBench postgres PORT DATABASE TABLE EVENTS SLOT PUBLICATION
+//        java -cp 'libs/*:.' DbzBench mysql|postgres PORT DATABASE TABLE EVENTS snapshot [PUBLICATION]
+// The last form takes an initial snapshot of the table instead (snapshot.mode=initial_only; a
+// PostgreSQL slot named dbz_snapshot is created for it).
 // MySQL starts at the beginning of BINLOG_FILE: Debezium 3.6 has no mode that reads an existing
 // binlog from a given position, so an offset is stored for it first (OFFSETS_FILE, Kafka
 // Connect's file store), and snapshot.mode=recovery reads the table definitions at start.
@@ -40,6 +43,7 @@ public class DbzBench {
         p.setProperty("key.converter.schemas.enable", "false");
         p.setProperty("value.converter.schemas.enable", "false");
         p.setProperty("converter.schemas.enable", "false");
+        boolean snapshot = args.length > 5 && args[5].equals("snapshot");
         if (kind.equals("mysql")) {
             p.setProperty("connector.class", "io.debezium.connector.mysql.MySqlConnector");
             p.setProperty("database.user", "root");
@@ -47,19 +51,23 @@ public class DbzBench {
             p.setProperty("database.include.list", db);
             p.setProperty("schema.history.internal", "io.debezium.relational.history.MemorySchemaHistory");
             p.setProperty("include.schema.changes", "false");
-            p.setProperty("snapshot.mode", "recovery");
-            storeOffset(args[6], "{\"file\":\"" + args[5] + "\",\"pos\":4}");
-            p.setProperty("offset.storage", "org.apache.kafka.connect.storage.FileOffsetBackingStore");
-            p.setProperty("offset.storage.file.filename", args[6]);
+            if (snapshot) {
+                p.setProperty("snapshot.mode", "initial_only");
+            } else {
+                p.setProperty("snapshot.mode", "recovery");
+                storeOffset(args[6], "{\"file\":\"" + args[5] + "\",\"pos\":4}");
+                p.setProperty("offset.storage", "org.apache.kafka.connect.storage.FileOffsetBackingStore");
+                p.setProperty("offset.storage.file.filename", args[6]);
+            }
         } else {
             p.setProperty("connector.class", "io.debezium.connector.postgresql.PostgresConnector");
             p.setProperty("database.user", "postgres");
             p.setProperty("database.dbname", db);
             p.setProperty("plugin.name", "pgoutput");
-            p.setProperty("slot.name", args[5]);
+            p.setProperty("slot.name", snapshot ? "dbz_snapshot" : args[5]);
             p.setProperty("publication.name", args[6]);
             p.setProperty("publication.autocreate.mode", "disabled");
-            p.setProperty("snapshot.mode", "no_data");
+            p.setProperty("snapshot.mode", snapshot ? "initial_only" : "no_data");
         }
         long start = ManagementFactory.getRuntimeMXBean().getStartTime();
         BufferedWriter out = new BufferedWriter(new OutputStreamWriter(System.out, StandardCharsets.UTF_8), 1 << 16);

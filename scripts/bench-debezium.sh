@@ -5,7 +5,10 @@
 # for both. Runs alternate Debezium, cdc, Debezium, cdc on the same binlog / WAL:
 #   1. MariaDB (reporting version 5.7.19, which Debezium's MySQL connector requires) from the
 #      start of the binlog file the load began in;
-#   2. PostgreSQL 15 from a slot created before the load, one slot per run.
+#   2. PostgreSQL 15 from a slot created before the load, one slot per run;
+#   3. the initial snapshot of that table (ROWS rows) from each source: Debezium's
+#      snapshot.mode=initial_only against cdc's snapshot = "initial_only", each with its
+#      defaults (Debezium reads one table on one connection; cdc on up to 2).
 # Reported per run: seconds from process start until the last event was written (Debezium's
 # includes starting the JVM, as a user's would), CPU seconds and peak RSS of the process.
 # Debezium runs with the JVM's defaults unless JAVA_OPTS says otherwise (e.g. "-Xmx512m").
@@ -45,6 +48,18 @@ run_debezium() {
   [ -n "$line" ] || { grep -v "^\s*at " "$DIR/debezium.log" | tail -20 >&2; echo "Debezium did not finish" >&2; exit 1; }
   printf 'debezium: %d events in %.2f s = %.0f events/s (%s)\n' "$ROWS" "$(echo "$end - $start" | bc)" \
     "$(echo "$ROWS / ($end - $start)" | bc -l)" "${line#debezium: }"
+}
+
+# run_snapshot CONFIG: one cdc run with snapshot = "initial_only" (it exits when done), timed.
+run_snapshot() {
+  local start end
+  start=$(date +%s.%N)
+  /usr/bin/time -f "%M %U %S" -o "$DIR/time" "$CDC" run --config "$1" >/dev/null 2>>"$DIR/cdc.log" \
+    || { tail -5 "$DIR/cdc.log" >&2; exit 1; }
+  end=$(date +%s.%N)
+  read -r rss user sys <"$DIR/time"
+  printf 'cdc: %d events in %.2f s = %.0f events/s (CPU %.2f s; peak RSS %d MB)\n' "$ROWS" "$(echo "$end - $start" | bc)" \
+    "$(echo "$ROWS / ($end - $start)" | bc -l)" "$(echo "$user + $sys" | bc)" $((rss / 1024))
 }
 
 # run_cdc CONFIG [ARGS...]: one drain to /dev/null, timed until /status counts ROWS events
@@ -87,6 +102,14 @@ path = "$DIR/my$run.json"
 TOML
   run_cdc "$DIR/my$run.toml" --from "mysql:file=$FILE:pos=4" >&2
 done
+
+echo "== 3a. MariaDB: initial snapshot of $ROWS rows ==" >&2
+for run in 1 2; do
+  run_debezium mysql "$MY_PORT" bench bench.t snapshot >&2
+  sed -e 's/^snapshot = "never"/snapshot = "initial_only"/' -e "s/^name = \"bench$run\"/name = \"snap$run\"/" \
+    -e "s|my$run.json|mysnap$run.json|" -e '/^\[http\]/,$d' "$DIR/my$run.toml" >"$DIR/mysnap$run.toml"
+  run_snapshot "$DIR/mysnap$run.toml" >&2
+done
 kill "$MARIADB_PID"; wait "$MARIADB_PID" 2>/dev/null || true
 
 echo "== 2. PostgreSQL 15: $ROWS inserts in transactions of $TX_ROWS ==" >&2
@@ -114,4 +137,14 @@ checkpoint_interval_ms = 100
 path = "$DIR/pg$run.json"
 TOML
   run_cdc "$DIR/pg$run.toml" >&2
+done
+
+echo "== 3b. PostgreSQL: initial snapshot of $ROWS rows ==" >&2
+for run in 1 2; do
+  run_debezium postgres "$PG_PORT" postgres public.t snapshot bench >&2
+  psql_run "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'dbz_snapshot'" >/dev/null
+  sed -e 's/^snapshot = "never"/snapshot = "initial_only"/' -e "s/^name = \"bench$run\"/name = \"snap$run\"/" \
+    -e "s/^slot = \"cdc$run\"/slot = \"cdc_snap$run\"/" -e "s|pg$run.json|pgsnap$run.json|" -e '/^\[http\]/,$d' \
+    "$DIR/pg$run.toml" >"$DIR/pgsnap$run.toml"
+  run_snapshot "$DIR/pgsnap$run.toml" >&2
 done
