@@ -29,11 +29,20 @@ unsafe extern "C" {
 pub fn return_freed_memory_promptly() {
     const EAGER_COMMIT: std::ffi::c_int = 3;
     const ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
-    const PURGE_DELAY: std::ffi::c_int = 15;
     // SAFETY: plain setters of integer options, valid to call at any time.
     unsafe {
         mi_option_set(EAGER_COMMIT, 0);
         mi_option_set(ARENA_EAGER_COMMIT, 0);
-        mi_option_set(PURGE_DELAY, 0);
     }
+    keep_freed_memory_for_ms(0);
+}
+
+/// How long mimalloc keeps freed memory before giving it back (0: at once). Given back at once,
+/// the next allocations fault the pages in again, zeroed: 15 % of cdc's CPU in a MariaDB snapshot.
+/// 10 ms saved 7–27 % of cdc's CPU on snapshots and 14 % on a PostgreSQL replica for 3–15 MB,
+/// but cost the Kafka sink 20 MB and gained it nothing (docs/benchmarks.md, session 13).
+pub fn keep_freed_memory_for_ms(ms: std::ffi::c_long) {
+    const PURGE_DELAY: std::ffi::c_int = 15;
+    // SAFETY: a plain setter of an integer option, valid to call at any time.
+    unsafe { mi_option_set(PURGE_DELAY, ms) }
 }

@@ -207,6 +207,10 @@ fn position_store(config: &Config) -> Result<Arc<dyn PositionStore>, CdcError> {
 }
 
 async fn run(config: &Config, from: Option<&str>) -> anyhow::Result<()> {
+    // CPU for a few MB, except with Kafka (see keep_freed_memory_for_ms).
+    if !matches!(config.sink, cdc::config::SinkConfig::Kafka(_)) {
+        cdc::keep_freed_memory_for_ms(10);
+    }
     let metrics = Arc::new(Metrics::new(&config.name));
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
