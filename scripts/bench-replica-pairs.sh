@@ -12,6 +12,8 @@
 # applying process on the target (native: the apply worker; cdc: its backend) and of cdc.
 # Autovacuum is off on both servers, so that no worker lands in one drain's figures.
 # SOURCE_EXTRA: more lines for cdc's [source] table (e.g. "streaming = false").
+# VARIANT_ENV: instead of native apply, pair cdc with cdc run under these environment settings
+# (an A/B of a temporary switch in the code), e.g. VARIANT_ENV="CDC_SOMETHING=1".
 #
 #   ROWS=500000 PAIRS=4 WORKLOAD=mixed bash scripts/bench-replica-pairs.sh
 set -euo pipefail
@@ -51,7 +53,8 @@ done
 
 src "$POSTGRES_BENCH_TABLE; CREATE PUBLICATION bench FOR TABLE t;"
 DRAINS=()
-for ((p = 1; p <= PAIRS; p++)); do DRAINS+=("native$p" "cdc$p"); done
+FIRST=native; [ -n "${VARIANT_ENV:-}" ] && FIRST=var
+for ((p = 1; p <= PAIRS; p++)); do DRAINS+=("$FIRST$p" "cdc$p"); done
 for d in "${DRAINS[@]}"; do
   src "SELECT pg_create_logical_replication_slot('$d', 'pgoutput')" >/dev/null
   tgt postgres "CREATE DATABASE $d" >/dev/null
@@ -60,7 +63,7 @@ for d in "${DRAINS[@]}"; do
       tgt "$d" "$POSTGRES_BENCH_TABLE" >/dev/null
       tgt "$d" "CREATE SUBSCRIPTION $d CONNECTION 'host=127.0.0.1 port=$SRC_PORT dbname=postgres user=postgres'
         PUBLICATION bench WITH (copy_data = false, enabled = false, create_slot = false, slot_name = '$d')" >/dev/null ;;
-    cdc*)
+    cdc*|var*)
       cat >"$DIR/$d.toml" <<TOML
 name = "$d"
 [source]
@@ -98,8 +101,8 @@ for d in "${DRAINS[@]}"; do
   start=$(date +%s.%N)
   case $d in
     native*) tgt "$d" "ALTER SUBSCRIPTION $d ENABLE" >/dev/null ;;
-    cdc*)
-      "${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/$d.toml" >/dev/null 2>>"$DIR/cdc.log" &
+    cdc*|var*)
+      env ${VARIANT_ENV:+$([ "${d:0:3}" = var ] && echo "$VARIANT_ENV")} "${CARGO_TARGET_DIR:-target}/release/cdc" run --config "$DIR/$d.toml" >/dev/null 2>>"$DIR/cdc.log" &
       CDC_PID=$! ;;
   esac
   until [ "$(row_within "$TGT_URL/$d" t "$MARKER")" = 1 ]; do
@@ -109,14 +112,14 @@ for d in "${DRAINS[@]}"; do
   walsender=$(src "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$d'")
   case $d in
     native*) applier=$(tgt "$d" "SELECT pid FROM pg_stat_subscription WHERE subname = '$d' AND relid IS NULL") ;;
-    cdc*) applier=$(tgt "$d" "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE datname = '$d' AND application_name = 'cdc'") ;;
+    cdc*|var*) applier=$(tgt "$d" "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE datname = '$d' AND application_name = 'cdc'") ;;
   esac
   SECS[$d]=$(echo "$end - $start" | bc)
   line=$(printf '%s: %d changes in %.2f s = %.0f changes/s; CPU s: walsender %s, apply %s' "$d" "$CHANGES" \
     "${SECS[$d]}" "$(echo "$CHANGES / ${SECS[$d]}" | bc -l)" "$(cpu "$walsender")" "$(cpu $applier)")
   case $d in
     native*) tgt "$d" "ALTER SUBSCRIPTION $d DISABLE" >/dev/null ;;
-    cdc*)
+    cdc*|var*)
       line="$line, cdc $(cpu "$CDC_PID"); peak RSS $(peak_rss_mb "$CDC_PID") MB"
       kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID="" ;;
   esac
@@ -127,11 +130,11 @@ done
 source_md5=$(src "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM t")
 ratios=()
 for ((p = 1; p <= PAIRS; p++)); do
-  for d in "native$p" "cdc$p"; do
+  for d in "$FIRST$p" "cdc$p"; do
     [ "$(tgt "$d" "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM t")" = "$source_md5" ] \
       || { echo "$d: the replica differs from the source" >&2; exit 1; }
   done
-  ratios+=("$(echo "${SECS[native$p]} / ${SECS[cdc$p]}" | bc -l)")
+  ratios+=("$(echo "${SECS[$FIRST$p]} / ${SECS[cdc$p]}" | bc -l)")
 done
 printf '%s\n' "${ratios[@]}" | sort -n | awk -v w="$WORKLOAD" -v n="$CHANGES" '
   { r[NR] = $1; s = s sprintf("%.2fx ", $1) }
