@@ -272,12 +272,13 @@ fn mysql_over_tls_as_ssl_mode_asks() {
         "do not make a client identity",
     );
 
-    // Snapshot, binlog stream and apply, every connection encrypted (the user requires it).
+    // Snapshot, binlog stream and apply, every connection encrypted (the user requires it); the
+    // target logs in by client certificate.
     let (_dir, config) = run_config(&format!(
         "name = \"mytls\"\n[source]\nkind = \"mysql\"\nurl = \"{}\"\nserver_id = 7402\ntables = [\"tlsshop.*\"]\n\
              [sink]\nkind = \"mysql\"\nurl = \"{}\"\nnamespaces = {{ tlsshop = \"tlsdst\" }}\n",
         url(&verify_identity),
-        url("ssl-mode=REQUIRED")
+        cert_url(&client)
     ));
     let running = harness::spawn_cdc(&config);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -291,6 +292,8 @@ fn mysql_over_tls_as_ssl_mode_asks() {
         assert!(std::time::Instant::now() < deadline, "not replicated:\n{}", harness::cdc_log(&config));
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // The target connection is the certificate's user's.
+    assert_eq!(my.sql("SELECT COUNT(*) > 0 FROM information_schema.PROCESSLIST WHERE USER = 'certuser'"), "1");
 
     // `cdc check` of the target: how it is reached, and whether it takes writes.
     let sink_check_with = |sink_query: &str| {
