@@ -266,6 +266,11 @@ fn mysql_over_tls_as_ssl_mode_asks() {
         check(&cert_url(&format!("&ssl-cert={}", tls.client_cert.display()))),
         "ssl-cert and ssl-key go together",
     );
+    // A key where the certificate should be.
+    assert_refused(
+        check(&cert_url(&format!("&ssl-cert={}&ssl-key={}", tls.client_key.display(), tls.client_key.display()))),
+        "no PEM certificate in it",
+    );
     // The server's key is not the client certificate's.
     assert_refused(
         check(&cert_url(&format!("&ssl-cert={}&ssl-key={}", tls.client_cert.display(), tls.key.display()))),

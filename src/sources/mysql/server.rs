@@ -164,7 +164,9 @@ fn client_identity(cert: &str, key: &str, setting: &str) -> Result<ClientIdentit
     let mut chain = openssl::x509::X509::stack_from_pem(&read(cert, "ssl-cert")?)
         .map_err(|e| not_pem(cert, "ssl-cert", e))?
         .into_iter();
-    let leaf = chain.next().ok_or_else(|| not_pem(cert, "ssl-cert", openssl::error::ErrorStack::get()))?;
+    let leaf = chain
+        .next()
+        .ok_or_else(|| CdcError::definite(format!("ssl-cert {cert}: no PEM certificate in it"), fix("ssl-cert")))?;
     let pkey =
         openssl::pkey::PKey::private_key_from_pem(&read(key, "ssl-key")?).map_err(|e| not_pem(key, "ssl-key", e))?;
     let mut builder = openssl::pkcs12::Pkcs12::builder();
