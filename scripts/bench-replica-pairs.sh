@@ -82,9 +82,6 @@ MARKER=$((3 * ROWS))
 src "INSERT INTO t (id) VALUES ($MARKER)"
 src "CHECKPOINT"
 
-# cpu PID...: user + system CPU seconds the running processes have used.
-cpu() { for p in "$@"; do cat "/proc/$p/stat"; done | awk -v hz="$(getconf CLK_TCK)" '{s += $14 + $15} END {printf "%.2f", s / hz}'; }
-
 declare -A SECS
 for d in "${DRAINS[@]}"; do
   start=$(date +%s.%N)
@@ -105,11 +102,11 @@ for d in "${DRAINS[@]}"; do
   esac
   SECS[$d]=$(echo "$end - $start" | bc)
   line=$(printf '%s: %d changes in %.2f s = %.0f changes/s; CPU s: walsender %s, apply %s' "$d" "$CHANGES" \
-    "${SECS[$d]}" "$(echo "$CHANGES / ${SECS[$d]}" | bc -l)" "$(cpu "$walsender")" "$(cpu $applier)")
+    "${SECS[$d]}" "$(echo "$CHANGES / ${SECS[$d]}" | bc -l)" "$(cpu_seconds "$walsender")" "$(cpu_seconds $applier)")
   case $d in
     native*) tgt "$d" "ALTER SUBSCRIPTION $d DISABLE" >/dev/null ;;
     cdc*|var*)
-      line="$line, cdc $(cpu "$CDC_PID"); peak RSS $(peak_rss_mb "$CDC_PID") MB"
+      line="$line, cdc $(cpu_seconds "$CDC_PID"); peak RSS $(peak_rss_mb "$CDC_PID") MB"
       kill -TERM "$CDC_PID"; wait "$CDC_PID" || true; CDC_PID="" ;;
   esac
   echo "$line" >&2

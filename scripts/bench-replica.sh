@@ -67,11 +67,6 @@ TOML
 sed -e 's/^name = "bench"/name = "bench_par"/' -e 's/^slot = "cdc_bench"/slot = "cdc_bench_par"/' \
   -e "s|/replica\(.*\)\"\$|/replica_par\1\"\napply_connections = $PARALLEL|" "$DIR/cdc.toml" >"$DIR/cdcpar.toml"
 
-# server_cpu PID: CPU seconds of a postmaster and its exited children (walsenders, workers).
-server_cpu() {
-  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15 + $16 + $17) / hz}' "/proc/$1/stat"
-}
-
 # measure NAME CMD...: runs CMD (which prints seconds), then records the servers' CPU use;
 # the walsender and apply processes have exited (and been counted) once the consumer stopped.
 measure() {

@@ -12,11 +12,12 @@ bench_init() {
   trap bench_cleanup EXIT
 }
 
+# Each step may fail (a process already gone) without stopping the rest.
 bench_cleanup() {
-  [ -n "$CDC_PID" ] && kill "$CDC_PID" 2>/dev/null
-  [ "${#PIDS[@]}" -gt 0 ] && kill "${PIDS[@]}" 2>/dev/null
-  wait 2>/dev/null
-  cp "$DIR/cdc.log" /tmp/last-cdc.log 2>/dev/null
+  [ -z "$CDC_PID" ] || kill "$CDC_PID" 2>/dev/null || true
+  [ "${#PIDS[@]}" -eq 0 ] || kill "${PIDS[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  cp "$DIR/cdc.log" /tmp/last-cdc.log 2>/dev/null || true
   rm -rf "$DIR"
 }
 
@@ -179,5 +180,16 @@ SQL
 # peak_rss_mb PID
 peak_rss_mb() { echo $(($(grep VmHWM "/proc/$1/status" | awk '{print $2}') / 1024)); }
 
-# cpu_seconds PID: user + system CPU time the process has used so far.
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+# cpu_seconds PID...: user + system CPU time the processes have used so far, summed; fails,
+# printing nothing, when one of them is gone.
+cpu_seconds() {
+  local stats
+  stats=$(for pid in "$@"; do cat "/proc/$pid/stat" || exit 1; done) || return 1
+  awk -v hz="$(getconf CLK_TCK)" '{s += $14 + $15} END {printf "%.2f", s / hz}' <<<"$stats"
+}
+
+# server_cpu PID: CPU seconds of a server process and of its children that have exited
+# (PostgreSQL backends, walsenders, workers).
+server_cpu() {
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15 + $16 + $17) / hz}' "/proc/$1/stat"
+}
